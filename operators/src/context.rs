@@ -1,0 +1,227 @@
+//! What kelp knows about one source video while a DAG runs over it.
+//!
+//! Operators read and extend a [`VideoContext`]; the pipeline turns a finished context into rows
+//! of the `videos`, `boundaries` and `clips` tables. Frame numbers count decoded frames in
+//! presentation order from 0; times are seconds from the first decoded frame's timestamp.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// A source video as the pipeline hands it over: where it came from and where it can be read.
+#[derive(Debug, Clone)]
+pub struct SourceVideo {
+    /// The URI the user named (or the listing produced), kept verbatim in the dataset.
+    pub uri: String,
+    /// A local, seekable path the decoder can open.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoStatus {
+    Ok,
+    Error,
+}
+
+impl VideoStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VideoStatus::Ok => "ok",
+            VideoStatus::Error => "error",
+        }
+    }
+}
+
+/// Container and stream facts, read without decoding.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProbeInfo {
+    /// Container format short name(s) as FFmpeg reports them, e.g. `mov,mp4,m4a,3gp,3g2,mj2`.
+    pub container: String,
+    /// Video codec short name, e.g. `h264`.
+    pub codec: String,
+    /// Decoded pixel format, e.g. `yuv420p`.
+    pub pixel_format: String,
+    /// Coded width and height in pixels (before rotation).
+    pub width: u32,
+    pub height: u32,
+    /// Average frame rate in frames per second.
+    pub fps: f64,
+    /// True when the spacing of frame timestamps varies (variable frame rate).
+    pub variable_fps: bool,
+    /// Duration in seconds (container's, else the stream's).
+    pub duration_s: f64,
+    /// Display rotation in degrees clockwise (0, 90, 180, 270), from the display matrix.
+    pub rotation: i32,
+    /// Overall bit rate in bits per second, 0 when unknown.
+    pub bitrate: u64,
+    pub has_audio: bool,
+    /// Frame count from the container header, when it declares one.
+    pub frame_count: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BoundaryKind {
+    Cut,
+    Fade,
+    Dissolve,
+}
+
+impl BoundaryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BoundaryKind::Cut => "cut",
+            BoundaryKind::Fade => "fade",
+            BoundaryKind::Dissolve => "dissolve",
+        }
+    }
+}
+
+/// One detected shot boundary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Boundary {
+    /// For a cut: the first frame of the new shot. For a fade or dissolve: the middle frame of
+    /// the transition.
+    pub frame: u64,
+    /// Presentation time of `frame`, seconds.
+    pub time_s: f64,
+    pub kind: BoundaryKind,
+    /// First frame of the transition (equals `frame` for a cut).
+    pub span_start: u64,
+    /// Frames belonging to the transition itself (0 for a cut).
+    pub span_frames: u64,
+    /// Detector confidence: for cuts the content score over its local mean, for gradual
+    /// transitions the long-range change explained by a blend (both unitless, larger = surer).
+    pub score: f64,
+}
+
+/// A maximal run of frames between boundaries (transition frames excluded).
+#[derive(Debug, Clone, Serialize)]
+pub struct Shot {
+    pub index: u32,
+    pub start_frame: u64,
+    /// Exclusive.
+    pub end_frame: u64,
+    pub boundary_in: Option<BoundaryKind>,
+    pub boundary_out: Option<BoundaryKind>,
+}
+
+/// A training clip cut from one shot.
+#[derive(Debug, Clone, Serialize)]
+pub struct Clip {
+    /// Stable id: hash of the video id and the frame range.
+    pub clip_id: String,
+    pub shot_index: u32,
+    pub start_frame: u64,
+    /// Exclusive.
+    pub end_frame: u64,
+    pub start_s: f64,
+    pub end_s: f64,
+    pub boundary_in: Option<BoundaryKind>,
+    pub boundary_out: Option<BoundaryKind>,
+}
+
+impl Clip {
+    pub fn duration_s(&self) -> f64 {
+        self.end_s - self.start_s
+    }
+    pub fn frames(&self) -> u64 {
+        self.end_frame - self.start_frame
+    }
+}
+
+/// Everything the operators have learned about one video so far.
+#[derive(Debug, Clone)]
+pub struct VideoContext {
+    pub source: SourceVideo,
+    /// Stable id from the file's content (BLAKE3, 32 hex digits); from the URI when unreadable.
+    pub video_id: String,
+    pub size_bytes: u64,
+    pub status: VideoStatus,
+    pub error: Option<String>,
+    pub probe: Option<ProbeInfo>,
+    /// Presentation time (seconds) of every decoded frame, once the decoder has run.
+    pub frame_times: Vec<f64>,
+    pub boundaries: Vec<Boundary>,
+    pub shots: Vec<Shot>,
+    pub clips: Vec<Clip>,
+    /// Wall-clock seconds spent per operator on this video (operator id → seconds).
+    pub timings: Vec<(String, f64)>,
+}
+
+impl VideoContext {
+    pub fn new(source: SourceVideo, video_id: String, size_bytes: u64) -> Self {
+        VideoContext {
+            source,
+            video_id,
+            size_bytes,
+            status: VideoStatus::Ok,
+            error: None,
+            probe: None,
+            frame_times: Vec::new(),
+            boundaries: Vec::new(),
+            shots: Vec::new(),
+            clips: Vec::new(),
+            timings: Vec::new(),
+        }
+    }
+
+    /// Marks the video failed; later operators are skipped and no clips are kept.
+    pub fn fail(&mut self, reason: impl Into<String>) {
+        self.status = VideoStatus::Error;
+        self.error = Some(reason.into());
+        self.boundaries.clear();
+        self.shots.clear();
+        self.clips.clear();
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.status == VideoStatus::Ok
+    }
+
+    /// Presentation time of `frame`; past the last frame, extrapolated by the mean frame spacing.
+    pub fn time_of(&self, frame: u64) -> f64 {
+        let n = self.frame_times.len() as u64;
+        if let Some(&t) = self.frame_times.get(frame as usize) {
+            return t;
+        }
+        let step = self.mean_frame_step();
+        match self.frame_times.last() {
+            Some(&last) => last + step * (frame + 1 - n) as f64,
+            None => frame as f64 * step,
+        }
+    }
+
+    /// Mean seconds between frames (from decoded timestamps, else the probed rate).
+    pub fn mean_frame_step(&self) -> f64 {
+        let n = self.frame_times.len();
+        if n >= 2 {
+            let span = self.frame_times[n - 1] - self.frame_times[0];
+            if span > 0.0 {
+                return span / (n - 1) as f64;
+            }
+        }
+        match &self.probe {
+            Some(p) if p.fps > 0.0 => 1.0 / p.fps,
+            _ => 1.0 / 25.0,
+        }
+    }
+}
+
+/// Content id of a file: BLAKE3 of its bytes, first 16 bytes as hex.
+pub fn content_id(path: &std::path::Path) -> std::io::Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    let mut file = std::fs::File::open(path)?;
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(short_hex(hasher.finalize().as_bytes()))
+}
+
+/// A stable id derived from text (used for clip ids and for unreadable inputs).
+pub fn text_id(text: &str) -> String {
+    short_hex(blake3::hash(text.as_bytes()).as_bytes())
+}
+
+fn short_hex(bytes: &[u8]) -> String {
+    bytes[..16].iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,332 @@
+//! The one decoder: a video is decoded once, and every frame-level analysis receives the frames
+//! it subscribed to, scaled (inside the decode loop, by swscale) to the size it asked for.
+//!
+//! Nothing here interprets pixels; analyses live in their operators.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Once;
+use std::time::Instant;
+
+use ffmpeg::format::Pixel;
+use ffmpeg::software::scaling::{Context as Scaler, Flags};
+use ffmpeg::util::frame::video::Video as VideoFrame;
+use ffmpeg_next as ffmpeg;
+
+use crate::error::{OperatorError, Result};
+use crate::operator::{AnalysisFrame, FrameRequest, FrameSink};
+
+static INIT: Once = Once::new();
+
+/// Initialises FFmpeg once per process and silences its own logging: kelp reports errors itself,
+/// naming the input, and a corrupt file would otherwise flood stderr.
+pub fn init_ffmpeg() {
+    INIT.call_once(|| {
+        // init() only fails on ancient FFmpeg builds without network support; nothing to do then.
+        let _ = ffmpeg::init();
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Fatal);
+    });
+}
+
+/// How to decode.
+#[derive(Debug, Clone)]
+pub struct DecodeOptions {
+    /// Decoder threads (1 keeps CPU time minimal; the pipeline parallelises across videos).
+    pub threads: usize,
+    /// Skip the in-loop deblocking filter (faster; fine for statistics, not for fine detail).
+    pub skip_loop_filter: bool,
+    /// Stop with an error after this many frames (resource limit); `None` = no limit.
+    pub max_frames: Option<u64>,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            threads: 1,
+            skip_loop_filter: false,
+            max_frames: None,
+        }
+    }
+}
+
+/// A sink and the frames it asked for.
+pub struct Subscription<'a> {
+    pub request: FrameRequest,
+    pub sink: &'a mut dyn FrameSink,
+}
+
+/// What a decode produced besides the frames it delivered.
+#[derive(Debug, Clone, Default)]
+pub struct DecodeReport {
+    /// Presentation time of every decoded frame, seconds from the stream start, non-decreasing.
+    pub frame_times: Vec<f64>,
+    /// Packets the decoder rejected as corrupt and skipped.
+    pub corrupt_packets: u64,
+    pub seconds: f64,
+}
+
+struct ScaledBuffer {
+    scaler: Option<(Scaler, Pixel, u32, u32)>,
+    out: VideoFrame,
+    packed: Vec<u8>,
+}
+
+/// Decodes the best video stream of `path` once and feeds each subscription.
+pub fn decode(
+    path: &Path,
+    subs: &mut [Subscription<'_>],
+    opts: &DecodeOptions,
+) -> Result<DecodeReport> {
+    init_ffmpeg();
+    let started = Instant::now();
+    let open_err = |e: ffmpeg::Error| OperatorError::Open {
+        path: path.to_path_buf(),
+        reason: describe(e),
+    };
+    let mut input = ffmpeg::format::input(path).map_err(open_err)?;
+    let stream = input
+        .streams()
+        .best(ffmpeg::media::Type::Video)
+        .ok_or_else(|| OperatorError::NoVideoStream {
+            path: path.to_path_buf(),
+            found: stream_kinds(&input),
+        })?;
+    let stream_index = stream.index();
+    let time_base = f64::from(stream.time_base());
+    let start_pts = if stream.start_time() == ffmpeg::ffi::AV_NOPTS_VALUE {
+        None
+    } else {
+        Some(stream.start_time())
+    };
+    let declared_s = if stream.duration() > 0 {
+        stream.duration() as f64 * time_base
+    } else {
+        0.0
+    };
+    let avg_rate = f64::from(stream.avg_frame_rate());
+
+    let mut codec_ctx =
+        ffmpeg::codec::context::Context::from_parameters(stream.parameters()).map_err(open_err)?;
+    codec_ctx.set_threading(ffmpeg::codec::threading::Config {
+        kind: ffmpeg::codec::threading::Type::Frame,
+        count: opts.threads.max(1),
+        ..Default::default()
+    });
+    if opts.skip_loop_filter {
+        // SAFETY: the context is valid and not yet opened; the field is a plain enum.
+        unsafe {
+            (*codec_ctx.as_mut_ptr()).skip_loop_filter = ffmpeg::ffi::AVDiscard::AVDISCARD_ALL
+        };
+    }
+    let mut decoder = codec_ctx.decoder().video().map_err(open_err)?;
+
+    let mut buffers: HashMap<(u32, u32), ScaledBuffer> = HashMap::new();
+    for s in subs.iter() {
+        buffers
+            .entry((s.request.width, s.request.height))
+            .or_insert_with(|| ScaledBuffer {
+                scaler: None,
+                out: VideoFrame::empty(),
+                packed: Vec::new(),
+            });
+    }
+    let mut next_due: Vec<f64> = vec![f64::NEG_INFINITY; subs.len()];
+    let mut report = DecodeReport::default();
+    let mut decoded = VideoFrame::empty();
+    let mut first_pts: Option<i64> = start_pts;
+    let mut last_error: Option<String> = None;
+
+    let mut on_frame = |decoded: &VideoFrame, report: &mut DecodeReport| -> Result<()> {
+        let index = report.frame_times.len() as u64;
+        if let Some(max) = opts.max_frames {
+            if index >= max {
+                return Err(OperatorError::Decode {
+                    path: path.to_path_buf(),
+                    frame: index,
+                    reason: format!("frame limit reached ({max} frames); raise `max_frames` to allow longer videos"),
+                });
+            }
+        }
+        let time_s = frame_time(
+            decoded,
+            &mut first_pts,
+            time_base,
+            index,
+            avg_rate,
+            report.frame_times.last().copied(),
+        );
+        report.frame_times.push(time_s);
+        for (i, sub) in subs.iter_mut().enumerate() {
+            if let Some(fps) = sub.request.sample_fps {
+                if time_s + 1e-9 < next_due[i] {
+                    continue;
+                }
+                let step = 1.0 / fps.max(1e-6);
+                next_due[i] = if next_due[i] + step > time_s {
+                    next_due[i] + step
+                } else {
+                    time_s + step
+                };
+            }
+            let key = (sub.request.width, sub.request.height);
+            let Some(buf) = buffers.get_mut(&key) else {
+                continue;
+            };
+            scale_into(buf, decoded, key).map_err(|e| OperatorError::Decode {
+                path: path.to_path_buf(),
+                frame: index,
+                reason: format!("scaling to {}x{}: {}", key.0, key.1, describe(e)),
+            })?;
+            let frame = AnalysisFrame {
+                index,
+                time_s,
+                width: key.0,
+                height: key.1,
+                rgb: &buf.packed,
+            };
+            sub.sink.frame(&frame)?;
+        }
+        // Scaled buffers are per frame: invalidate so the next frame rescales once per size.
+        for buf in buffers.values_mut() {
+            buf.packed.clear();
+        }
+        Ok(())
+    };
+
+    let mut packet = ffmpeg::Packet::empty();
+    loop {
+        match packet.read(&mut input) {
+            Ok(()) => {}
+            Err(ffmpeg::Error::Eof) => break,
+            Err(ffmpeg::Error::InvalidData) => {
+                report.corrupt_packets += 1;
+                continue;
+            }
+            Err(e) => {
+                return Err(OperatorError::Decode {
+                    path: path.to_path_buf(),
+                    frame: report.frame_times.len() as u64,
+                    reason: format!("reading the container failed: {}", describe(e)),
+                })
+            }
+        }
+        if packet.stream() != stream_index {
+            continue;
+        }
+        if let Err(e) = decoder.send_packet(&packet) {
+            report.corrupt_packets += 1;
+            last_error = Some(describe(e));
+        }
+        while decoder.receive_frame(&mut decoded).is_ok() {
+            on_frame(&decoded, &mut report)?;
+        }
+    }
+    // Draining only fails when the decoder was never fed; the frame count check below covers it.
+    let _ = decoder.send_eof();
+    while decoder.receive_frame(&mut decoded).is_ok() {
+        on_frame(&decoded, &mut report)?;
+    }
+
+    if report.frame_times.is_empty() {
+        return Err(match last_error {
+            Some(reason) => OperatorError::Decode {
+                path: path.to_path_buf(),
+                frame: 0,
+                reason,
+            },
+            None => OperatorError::NoFrames {
+                path: path.to_path_buf(),
+            },
+        });
+    }
+    let step = if avg_rate > 0.0 { 1.0 / avg_rate } else { 0.04 };
+    let decoded_span = report.frame_times.last().copied().unwrap_or(0.0) + step;
+    if declared_s > 1.0 && decoded_span < 0.9 * declared_s - 2.0 * step {
+        return Err(OperatorError::Decode {
+            path: path.to_path_buf(),
+            frame: report.frame_times.len() as u64,
+            reason: format!(
+                "truncated or corrupt: the stream declares {declared_s:.2} s but only {decoded_span:.2} s decoded ({} frames, {} corrupt packets)",
+                report.frame_times.len(),
+                report.corrupt_packets
+            ),
+        });
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn frame_time(
+    frame: &VideoFrame,
+    first_pts: &mut Option<i64>,
+    time_base: f64,
+    index: u64,
+    avg_rate: f64,
+    previous: Option<f64>,
+) -> f64 {
+    let from_pts = frame.timestamp().map(|pts| {
+        let base = *first_pts.get_or_insert(pts);
+        (pts - base) as f64 * time_base
+    });
+    let fallback = if avg_rate > 0.0 {
+        index as f64 / avg_rate
+    } else {
+        index as f64 / 25.0
+    };
+    let t = from_pts.unwrap_or(fallback);
+    // Timestamps that go backwards (broken muxers) are clamped so time never decreases.
+    match previous {
+        Some(p) if t < p => p,
+        _ => t,
+    }
+}
+
+fn scale_into(
+    buf: &mut ScaledBuffer,
+    frame: &VideoFrame,
+    (w, h): (u32, u32),
+) -> std::result::Result<(), ffmpeg::Error> {
+    if !buf.packed.is_empty() {
+        return Ok(());
+    }
+    let (fmt, fw, fh) = (frame.format(), frame.width(), frame.height());
+    let stale = match &buf.scaler {
+        Some((_, f, sw, sh)) => *f != fmt || *sw != fw || *sh != fh,
+        None => true,
+    };
+    if stale {
+        let scaler = Scaler::get(fmt, fw, fh, Pixel::RGB24, w, h, Flags::AREA)?;
+        buf.scaler = Some((scaler, fmt, fw, fh));
+    }
+    if let Some((scaler, ..)) = buf.scaler.as_mut() {
+        scaler.run(frame, &mut buf.out)?;
+    }
+    let stride = buf.out.stride(0);
+    let row = w as usize * 3;
+    let data = buf.out.data(0);
+    buf.packed.reserve(row * h as usize);
+    for y in 0..h as usize {
+        buf.packed
+            .extend_from_slice(&data[y * stride..y * stride + row]);
+    }
+    Ok(())
+}
+
+/// Lists the stream kinds of an input, for "no video stream" errors.
+fn stream_kinds(input: &ffmpeg::format::context::Input) -> String {
+    let kinds: Vec<String> = input
+        .streams()
+        .map(|s| format!("{:?}", s.parameters().medium()).to_lowercase())
+        .collect();
+    if kinds.is_empty() {
+        "none".to_string()
+    } else {
+        kinds.join(", ")
+    }
+}
+
+/// FFmpeg's error text, which is already a sentence a user can act on ("Invalid data found when
+/// processing input").
+pub fn describe(e: ffmpeg::Error) -> String {
+    e.to_string()
+}

@@ -1,0 +1,27 @@
+//! kelp-operators: everything that knows about video.
+//!
+//! What lives here: the [`Operator`] trait every curation step implements, the one decoder
+//! ([`decode`]) that turns a video into the shared low-resolution frame stream all frame-level
+//! analyses subscribe to, the operators themselves (one module each: [`probe`], [`shots`],
+//! [`window`]), the registry that builds an operator from its DAG parameters, and the per-video
+//! [`plan`] that runs a list of operators over one source with a single decode.
+//!
+//! What must not live here: scheduling, threads, Arrow, Parquet or object storage. Those belong
+//! to `kelp-pipeline`, which calls [`plan::VideoPlan::run`] once per source video.
+
+pub mod context;
+pub mod decode;
+pub mod error;
+pub mod operator;
+pub mod plan;
+pub mod probe;
+pub mod registry;
+pub mod shots;
+pub mod window;
+
+pub use context::{
+    Boundary, BoundaryKind, Clip, ProbeInfo, Shot, SourceVideo, VideoContext, VideoStatus,
+};
+pub use error::OperatorError;
+pub use operator::{FrameRequest, FrameSink, Operator, Product};
+pub use plan::VideoPlan;

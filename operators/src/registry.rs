@@ -1,0 +1,149 @@
+//! The operator registry: DAG operator names → constructors from TOML parameters.
+//!
+//! Adding an operator = its own module plus one line in [`OPERATORS`].
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use crate::operator::Operator;
+use crate::probe::{Probe, ProbeConfig};
+use crate::shots::{Shots, ShotsConfig};
+use crate::window::{Window, WindowConfig};
+
+/// A bad parameter: the key (dotted path) when one is to blame, and what is wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamError {
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ParamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+type Builder = fn(&toml::Table) -> Result<Arc<dyn Operator>, ParamError>;
+
+/// One registered operator.
+pub struct OperatorInfo {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub build: Builder,
+}
+
+/// Every operator a DAG can name.
+pub static OPERATORS: &[OperatorInfo] = &[
+    OperatorInfo {
+        name: "probe",
+        summary: "container, codec, size, fps (and whether variable), duration, rotation, audio",
+        build: |p| Ok(Arc::new(Probe::new(params::<ProbeConfig>(p)?))),
+    },
+    OperatorInfo {
+        name: "shots",
+        summary: "shot boundaries: hard cuts, fades, dissolves; and the shots between them",
+        build: |p| Ok(Arc::new(Shots::new(params::<ShotsConfig>(p)?))),
+    },
+    OperatorInfo {
+        name: "window",
+        summary: "clips of min_s..max_s seconds inside shots, trimmed at cuts",
+        build: |p| {
+            Window::new(params::<WindowConfig>(p)?)
+                .map(|w| Arc::new(w) as Arc<dyn Operator>)
+                .map_err(|e| ParamError {
+                    key: None,
+                    message: e.to_string(),
+                })
+        },
+    },
+];
+
+pub fn lookup(name: &str) -> Option<&'static OperatorInfo> {
+    OPERATORS.iter().find(|o| o.name == name)
+}
+
+/// The registered name closest to a misspelt one.
+pub fn suggest(name: &str) -> Option<&'static str> {
+    closest(name, OPERATORS.iter().map(|o| o.name))
+}
+
+/// The candidate closest to `word` when it is close enough to be a likely typo.
+pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Deserialises an operator's parameters, naming the offending key on error.
+pub fn params<T: DeserializeOwned>(table: &toml::Table) -> Result<T, ParamError> {
+    let value = toml::Value::Table(table.clone());
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let (key, message) = match unknown_field(&inner) {
+            Some((field, expected)) => {
+                let hint = closest(&field, expected.iter().map(String::as_str))
+                    .map(|c| format!(" (did you mean \"{c}\"?)"))
+                    .unwrap_or_default();
+                let message = format!(
+                    "unknown key \"{field}\"{hint}; known keys: {}",
+                    expected.join(", ")
+                );
+                (Some(field), message)
+            }
+            None if path == "." || path.is_empty() => (None, inner),
+            None => (Some(path.clone()), format!("key \"{path}\": {inner}")),
+        };
+        ParamError { key, message }
+    })
+}
+
+/// Picks apart serde's "unknown field `x`, expected one of `a`, `b`" message.
+fn unknown_field(message: &str) -> Option<(String, Vec<String>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (field, rest) = rest.split_once('`')?;
+    let expected = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    Some((field.to_string(), expected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(s: &str) -> toml::Table {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn typo_in_a_key_suggests_the_right_one() {
+        let err = params::<ShotsConfig>(&table("cut_rato = 2.0")).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("cut_rato"));
+        assert!(
+            err.message.contains("did you mean \"cut_ratio\""),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = params::<WindowConfig>(&table("min_s = \"three\"")).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("min_s"));
+        assert!(err.message.contains("invalid type"), "{}", err.message);
+    }
+
+    #[test]
+    fn operator_typo_suggests_registered_name() {
+        assert_eq!(suggest("shot"), Some("shots"));
+        assert_eq!(suggest("windw"), Some("window"));
+        assert_eq!(suggest("zzzzzzzz"), None);
+    }
+}

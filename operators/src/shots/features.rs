@@ -1,0 +1,264 @@
+//! Per-frame signals for shot detection, computed while frames stream past.
+//!
+//! Only a short ring of recent small frames is kept; everything the detector needs later is a
+//! handful of numbers per frame, so an hour of video costs a few megabytes.
+
+use std::collections::VecDeque;
+
+/// Joint HSV histogram: 8 hue × 4 saturation × 4 value bins.
+const HIST_BINS: usize = 8 * 4 * 4;
+
+/// Signals of one frame. Differences compare a frame with its predecessor(s); all pixel
+/// differences are mean absolute differences on a 0–255 scale.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FrameSignals {
+    /// Mean |ΔH|,|ΔS|,|ΔV| against the previous frame (PySceneDetect's content value), 0–255.
+    pub content: f32,
+    /// 1 − histogram intersection against the previous frame, 0–1.
+    pub hist: f32,
+    /// Mean and standard deviation of luma, 0–255.
+    pub luma: f32,
+    pub luma_sd: f32,
+    /// Smallest content difference between the previous frame and any of the next few frames:
+    /// low when this frame starts a flash that the picture comes back from.
+    pub recover: f32,
+    /// Smallest content difference between this frame and a few frames before its predecessor:
+    /// low when this frame returns from a flash.
+    pub revisit: f32,
+    /// RGB difference between the frames `k` before and `k` after this one.
+    pub long_diff: f32,
+    /// How far this frame is from the average of those two frames (0 inside a clean blend).
+    pub blend_residual: f32,
+    /// Histogram distance between the frames `k` before and `k` after.
+    pub long_hist: f32,
+}
+
+struct Stored {
+    rgb: Vec<u8>,
+    hsv: Vec<u8>,
+    hist: [f32; HIST_BINS],
+}
+
+/// Streaming computation of [`FrameSignals`] for every frame.
+pub struct SignalExtractor {
+    k: usize,
+    recover_frames: usize,
+    ring: VecDeque<Stored>,
+    /// Index of the first frame held in `ring`.
+    ring_start: usize,
+    pub signals: Vec<FrameSignals>,
+}
+
+impl SignalExtractor {
+    /// `k`: the half-distance for the long-range (gradual transition) signals, in frames.
+    /// `recover_frames`: how many frames after a jump are searched for a return (flashes).
+    pub fn new(k: usize, recover_frames: usize) -> Self {
+        let k = k.max(1);
+        SignalExtractor {
+            k,
+            recover_frames: recover_frames.max(1),
+            ring: VecDeque::new(),
+            ring_start: 0,
+            signals: Vec::new(),
+        }
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    fn stored(&self, index: usize) -> Option<&Stored> {
+        index
+            .checked_sub(self.ring_start)
+            .and_then(|i| self.ring.get(i))
+    }
+
+    /// Adds the next frame (packed RGB24).
+    pub fn push(&mut self, rgb: &[u8]) {
+        let hsv = rgb_to_hsv(rgb);
+        let hist = hsv_histogram(&hsv);
+        let (luma, luma_sd) = luma_stats(rgb);
+        let index = self.signals.len();
+        let mut s = FrameSignals {
+            luma,
+            luma_sd,
+            ..Default::default()
+        };
+        if let Some(prev) = index.checked_sub(1).and_then(|p| self.stored(p)) {
+            s.content = hsv_diff(&prev.hsv, &hsv);
+            s.hist = hist_distance(&prev.hist, &hist);
+            s.revisit = s.content;
+        }
+        for j in 2..=self.recover_frames + 1 {
+            let Some(earlier) = index.checked_sub(j).and_then(|p| self.stored(p)) else {
+                break;
+            };
+            s.revisit = s.revisit.min(hsv_diff(&earlier.hsv, &hsv));
+        }
+        self.signals.push(s);
+        self.ring.push_back(Stored {
+            rgb: rgb.to_vec(),
+            hsv,
+            hist,
+        });
+
+        // Flash recovery for frame i = index - j: compare frame i-1 with frames i+1..=i+r.
+        for j in 1..=self.recover_frames {
+            let Some(i) = index.checked_sub(j) else { break };
+            let Some(before) = i.checked_sub(1) else {
+                continue;
+            };
+            let (Some(b), Some(now)) = (self.stored(before), self.stored(index)) else {
+                continue;
+            };
+            let d = hsv_diff(&b.hsv, &now.hsv);
+            let sig = &mut self.signals[i];
+            sig.recover = if j == 1 { d } else { sig.recover.min(d) };
+        }
+
+        // Long-range signals for the centre frame c = index - k.
+        if let Some(c) = index.checked_sub(self.k) {
+            if let Some(a_idx) = c.checked_sub(self.k) {
+                if let (Some(a), Some(m), Some(b)) =
+                    (self.stored(a_idx), self.stored(c), self.stored(index))
+                {
+                    let (diff, residual) = blend_stats(&a.rgb, &m.rgb, &b.rgb);
+                    let lh = hist_distance(&a.hist, &b.hist);
+                    let sig = &mut self.signals[c];
+                    sig.long_diff = diff;
+                    sig.blend_residual = residual;
+                    sig.long_hist = lh;
+                }
+            }
+        }
+
+        let keep = (2 * self.k + 1).max(self.recover_frames + 2);
+        while self.ring.len() > keep {
+            self.ring.pop_front();
+            self.ring_start += 1;
+        }
+    }
+
+    /// The signals of every frame pushed so far. Frames closer than `k` to either end carry no
+    /// long-range signals (zero), and the last `recover_frames` have partial recovery values.
+    pub fn finish(mut self) -> Vec<FrameSignals> {
+        // Frames at the very end have no later frame to recover to: make them never look like
+        // flashes by giving them a recovery as large as their own change.
+        let n = self.signals.len();
+        for i in n.saturating_sub(self.recover_frames)..n {
+            let s = &mut self.signals[i];
+            s.recover = s.recover.max(s.content);
+        }
+        self.signals
+    }
+}
+
+/// RGB → HSV with all three channels on 0–255 (hue wraps around).
+pub fn rgb_to_hsv(rgb: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rgb.len());
+    for px in rgb.chunks_exact(3) {
+        let (r, g, b) = (px[0] as i32, px[1] as i32, px[2] as i32);
+        let max = r.max(g).max(b);
+        let min = r.min(g).min(b);
+        let delta = max - min;
+        let v = max;
+        let s = if max == 0 { 0 } else { delta * 255 / max };
+        let h = if delta == 0 {
+            0
+        } else {
+            // Hue in sixths of the circle, scaled so a full turn is 256.
+            let sixth = if max == r {
+                (g - b) * 256 / (delta * 6)
+            } else if max == g {
+                (b - r) * 256 / (delta * 6) + 256 / 3
+            } else {
+                (r - g) * 256 / (delta * 6) + 512 / 3
+            };
+            sixth.rem_euclid(256)
+        };
+        out.extend_from_slice(&[h as u8, s as u8, v as u8]);
+    }
+    out
+}
+
+fn hsv_diff(a: &[u8], b: &[u8]) -> f32 {
+    let mut total: u64 = 0;
+    for (pa, pb) in a.chunks_exact(3).zip(b.chunks_exact(3)) {
+        let dh = (pa[0] as i32 - pb[0] as i32).unsigned_abs();
+        let dh = dh.min(256 - dh);
+        total += dh as u64
+            + (pa[1] as i32 - pb[1] as i32).unsigned_abs() as u64
+            + (pa[2] as i32 - pb[2] as i32).unsigned_abs() as u64;
+    }
+    let pixels = (a.len() / 3).max(1) as f32;
+    total as f32 / (3.0 * pixels)
+}
+
+fn hsv_histogram(hsv: &[u8]) -> [f32; HIST_BINS] {
+    let mut hist = [0f32; HIST_BINS];
+    for px in hsv.chunks_exact(3) {
+        let h = (px[0] >> 5) as usize;
+        let s = (px[1] >> 6) as usize;
+        let v = (px[2] >> 6) as usize;
+        hist[(h * 4 + s) * 4 + v] += 1.0;
+    }
+    let total = (hsv.len() / 3).max(1) as f32;
+    for bin in hist.iter_mut() {
+        *bin /= total;
+    }
+    hist
+}
+
+fn hist_distance(a: &[f32; HIST_BINS], b: &[f32; HIST_BINS]) -> f32 {
+    let inter: f32 = a.iter().zip(b.iter()).map(|(x, y)| x.min(*y)).sum();
+    (1.0 - inter).clamp(0.0, 1.0)
+}
+
+fn luma_stats(rgb: &[u8]) -> (f32, f32) {
+    let n = (rgb.len() / 3).max(1) as f64;
+    let (mut sum, mut sq) = (0f64, 0f64);
+    for px in rgb.chunks_exact(3) {
+        let y = 0.299 * px[0] as f64 + 0.587 * px[1] as f64 + 0.114 * px[2] as f64;
+        sum += y;
+        sq += y * y;
+    }
+    let mean = sum / n;
+    let var = (sq / n - mean * mean).max(0.0);
+    (mean as f32, var.sqrt() as f32)
+}
+
+/// Mean |a−b| and mean |m − (a+b)/2| over all channels.
+fn blend_stats(a: &[u8], m: &[u8], b: &[u8]) -> (f32, f32) {
+    let (mut diff, mut residual) = (0u64, 0u64);
+    for ((&x, &y), &z) in a.iter().zip(m.iter()).zip(b.iter()) {
+        diff += (x as i32 - z as i32).unsigned_abs() as u64;
+        // Twice the residual, to stay in integers.
+        residual += (2 * y as i32 - x as i32 - z as i32).unsigned_abs() as u64;
+    }
+    let n = a.len().max(1) as f32;
+    (diff as f32 / n, residual as f32 / (2.0 * n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hue_of_primaries_is_spread_around_the_circle() {
+        let hsv = rgb_to_hsv(&[255, 0, 0, 0, 255, 0, 0, 0, 255]);
+        assert_eq!(hsv[0], 0);
+        assert!((hsv[3] as i32 - 85).abs() <= 1);
+        assert!((hsv[6] as i32 - 170).abs() <= 1);
+        assert_eq!(hsv[1], 255);
+    }
+
+    #[test]
+    fn a_midpoint_blend_has_no_residual() {
+        let a = vec![0u8; 30];
+        let b = vec![200u8; 30];
+        let m = vec![100u8; 30];
+        let (d, r) = blend_stats(&a, &m, &b);
+        assert_eq!(d, 200.0);
+        assert_eq!(r, 0.0);
+    }
+}

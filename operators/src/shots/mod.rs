@@ -1,0 +1,86 @@
+//! `shots`: shot boundary detection (hard cuts, fades, dissolves) on the shared frame stream.
+//!
+//! [`features`] turns each small frame into a few numbers as it streams past; [`detect`] decides
+//! where the boundaries are once the whole video has been seen. `kelp shots <file>` runs this same
+//! operator through [`crate::plan::VideoPlan`].
+
+pub mod detect;
+pub mod features;
+
+use tracing::debug_span;
+
+pub use detect::{Detection, DetectorConfig as ShotsConfig};
+use features::SignalExtractor;
+
+use crate::context::VideoContext;
+use crate::error::Result;
+use crate::operator::{AnalysisFrame, FrameRequest, FrameSink, Operator, Product};
+
+pub struct Shots {
+    config: ShotsConfig,
+}
+
+impl Shots {
+    pub fn new(config: ShotsConfig) -> Self {
+        Shots { config }
+    }
+}
+
+impl Operator for Shots {
+    fn kind(&self) -> &'static str {
+        "shots"
+    }
+    fn needs(&self) -> &'static [crate::operator::Product] {
+        &[Product::Probe]
+    }
+    fn produces(&self) -> &'static [Product] {
+        &[Product::Shots]
+    }
+    fn frame_request(&self) -> Option<FrameRequest> {
+        Some(FrameRequest {
+            width: self.config.analysis_width,
+            height: self.config.analysis_height,
+            sample_fps: None,
+            exact_pixels: !self.config.fast_decode,
+        })
+    }
+    fn start(&self, ctx: &mut VideoContext) -> Result<Option<Box<dyn FrameSink>>> {
+        let fps = ctx
+            .probe
+            .as_ref()
+            .map(|p| p.fps)
+            .filter(|f| *f > 0.0)
+            .unwrap_or(25.0);
+        let k = self.config.half_window_frames(fps);
+        Ok(Some(Box::new(ShotsSink {
+            extractor: SignalExtractor::new(k, self.config.flash_frames),
+            config: self.config.clone(),
+        })))
+    }
+}
+
+struct ShotsSink {
+    extractor: SignalExtractor,
+    config: ShotsConfig,
+}
+
+impl FrameSink for ShotsSink {
+    fn frame(&mut self, frame: &AnalysisFrame<'_>) -> Result<()> {
+        self.extractor.push(frame.rgb);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, ctx: &mut VideoContext) -> Result<()> {
+        let _span = debug_span!("shots.detect", uri = %ctx.source.uri).entered();
+        let k = self.extractor.k();
+        let signals = self.extractor.finish();
+        let fps = 1.0 / ctx.mean_frame_step();
+        let detection = detect::detect(&signals, &ctx.frame_times, fps, k, &self.config);
+        ctx.boundaries = detection.boundaries;
+        ctx.shots = detection.shots;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

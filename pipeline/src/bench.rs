@@ -1,0 +1,1 @@
+//! Shot-detection benchmark harness (kelp vs bare decode vs PySceneDetect).

@@ -1,0 +1,84 @@
+//! `_manifest.json`: the list of committed shards. Readers trust only what it lists, so a crash
+//! before it is written leaves no half dataset visible.
+
+use std::collections::BTreeMap;
+
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{PipelineError, Result};
+use crate::store::Location;
+
+pub const MANIFEST_FILE: &str = "_manifest.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShardInfo {
+    /// Path relative to the dataset root, e.g. `clips/part-00000-00000.parquet`.
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TableManifest {
+    pub rows: u64,
+    pub shards: Vec<ShardInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// Manifest format version.
+    pub format: u32,
+    pub kelp_version: String,
+    /// Seconds since the Unix epoch when the dataset was committed.
+    pub committed_unix: u64,
+    /// The DAG file that produced it.
+    pub dag: String,
+    pub tables: BTreeMap<String, TableManifest>,
+}
+
+impl Manifest {
+    pub fn table(&self, name: &str) -> Option<&TableManifest> {
+        self.tables.get(name)
+    }
+}
+
+/// Reads the manifest at `loc`, `None` when there is none.
+pub async fn read(loc: &Location) -> Result<Option<Manifest>> {
+    let path = loc.child(MANIFEST_FILE);
+    match loc.store.get(&path).await {
+        Ok(got) => {
+            let bytes = got.bytes().await.map_err(|e| PipelineError::Store {
+                uri: loc.uri.clone(),
+                message: e.to_string(),
+            })?;
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| PipelineError::Store {
+                    uri: format!("{}/{MANIFEST_FILE}", loc.uri),
+                    message: format!("corrupt manifest: {e}"),
+                })
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(PipelineError::Store {
+            uri: loc.uri.clone(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// Writes the manifest (one atomic put).
+pub async fn write(loc: &Location, manifest: &Manifest) -> Result<()> {
+    let json = serde_json::to_vec_pretty(manifest).map_err(|e| PipelineError::Write {
+        what: MANIFEST_FILE.into(),
+        message: e.to_string(),
+    })?;
+    loc.store
+        .put(&loc.child(MANIFEST_FILE), PutPayload::from(json))
+        .await
+        .map_err(|e| PipelineError::Write {
+            what: format!("{}/{MANIFEST_FILE}", loc.uri),
+            message: e.to_string(),
+        })?;
+    Ok(())
+}

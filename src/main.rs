@@ -1,0 +1,300 @@
+//! The `kelp` command line: parse, dispatch into the crates, print. No logic lives here.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use kelp_operators::decode::DecodeOptions;
+use kelp_operators::plan::{PlanNode, VideoPlan};
+use kelp_operators::probe::{Probe, ProbeConfig};
+use kelp_operators::shots::{Shots, ShotsConfig};
+use kelp_operators::SourceVideo;
+use kelp_pipeline::{dag, engine, sql};
+
+#[derive(Parser)]
+#[command(
+    name = "kelp",
+    version,
+    about = "Curate raw video into training-ready datasets (Seaweed-style)."
+)]
+struct Cli {
+    /// More logging (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a curation DAG and commit its dataset.
+    Run {
+        /// The DAG file, e.g. dags/quickstart.toml.
+        dag: PathBuf,
+        /// Replace the source URI the DAG names.
+        #[arg(long)]
+        source: Option<String>,
+        /// Replace the output URI the DAG names.
+        #[arg(long)]
+        output: Option<String>,
+        /// Replace an existing dataset at the output.
+        #[arg(long)]
+        overwrite: bool,
+        /// Videos processed at once (default: the DAG's, else the number of cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Check a DAG file completely without running it.
+    Validate { dag: PathBuf },
+    /// Run SQL over a dataset's tables (videos, boundaries, clips).
+    Sql {
+        query: String,
+        /// Dataset URI (a folder, file://, s3://, gs://, ...).
+        #[arg(long)]
+        dataset: String,
+        #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
+        format: SqlFormat,
+        /// Write the result here instead of stdout (required for parquet).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Print the shot boundaries of one video (the `shots` operator, no DAG needed).
+    Shots {
+        video: PathBuf,
+        #[arg(long, value_enum, default_value_t = ShotsFormat::Table)]
+        format: ShotsFormat,
+        /// Decoder threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+    /// List the operators a DAG can use.
+    Operators,
+    /// Print the dataset schema (every column with its unit and range) as Markdown.
+    Schema,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SqlFormat {
+    Table,
+    Csv,
+    Json,
+    Parquet,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ShotsFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    if let Err(e) = dispatch(cli.command) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn dispatch(command: Command) -> Result<()> {
+    match command {
+        Command::Run {
+            dag,
+            source,
+            output,
+            overwrite,
+            workers,
+            quiet,
+        } => {
+            let compiled = dag::load(&dag)?;
+            let opts = engine::RunOptions {
+                overwrite,
+                workers,
+                source,
+                output,
+                progress: !quiet,
+            };
+            let summary = runtime()?.block_on(engine::run(&compiled, &opts))?;
+            print_summary(&summary);
+            Ok(())
+        }
+        Command::Validate { dag } => {
+            let compiled = dag::load(&dag)?;
+            let ids: Vec<String> = compiled
+                .dag
+                .nodes
+                .iter()
+                .map(|n| format!("{} ({})", n.id, n.op))
+                .collect();
+            println!(
+                "{}: ok: {} nodes: {}",
+                dag.display(),
+                ids.len(),
+                ids.join(" → ")
+            );
+            Ok(())
+        }
+        Command::Sql {
+            query,
+            dataset,
+            format,
+            out,
+        } => {
+            let (schema, batches) = runtime()?.block_on(sql::query(&dataset, &query))?;
+            let fmt = match format {
+                SqlFormat::Table => sql::Format::Table,
+                SqlFormat::Csv => sql::Format::Csv,
+                SqlFormat::Json => sql::Format::Json,
+                SqlFormat::Parquet => sql::Format::Parquet,
+            };
+            if matches!(format, SqlFormat::Parquet) && out.is_none() {
+                bail!("--format parquet writes a file: add --out result.parquet");
+            }
+            let bytes = sql::render(&schema, &batches, fmt)?;
+            match out {
+                Some(path) => std::fs::write(&path, bytes)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => std::io::stdout().write_all(&bytes)?,
+            }
+            Ok(())
+        }
+        Command::Shots {
+            video,
+            format,
+            threads,
+        } => shots(video, format, threads),
+        Command::Operators => {
+            for op in kelp_operators::registry::OPERATORS {
+                println!("{:<10} {}", op.name, op.summary);
+            }
+            Ok(())
+        }
+        Command::Schema => {
+            print!("{}", kelp_pipeline::dataset::schema::markdown());
+            Ok(())
+        }
+    }
+}
+
+fn shots(video: PathBuf, format: ShotsFormat, threads: usize) -> Result<()> {
+    let nodes = vec![
+        PlanNode {
+            id: "probe".into(),
+            op: std::sync::Arc::new(Probe::new(ProbeConfig::default())),
+        },
+        PlanNode {
+            id: "shots".into(),
+            op: std::sync::Arc::new(Shots::new(ShotsConfig::default())),
+        },
+    ];
+    let plan = VideoPlan::new(
+        nodes,
+        DecodeOptions {
+            threads,
+            ..Default::default()
+        },
+    )?;
+    let ctx = plan.run(SourceVideo {
+        uri: video.display().to_string(),
+        path: video.clone(),
+    });
+    if let Some(e) = &ctx.error {
+        bail!("{e}");
+    }
+    let mut out = std::io::stdout().lock();
+    match format {
+        ShotsFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &ctx.boundaries)?;
+            writeln!(out)?;
+        }
+        ShotsFormat::Csv => {
+            writeln!(out, "frame,time_s,kind,span_start,span_frames,score")?;
+            for b in &ctx.boundaries {
+                writeln!(
+                    out,
+                    "{},{:.3},{},{},{},{:.3}",
+                    b.frame,
+                    b.time_s,
+                    b.kind.as_str(),
+                    b.span_start,
+                    b.span_frames,
+                    b.score
+                )?;
+            }
+        }
+        ShotsFormat::Table => {
+            writeln!(
+                out,
+                "{:>8}  {:>9}  {:<8}  {:>6}  {:>7}",
+                "frame", "time_s", "kind", "span", "score"
+            )?;
+            for b in &ctx.boundaries {
+                writeln!(
+                    out,
+                    "{:>8}  {:>9.3}  {:<8}  {:>6}  {:>7.2}",
+                    b.frame,
+                    b.time_s,
+                    b.kind.as_str(),
+                    b.span_frames,
+                    b.score
+                )?;
+            }
+            writeln!(
+                out,
+                "{} boundaries, {} shots, {} frames decoded",
+                ctx.boundaries.len(),
+                ctx.shots.len(),
+                ctx.frame_times.len()
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn print_summary(s: &engine::RunSummary) {
+    println!(
+        "committed {}: {} videos ({} ok, {} error), {} boundaries, {} clips in {:.1} s",
+        s.output, s.videos, s.videos_ok, s.videos_error, s.boundaries, s.clips, s.seconds
+    );
+    let total: f64 = s.node_seconds.iter().map(|(_, t)| t).sum();
+    if total > 0.0 {
+        let parts: Vec<String> = s
+            .node_seconds
+            .iter()
+            .map(|(n, t)| format!("{n} {:.0}%", 100.0 * t / total))
+            .collect();
+        println!("time by step: {}", parts.join(", "));
+    }
+    for (uri, reason) in &s.errors {
+        println!("error: {uri}: {reason}");
+    }
+    for p in &s.listing_problems {
+        println!("skipped while listing: {p}");
+    }
+}

@@ -1,0 +1,14 @@
+//! kelp-trainer: the training side of kelp (streaming loader, buckets, causal 3D VAE, flow-matching
+//! DiT, training loop, collectives).
+//!
+//! Nothing is implemented here yet: the curation issues come first, and this crate exists so the
+//! workspace has its final shape (operators ← pipeline ← trainer ← kelp). What must not live
+//! here: decoding (only the loader may call the decoder in `kelp-operators`) or dataset writing.
+
+/// The dataset tables the loader will read (from the pipeline's one schema module).
+pub fn loader_tables() -> Vec<&'static str> {
+    kelp_pipeline::dataset::schema::TABLES
+        .iter()
+        .map(|(name, _)| *name)
+        .collect()
+}
