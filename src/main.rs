@@ -5,10 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use kelp_operators::decode::DecodeOptions;
-use kelp_operators::plan::{PlanNode, VideoPlan};
-use kelp_operators::probe::{Probe, ProbeConfig};
-use kelp_operators::shots::{Shots, ShotsConfig};
+use kelp_operators::shots::ShotsConfig;
 use kelp_operators::SourceVideo;
 use kelp_pipeline::{dag, engine, sql};
 
@@ -71,10 +68,31 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// List the operators a DAG can use.
     Operators,
     /// Print the dataset schema (every column with its unit and range) as Markdown.
     Schema,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Shot detection vs the bare decode (ffmpeg CLI, 1 thread) and PySceneDetect, with F1 where
+    /// `<file>.labels.csv` sits beside a video (or in --labels).
+    Shots {
+        videos: Vec<PathBuf>,
+        /// Folder holding `<file name>.labels.csv` files.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Skip PySceneDetect.
+        #[arg(long)]
+        no_peer: bool,
+        /// Skip the ffmpeg bare-decode timing.
+        #[arg(long)]
+        no_decode: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -189,6 +207,25 @@ fn dispatch(command: Command) -> Result<()> {
             format,
             threads,
         } => shots(video, format, threads),
+        Command::Bench(BenchCommand::Shots {
+            videos,
+            labels,
+            no_peer,
+            no_decode,
+        }) => {
+            if videos.is_empty() {
+                bail!("name at least one video: kelp bench shots VIDEO...");
+            }
+            let opts = kelp_pipeline::bench::BenchOptions {
+                videos,
+                labels_dir: labels,
+                peer: !no_peer,
+                decode: !no_decode,
+            };
+            let rows = kelp_pipeline::bench::run(&opts)?;
+            print!("{}", kelp_pipeline::bench::table(&rows));
+            Ok(())
+        }
         Command::Operators => {
             for op in kelp_operators::registry::OPERATORS {
                 println!("{:<10} {}", op.name, op.summary);
@@ -203,23 +240,7 @@ fn dispatch(command: Command) -> Result<()> {
 }
 
 fn shots(video: PathBuf, format: ShotsFormat, threads: usize) -> Result<()> {
-    let nodes = vec![
-        PlanNode {
-            id: "probe".into(),
-            op: std::sync::Arc::new(Probe::new(ProbeConfig::default())),
-        },
-        PlanNode {
-            id: "shots".into(),
-            op: std::sync::Arc::new(Shots::new(ShotsConfig::default())),
-        },
-    ];
-    let plan = VideoPlan::new(
-        nodes,
-        DecodeOptions {
-            threads,
-            ..Default::default()
-        },
-    )?;
+    let plan = kelp_operators::shots::plan(ShotsConfig::default(), threads);
     let ctx = plan.run(SourceVideo {
         uri: video.display().to_string(),
         path: video.clone(),

@@ -12,7 +12,7 @@ struct Collect(Option<SignalExtractor>);
 impl FrameSink for Collect {
     fn frame(&mut self, f: &AnalysisFrame<'_>) -> kelp_operators::error::Result<()> {
         if let Some(x) = self.0.as_mut() {
-            x.push(f.rgb);
+            x.push(f.rgb, f.width as usize);
         }
         Ok(())
     }

@@ -59,6 +59,9 @@ pub struct DetectorConfig {
     pub white_luma: f32,
     /// Largest luma standard deviation of a uniform (blank) frame.
     pub blank_max_sd: f32,
+    /// Coarse-picture difference (0–255) under which the frames on both sides of a blank stretch
+    /// show the same scene (a flash or blink, not a fade between shots).
+    pub same_scene_diff: f32,
     /// Longest fade ramp on either side of a blank run, seconds.
     pub max_fade_s: f64,
 }
@@ -66,8 +69,8 @@ pub struct DetectorConfig {
 impl Default for DetectorConfig {
     fn default() -> Self {
         DetectorConfig {
-            analysis_width: 128,
-            analysis_height: 72,
+            analysis_width: 64,
+            analysis_height: 36,
             fast_decode: true,
             cut_min_content: 15.0,
             cut_ratio: 3.0,
@@ -86,6 +89,7 @@ impl Default for DetectorConfig {
             black_luma: 24.0,
             white_luma: 232.0,
             blank_max_sd: 10.0,
+            same_scene_diff: 12.0,
             max_fade_s: 2.5,
         }
     }
@@ -130,8 +134,23 @@ pub fn detect(
         })
         .collect();
 
-    let mut fades = fade_spans(signals, &blank, fps, cfg);
-    let (content_start, content_end) = blank_ends(&blank);
+    let all_fades = fade_spans(signals, &blank, fps, cfg);
+    let n64 = n as u64;
+    // Black/white leaders and tails (with their ramps) are not shots and hold no boundary.
+    let content_start = all_fades
+        .iter()
+        .filter(|f| f.edge && f.start == 0)
+        .map(|f| f.end)
+        .max()
+        .unwrap_or(0);
+    let content_end = all_fades
+        .iter()
+        .filter(|f| f.edge && f.end == n64)
+        .map(|f| f.start)
+        .min()
+        .unwrap_or(n64)
+        .max(content_start);
+    let (edges, fades): (Vec<Span>, Vec<Span>) = all_fades.into_iter().partition(|f| f.edge);
     let cuts = cut_frames(signals, fps, cfg);
     let dissolves = if cfg.gradual {
         dissolve_spans(signals, fps, k, cfg)
@@ -140,7 +159,7 @@ pub fn detect(
     };
 
     let mut boundaries: Vec<Boundary> = Vec::new();
-    for f in fades.drain(..) {
+    for f in fades {
         boundaries.push(Boundary {
             frame: f.mid,
             time_s: time(f.mid),
@@ -158,7 +177,8 @@ pub fn detect(
         let overlaps_fade = boundaries[..fade_count]
             .iter()
             .any(|b| d.start <= b.span_start + b.span_frames && b.span_start <= d.end);
-        if overlaps_fade || d.mid <= content_start || d.mid >= content_end {
+        let overlaps_edge = edges.iter().any(|e| d.start <= e.end && e.start <= d.end);
+        if overlaps_fade || overlaps_edge || d.mid <= content_start || d.mid >= content_end {
             continue;
         }
         boundaries.push(Boundary {
@@ -213,21 +233,14 @@ struct Span {
     end: u64,
     mid: u64,
     score: f64,
+    /// A leader or tail (touches the first or last frame): no boundary, not part of any shot.
+    edge: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Cut {
     frame: u64,
     score: f64,
-}
-
-/// The first non-blank frame and one past the last: content between black/white leaders and
-/// tails.
-fn blank_ends(blank: &[bool]) -> (u64, u64) {
-    let n = blank.len();
-    let first = blank.iter().position(|b| !b).unwrap_or(n);
-    let last = blank.iter().rposition(|b| !b).map(|i| i + 1).unwrap_or(0);
-    (first as u64, last.max(first) as u64)
 }
 
 fn fade_spans(
@@ -250,22 +263,13 @@ fn fade_spans(
             i += 1;
         }
         let b1 = i;
-        if b0 == 0 || b1 == n {
-            continue; // leader or tail, not between shots
-        }
-        // A short blank run the picture comes back from is a flash (or a dropped frame).
-        let run = b1 - b0;
-        if run <= cfg.flash_frames
-            && signals[b0].recover < cfg.flash_recover_ratio * signals[b0].content
-        {
-            continue;
-        }
+        let edge = b0 == 0 || b1 == n;
         let dark = signals[b0].luma <= cfg.black_luma;
         let ramps = |from: f32, to: f32| {
             if dark {
-                from > to + 0.5
+                from > to + 2.0
             } else {
-                from + 0.5 < to
+                from + 2.0 < to
             }
         };
         let mut start = b0;
@@ -279,6 +283,15 @@ fn fade_spans(
         while end < n && end - b1 < max_ramp && ramps(signals[end].luma, signals[end - 1].luma) {
             end += 1;
         }
+        // When the picture after the blank stretch is the picture before it, this was a flash,
+        // a blink or dropped frames inside one shot, not a transition between two.
+        if !edge
+            && start > 0
+            && end < n
+            && signals[start - 1].thumb_diff(&signals[end]) < cfg.same_scene_diff
+        {
+            continue;
+        }
         let depth = signals[start.saturating_sub(1)]
             .luma
             .max(signals[end.min(n - 1)].luma);
@@ -287,6 +300,7 @@ fn fade_spans(
             end: end as u64,
             mid: ((b0 + b1) / 2) as u64,
             score: (depth / 255.0).clamp(0.0, 1.0) as f64 + 1.0,
+            edge,
         });
     }
     spans
@@ -378,28 +392,20 @@ fn dissolve_spans(signals: &[FrameSignals], fps: f64, k: usize, cfg: &DetectorCo
             end += 1;
         }
         i = end;
-        // The flanks: up to a second on each side, beyond the frames whose window overlaps.
+        // The flanks: up to a second on each side, beyond the frames whose window overlaps. The
+        // calmer side is the baseline, so a neighbouring transition on one side does not hide
+        // this one.
         let reach = (fps.round() as usize).max(k + 1);
-        let mut flanks: Vec<f32> = Vec::new();
         let left_end = start.saturating_sub(k / 2);
-        flanks.extend(
-            signals[left_end.saturating_sub(reach)..left_end]
-                .iter()
-                .map(|s| s.long_diff),
-        );
         let right_start = (end + k / 2).min(n);
-        flanks.extend(
-            signals[right_start..(right_start + reach).min(n)]
-                .iter()
-                .map(|s| s.long_diff),
-        );
-        flanks.retain(|d| *d > 0.0); // frames too close to the ends have no long-range signal
-        if !flanks.is_empty() {
-            flanks.sort_by(f32::total_cmp);
-            let median = flanks[flanks.len() / 2];
-            if peak < cfg.gradual_contrast * median {
-                continue;
-            }
+        let left = median_signal(&signals[left_end.saturating_sub(reach)..left_end]);
+        let right = median_signal(&signals[right_start..(right_start + reach).min(n)]);
+        let baseline = match (left, right) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if baseline.is_some_and(|b| peak < cfg.gradual_contrast * b) {
+            continue;
         }
         let mut best = start;
         let mut best_e = f32::MIN;
@@ -417,9 +423,24 @@ fn dissolve_spans(signals: &[FrameSignals], fps: f64, k: usize, cfg: &DetectorCo
             end: end as u64,
             mid: best as u64,
             score,
+            edge: false,
         });
     }
     spans
+}
+
+/// Median long-range change over frames that have one (the video's ends have none).
+fn median_signal(frames: &[FrameSignals]) -> Option<f32> {
+    let mut v: Vec<f32> = frames
+        .iter()
+        .map(|s| s.long_diff)
+        .filter(|d| *d > 0.0)
+        .collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f32::total_cmp);
+    Some(v[v.len() / 2])
 }
 
 /// Shots are the frame ranges between transitions, without black/white leaders and tails.

@@ -10,7 +10,7 @@ const HIST_BINS: usize = 8 * 4 * 4;
 
 /// Signals of one frame. Differences compare a frame with its predecessor(s); all pixel
 /// differences are mean absolute differences on a 0–255 scale.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct FrameSignals {
     /// Mean |ΔH|,|ΔS|,|ΔV| against the previous frame (PySceneDetect's content value), 0–255.
     pub content: f32,
@@ -31,6 +31,42 @@ pub struct FrameSignals {
     pub blend_residual: f32,
     /// Histogram distance between the frames `k` before and `k` after.
     pub long_hist: f32,
+    /// A coarse picture of the frame (8×4 block means of R, G, B), to tell whether two frames far
+    /// apart show the same scene.
+    pub thumb: [u8; THUMB_LEN],
+}
+
+/// Length of [`FrameSignals::thumb`].
+pub const THUMB_LEN: usize = 8 * 4 * 3;
+
+impl FrameSignals {
+    /// Mean absolute difference (0–255) between two frames' coarse pictures.
+    pub fn thumb_diff(&self, other: &FrameSignals) -> f32 {
+        let sum: u32 = self
+            .thumb
+            .iter()
+            .zip(other.thumb.iter())
+            .map(|(a, b)| (*a as i32 - *b as i32).unsigned_abs())
+            .sum();
+        sum as f32 / THUMB_LEN as f32
+    }
+}
+
+impl Default for FrameSignals {
+    fn default() -> Self {
+        FrameSignals {
+            content: 0.0,
+            hist: 0.0,
+            luma: 0.0,
+            luma_sd: 0.0,
+            recover: 0.0,
+            revisit: 0.0,
+            long_diff: 0.0,
+            blend_residual: 0.0,
+            long_hist: 0.0,
+            thumb: [0; THUMB_LEN],
+        }
+    }
 }
 
 struct Stored {
@@ -73,8 +109,8 @@ impl SignalExtractor {
             .and_then(|i| self.ring.get(i))
     }
 
-    /// Adds the next frame (packed RGB24).
-    pub fn push(&mut self, rgb: &[u8]) {
+    /// Adds the next frame (packed RGB24, `width` pixels a row).
+    pub fn push(&mut self, rgb: &[u8], width: usize) {
         let hsv = rgb_to_hsv(rgb);
         let hist = hsv_histogram(&hsv);
         let (luma, luma_sd) = luma_stats(rgb);
@@ -82,6 +118,7 @@ impl SignalExtractor {
         let mut s = FrameSignals {
             luma,
             luma_sd,
+            thumb: thumbnail(rgb, width),
             ..Default::default()
         };
         if let Some(prev) = index.checked_sub(1).and_then(|p| self.stored(p)) {
@@ -177,6 +214,33 @@ pub fn rgb_to_hsv(rgb: &[u8]) -> Vec<u8> {
             sixth.rem_euclid(256)
         };
         out.extend_from_slice(&[h as u8, s as u8, v as u8]);
+    }
+    out
+}
+
+/// 8×4 block means of each channel.
+fn thumbnail(rgb: &[u8], width: usize) -> [u8; THUMB_LEN] {
+    let mut out = [0u8; THUMB_LEN];
+    let width = width.max(1);
+    let height = rgb.len() / 3 / width;
+    if height == 0 {
+        return out;
+    }
+    let mut sums = [0u32; THUMB_LEN];
+    let mut counts = [0u32; 32];
+    for y in 0..height {
+        let by = y * 4 / height;
+        let row = &rgb[y * width * 3..(y + 1) * width * 3];
+        for (x, px) in row.chunks_exact(3).enumerate() {
+            let cell = by * 8 + x * 8 / width;
+            counts[cell] += 1;
+            for c in 0..3 {
+                sums[cell * 3 + c] += px[c] as u32;
+            }
+        }
+    }
+    for (i, v) in out.iter_mut().enumerate() {
+        *v = (sums[i] / counts[i / 3].max(1)) as u8;
     }
     out
 }

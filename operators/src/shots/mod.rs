@@ -5,6 +5,7 @@
 //! operator through [`crate::plan::VideoPlan`].
 
 pub mod detect;
+pub mod eval;
 pub mod features;
 
 use tracing::debug_span;
@@ -15,6 +16,30 @@ use features::SignalExtractor;
 use crate::context::VideoContext;
 use crate::error::Result;
 use crate::operator::{AnalysisFrame, FrameRequest, FrameSink, Operator, Product};
+
+/// The per-video plan of `kelp shots` and the benchmark: probe, then shots, one decode.
+pub fn plan(config: ShotsConfig, decode_threads: usize) -> crate::plan::VideoPlan {
+    use std::sync::Arc;
+    let nodes = vec![
+        crate::plan::PlanNode {
+            id: "probe".into(),
+            op: Arc::new(crate::probe::Probe::new(Default::default())),
+        },
+        crate::plan::PlanNode {
+            id: "shots".into(),
+            op: Arc::new(Shots::new(config)),
+        },
+    ];
+    let decode = crate::decode::DecodeOptions {
+        threads: decode_threads,
+        ..Default::default()
+    };
+    // Probe produces what shots needs, so the plan is always valid.
+    match crate::plan::VideoPlan::new(nodes, decode.clone()) {
+        Ok(p) => p,
+        Err(_) => unreachable!("probe precedes shots"),
+    }
+}
 
 pub struct Shots {
     config: ShotsConfig,
@@ -66,7 +91,7 @@ struct ShotsSink {
 
 impl FrameSink for ShotsSink {
     fn frame(&mut self, frame: &AnalysisFrame<'_>) -> Result<()> {
-        self.extractor.push(frame.rgb);
+        self.extractor.push(frame.rgb, frame.width as usize);
         Ok(())
     }
 

@@ -61,7 +61,7 @@ fn run(frames: &[Vec<u8>]) -> super::detect::Detection {
     let k = cfg.half_window_frames(FPS);
     let mut ex = SignalExtractor::new(k, cfg.flash_frames);
     for f in frames {
-        ex.push(f);
+        ex.push(f, W);
     }
     let signals = ex.finish();
     let times: Vec<f64> = (0..frames.len()).map(|i| i as f64 / FPS).collect();

@@ -1,0 +1,86 @@
+//! Developer tool: splits shot detection's cost into decode, scaling and analysis.
+//! `cargo run -p kelp-operators --example decode_cost -- VIDEO...`
+
+use std::time::Instant;
+
+use kelp_operators::decode::{decode, DecodeOptions, Subscription};
+use kelp_operators::operator::{AnalysisFrame, FrameRequest, FrameSink};
+use kelp_operators::shots::features::SignalExtractor;
+use kelp_operators::VideoContext;
+
+struct Nothing;
+impl FrameSink for Nothing {
+    fn frame(&mut self, _f: &AnalysisFrame<'_>) -> kelp_operators::error::Result<()> {
+        Ok(())
+    }
+    fn finish(self: Box<Self>, _ctx: &mut VideoContext) -> kelp_operators::error::Result<()> {
+        Ok(())
+    }
+}
+
+struct Extract(SignalExtractor);
+impl FrameSink for Extract {
+    fn frame(&mut self, f: &AnalysisFrame<'_>) -> kelp_operators::error::Result<()> {
+        self.0.push(f.rgb, f.width as usize);
+        Ok(())
+    }
+    fn finish(self: Box<Self>, _ctx: &mut VideoContext) -> kelp_operators::error::Result<()> {
+        Ok(())
+    }
+}
+
+fn time(label: &str, f: impl FnOnce()) {
+    let t = Instant::now();
+    f();
+    println!("  {label:<36} {:.3} s", t.elapsed().as_secs_f64());
+}
+
+fn main() {
+    let req = FrameRequest {
+        width: 128,
+        height: 72,
+        sample_fps: None,
+        exact_pixels: false,
+    };
+    for path in std::env::args().skip(1) {
+        let p = std::path::Path::new(&path);
+        println!("{path}");
+        for skip in [false, true] {
+            let opts = DecodeOptions {
+                skip_loop_filter: skip,
+                ..Default::default()
+            };
+            time(&format!("decode only (skip_loop_filter={skip})"), || {
+                decode(p, &mut [], &opts).expect("decode");
+            });
+        }
+        let opts = DecodeOptions {
+            skip_loop_filter: true,
+            ..Default::default()
+        };
+        time("decode + scale 128x72", || {
+            let mut sink = Nothing;
+            decode(
+                p,
+                &mut [Subscription {
+                    request: req,
+                    sink: &mut sink,
+                }],
+                &opts,
+            )
+            .expect("decode");
+        });
+        time("decode + scale + shot signals", || {
+            let mut sink = Extract(SignalExtractor::new(9, 3));
+            decode(
+                p,
+                &mut [Subscription {
+                    request: req,
+                    sink: &mut sink,
+                }],
+                &opts,
+            )
+            .expect("decode");
+        });
+    }
+}
