@@ -55,6 +55,11 @@ SPLICED = [
     ("splice-640x360", (640, 360), 16, 2),
     ("splice-960x540", (960, 540), 16, 3),
     ("splice-640x360-b", (640, 360), 16, 4),
+    # Held out: never looked at while tuning the detector's defaults.
+    ("heldout-480x270", (480, 270), 20, 11),
+    ("heldout-854x480", (854, 480), 20, 12),
+    ("heldout-352x240", (352, 240), 20, 13),
+    ("heldout-1280x720", (1280, 720), 20, 14),
 ]
 
 

@@ -23,4 +23,4 @@ $kelp bench shots "$eval_dir"/splice-352x240.mp4 "$eval_dir"/splice-640x360.mp4 
 echo
 echo "## accuracy"
 mapfile -t natural < "$eval_dir/natural/videos.txt"
-$kelp bench shots --no-decode "$eval_dir"/splice-*.mp4 "${natural[@]}" --labels "$eval_dir/natural"
+$kelp bench shots --no-decode "$eval_dir"/splice-*.mp4 "$eval_dir"/heldout-*.mp4 "${natural[@]}" --labels "$eval_dir/natural"
