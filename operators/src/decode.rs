@@ -313,7 +313,7 @@ fn scale_into(
 }
 
 /// Lists the stream kinds of an input, for "no video stream" errors.
-fn stream_kinds(input: &ffmpeg::format::context::Input) -> String {
+pub fn stream_kinds(input: &ffmpeg::format::context::Input) -> String {
     let kinds: Vec<String> = input
         .streams()
         .map(|s| format!("{:?}", s.parameters().medium()).to_lowercase())

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tracing::debug_span;
 
 use crate::context::{ProbeInfo, VideoContext};
-use crate::decode::{describe, init_ffmpeg};
+use crate::decode::{describe, init_ffmpeg, stream_kinds};
 use crate::error::{OperatorError, Result};
 use crate::operator::{FrameSink, Operator, Product};
 
@@ -89,17 +89,7 @@ pub fn probe_file(path: &Path, vfr_check_packets: usize) -> Result<ProbeInfo> {
         .best(ffmpeg::media::Type::Video)
         .ok_or_else(|| OperatorError::NoVideoStream {
             path: path.to_path_buf(),
-            found: {
-                let kinds: Vec<String> = input
-                    .streams()
-                    .map(|s| format!("{:?}", s.parameters().medium()).to_lowercase())
-                    .collect();
-                if kinds.is_empty() {
-                    "none".into()
-                } else {
-                    kinds.join(", ")
-                }
-            },
+            found: stream_kinds(&input),
         })?;
     let index = stream.index();
     let time_base = f64::from(stream.time_base());
