@@ -228,12 +228,18 @@ fn dispatch(command: Command) -> Result<()> {
         }
         Command::Operators => {
             for op in kelp_operators::registry::OPERATORS {
-                println!("{:<10} {}", op.name, op.summary);
+                println!("{:<12} {}", op.name, op.summary);
+            }
+            for (name, summary) in kelp_pipeline::dag::validate::ROW_OPERATORS {
+                println!("{name:<12} {summary}");
             }
             Ok(())
         }
         Command::Schema => {
-            print!("{}", kelp_pipeline::dataset::schema::markdown());
+            print!(
+                "{}",
+                kelp_pipeline::dataset::schema::markdown(&kelp_operators::registry::all_columns())
+            );
             Ok(())
         }
     }
@@ -299,8 +305,18 @@ fn shots(video: PathBuf, format: ShotsFormat, threads: usize) -> Result<()> {
 }
 
 fn print_summary(s: &engine::RunSummary) {
+    let rejected = if s.videos_rejected > 0 {
+        format!(", {} rejected", s.videos_rejected)
+    } else {
+        String::new()
+    };
+    let clips_rejected = if s.clips_rejected > 0 {
+        format!(" ({} rejected)", s.clips_rejected)
+    } else {
+        String::new()
+    };
     println!(
-        "committed {}: {} videos ({} ok, {} error), {} boundaries, {} clips in {:.1} s",
+        "committed {}: {} videos ({} ok, {} error{rejected}), {} boundaries, {} clips{clips_rejected} in {:.1} s",
         s.output, s.videos, s.videos_ok, s.videos_error, s.boundaries, s.clips, s.seconds
     );
     let total: f64 = s.node_seconds.iter().map(|(_, t)| t).sum();

@@ -22,6 +22,8 @@ pub struct SourceVideo {
 pub enum VideoStatus {
     Ok,
     Error,
+    /// Turned away by a node's thresholds before its clips were made (see `rejections`).
+    Rejected,
 }
 
 impl VideoStatus {
@@ -29,6 +31,7 @@ impl VideoStatus {
         match self {
             VideoStatus::Ok => "ok",
             VideoStatus::Error => "error",
+            VideoStatus::Rejected => "rejected",
         }
     }
 }
@@ -131,6 +134,23 @@ impl Clip {
     }
 }
 
+/// A video or clip a node turned away, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejection {
+    /// The DAG node that rejected it.
+    pub node: String,
+    /// The clip, or `None` when the whole video was rejected.
+    pub clip: Option<Clip>,
+    pub reason: String,
+}
+
+/// Per-clip values of one operator column, aligned with [`VideoContext::clips`].
+#[derive(Debug, Clone, Default)]
+pub struct ClipColumn {
+    pub name: String,
+    pub values: Vec<Option<f64>>,
+}
+
 /// Everything the operators have learned about one video so far.
 #[derive(Debug, Clone)]
 pub struct VideoContext {
@@ -146,6 +166,12 @@ pub struct VideoContext {
     pub boundaries: Vec<Boundary>,
     pub shots: Vec<Shot>,
     pub clips: Vec<Clip>,
+    /// Values of operator-declared `videos` columns (name → value).
+    pub video_values: Vec<(String, Option<f64>)>,
+    /// Values of operator-declared `clips` columns, each aligned with `clips`.
+    pub clip_columns: Vec<ClipColumn>,
+    /// Videos and clips turned away, with reasons.
+    pub rejections: Vec<Rejection>,
     /// Wall-clock seconds spent per operator on this video (operator id → seconds).
     pub timings: Vec<(String, f64)>,
 }
@@ -163,6 +189,9 @@ impl VideoContext {
             boundaries: Vec::new(),
             shots: Vec::new(),
             clips: Vec::new(),
+            video_values: Vec::new(),
+            clip_columns: Vec::new(),
+            rejections: Vec::new(),
             timings: Vec::new(),
         }
     }
@@ -174,10 +203,71 @@ impl VideoContext {
         self.boundaries.clear();
         self.shots.clear();
         self.clips.clear();
+        self.clip_columns.clear();
+        self.video_values.clear();
+        self.rejections.clear();
     }
 
     pub fn is_ok(&self) -> bool {
         self.status == VideoStatus::Ok
+    }
+
+    /// Turns the whole video away (a threshold on its attributes); later nodes are skipped.
+    pub fn reject(&mut self, node: &str, reason: impl Into<String>) {
+        self.status = VideoStatus::Rejected;
+        self.rejections.push(Rejection {
+            node: node.to_string(),
+            clip: None,
+            reason: reason.into(),
+        });
+        self.clips.clear();
+        self.clip_columns.clear();
+    }
+
+    /// Sets a `videos` column value (replacing an earlier one of the same name).
+    pub fn set_video_value(&mut self, name: &str, value: Option<f64>) {
+        match self.video_values.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.video_values.push((name.to_string(), value)),
+        }
+    }
+
+    /// Sets a whole `clips` column; `values` must have one entry per clip.
+    pub fn set_clip_column(&mut self, name: &str, values: Vec<Option<f64>>) {
+        debug_assert_eq!(values.len(), self.clips.len());
+        match self.clip_columns.iter_mut().find(|c| c.name == name) {
+            Some(col) => col.values = values,
+            None => self.clip_columns.push(ClipColumn {
+                name: name.to_string(),
+                values,
+            }),
+        }
+    }
+
+    /// The value of a clip column for clip `index`.
+    pub fn clip_value(&self, name: &str, index: usize) -> Option<f64> {
+        self.clip_columns
+            .iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.values.get(index).copied().flatten())
+    }
+
+    /// Removes clip `index` (and its column values), recording why.
+    pub fn reject_clip(&mut self, index: usize, node: &str, reason: impl Into<String>) {
+        if index >= self.clips.len() {
+            return;
+        }
+        let clip = self.clips.remove(index);
+        for col in &mut self.clip_columns {
+            if index < col.values.len() {
+                col.values.remove(index);
+            }
+        }
+        self.rejections.push(Rejection {
+            node: node.to_string(),
+            clip: Some(clip),
+            reason: reason.into(),
+        });
     }
 
     /// Presentation time of `frame`; past the last frame, extrapolated by the mean frame spacing.

@@ -20,8 +20,9 @@ pub mod shots;
 pub mod window;
 
 pub use context::{
-    Boundary, BoundaryKind, Clip, ProbeInfo, Shot, SourceVideo, VideoContext, VideoStatus,
+    Boundary, BoundaryKind, Clip, ClipColumn, ProbeInfo, Rejection, Shot, SourceVideo,
+    VideoContext, VideoStatus,
 };
 pub use error::OperatorError;
-pub use operator::{FrameRequest, FrameSink, Operator, Product};
+pub use operator::{ColumnSpec, FrameRequest, FrameSink, Operator, Product, Table, ValueKind};
 pub use plan::VideoPlan;

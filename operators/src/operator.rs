@@ -30,6 +30,50 @@ impl Product {
     }
 }
 
+/// Which table an operator column belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Videos,
+    Clips,
+}
+
+/// How a column's values (held as `f64` in the context) are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    Float,
+    Int,
+    Bool,
+}
+
+/// A column an operator adds to the dataset, with its unit and range for the schema docs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnSpec {
+    pub table: Table,
+    pub name: &'static str,
+    pub kind: ValueKind,
+    /// Unit and range, then meaning.
+    pub doc: &'static str,
+}
+
+impl ColumnSpec {
+    pub const fn clip(name: &'static str, kind: ValueKind, doc: &'static str) -> Self {
+        ColumnSpec {
+            table: Table::Clips,
+            name,
+            kind,
+            doc,
+        }
+    }
+    pub const fn video(name: &'static str, kind: ValueKind, doc: &'static str) -> Self {
+        ColumnSpec {
+            table: Table::Videos,
+            name,
+            kind,
+            doc,
+        }
+    }
+}
+
 /// The frames an analysis wants from the shared decode.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FrameRequest {
@@ -72,6 +116,10 @@ pub trait Operator: Send + Sync {
     /// What this operator adds.
     fn produces(&self) -> &'static [Product] {
         &[]
+    }
+    /// The dataset columns this operator adds.
+    fn columns(&self) -> Vec<ColumnSpec> {
+        Vec::new()
     }
     /// The frames this operator analyses, if any.
     fn frame_request(&self) -> Option<FrameRequest> {

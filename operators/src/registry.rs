@@ -59,6 +59,19 @@ pub static OPERATORS: &[OperatorInfo] = &[
     },
 ];
 
+/// The dataset columns every registered operator adds (built with default parameters).
+pub fn all_columns() -> Vec<(&'static str, Vec<crate::operator::ColumnSpec>)> {
+    OPERATORS
+        .iter()
+        .filter_map(|o| {
+            (o.build)(&toml::Table::new())
+                .ok()
+                .map(|op| (o.name, op.columns()))
+        })
+        .filter(|(_, cols)| !cols.is_empty())
+        .collect()
+}
+
 pub fn lookup(name: &str) -> Option<&'static OperatorInfo> {
     OPERATORS.iter().find(|o| o.name == name)
 }

@@ -14,6 +14,7 @@ pub mod dag;
 pub mod dataset;
 pub mod engine;
 pub mod error;
+pub mod filter;
 pub mod source;
 pub mod sql;
 pub mod store;

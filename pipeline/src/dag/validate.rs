@@ -6,19 +6,33 @@ use std::path::Path;
 use kelp_operators::decode::DecodeOptions;
 use kelp_operators::plan::{PlanNode, VideoPlan};
 use kelp_operators::registry::{self, closest};
-use kelp_operators::OperatorError;
+use kelp_operators::{ColumnSpec, OperatorError, Product};
 use serde::de::DeserializeOwned;
 
 use super::spec::{Dag, EngineSpec, NodeSpec, OutputSpec, SourceSpec};
+use crate::dataset::schema::DatasetSchema;
 use crate::error::{PipelineError, Result};
+use crate::filter::{FilterConfig, SqlFilter};
 use crate::store;
 
 /// A validated DAG and the per-video plan built from it.
 #[derive(Clone)]
 pub struct CompiledDag {
     pub dag: Dag,
+    /// The per-video program of the operator nodes.
     pub plan: VideoPlan,
+    /// The dataset's tables: base columns plus every operator's.
+    pub schema: DatasetSchema,
+    /// The `filter` nodes, applied to each video's clips after the plan, in DAG order.
+    pub filters: Vec<SqlFilter>,
 }
+
+/// Operators the pipeline runs itself (on rows, not pixels), besides the video operators of
+/// `kelp_operators::registry`.
+pub const ROW_OPERATORS: &[(&str, &str)] = &[(
+    "filter",
+    "keeps the clips a SQL predicate (`where = \"...\"`) selects; the rest go to `rejections`",
+)];
 
 const TOP_KEYS: &[&str] = &["description", "source", "output", "engine", "node"];
 const NODE_KEYS: &[&str] = &["id", "op", "after"];
@@ -73,12 +87,43 @@ pub fn parse(file: &str, text: &str) -> Result<CompiledDag> {
     let nodes = node_specs(&table).map_err(fail)?;
     let ordered = order(&nodes).map_err(fail)?;
     let mut plan_nodes = Vec::with_capacity(ordered.len());
+    let mut columns: Vec<ColumnSpec> = Vec::new();
+    let mut filters = Vec::new();
     for node in &ordered {
+        if node.op == "filter" {
+            if !plan_nodes
+                .iter()
+                .any(|n: &PlanNode| n.op.produces().contains(&Product::Clips))
+            {
+                return Err(fail(format!(
+                    "node \"{}\": missing input: a filter needs {}",
+                    node.id,
+                    Product::Clips.as_str()
+                )));
+            }
+            let config: FilterConfig = registry::params(&node.params)
+                .map_err(|e| fail(format!("node \"{}\": {e}", node.id)))?;
+            // A filter sees the columns of the nodes before it.
+            let visible = DatasetSchema::new(&columns)
+                .map_err(|e| fail(format!("node \"{}\": {e}", node.id)))?;
+            let filter = SqlFilter::new(&node.id, &config.predicate, &visible.clips)
+                .map_err(|e| fail(format!("node \"{}\": {e}", node.id)))?;
+            filters.push(filter);
+            continue;
+        }
         let info = registry::lookup(&node.op).ok_or_else(|| {
-            let hint = registry::suggest(&node.op)
+            let names = registry::OPERATORS
+                .iter()
+                .map(|o| o.name)
+                .chain(ROW_OPERATORS.iter().map(|(n, _)| *n));
+            let hint = closest(&node.op, names)
                 .map(|s| format!(" (did you mean \"{s}\"?)"))
                 .unwrap_or_default();
-            let known: Vec<&str> = registry::OPERATORS.iter().map(|o| o.name).collect();
+            let known: Vec<&str> = registry::OPERATORS
+                .iter()
+                .map(|o| o.name)
+                .chain(ROW_OPERATORS.iter().map(|(n, _)| *n))
+                .collect();
             fail(format!(
                 "node \"{}\": unknown operator \"{}\"{hint}; known operators: {}",
                 node.id,
@@ -88,6 +133,7 @@ pub fn parse(file: &str, text: &str) -> Result<CompiledDag> {
         })?;
         let op =
             (info.build)(&node.params).map_err(|e| fail(format!("node \"{}\": {e}", node.id)))?;
+        columns.extend(op.columns());
         plan_nodes.push(PlanNode {
             id: node.id.clone(),
             op,
@@ -103,6 +149,7 @@ pub fn parse(file: &str, text: &str) -> Result<CompiledDag> {
         }
         other => fail(other.to_string()),
     })?;
+    let schema = DatasetSchema::new(&columns).map_err(fail)?;
     let dag = Dag {
         file: file.to_string(),
         description,
@@ -111,7 +158,12 @@ pub fn parse(file: &str, text: &str) -> Result<CompiledDag> {
         engine,
         nodes: ordered,
     };
-    Ok(CompiledDag { dag, plan })
+    Ok(CompiledDag {
+        dag,
+        plan,
+        schema,
+        filters,
+    })
 }
 
 fn unknown_key_message(key: &str, known: &[&str], place: &str) -> String {

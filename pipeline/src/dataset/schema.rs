@@ -8,7 +8,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use kelp_operators::{BoundaryKind, VideoContext};
+use kelp_operators::{BoundaryKind, ColumnSpec, Table, ValueKind, VideoContext};
 
 use crate::error::{PipelineError, Result};
 
@@ -139,10 +139,42 @@ pub static CLIPS: &[Column] = &[
 ];
 
 /// Every table name with its columns.
+pub static REJECTIONS: &[Column] = &[
+    col("video_id", S, false, "the video"),
+    col("uri", S, false, "the source video's URI"),
+    col("node", S, false, "id of the DAG node that rejected it"),
+    col(
+        "clip_id",
+        S,
+        true,
+        "the clip; null when the whole video was rejected",
+    ),
+    col(
+        "start_s",
+        F,
+        true,
+        "clip start, seconds; null for a whole video",
+    ),
+    col("end_s", F, true, "clip end, seconds"),
+    col(
+        "duration_s",
+        F,
+        true,
+        "clip duration, seconds (for a whole video: its duration)",
+    ),
+    col(
+        "reason",
+        S,
+        false,
+        "the predicate or threshold that turned it away",
+    ),
+];
+
 pub static TABLES: &[(&str, &[Column])] = &[
     ("videos", VIDEOS),
     ("boundaries", BOUNDARIES),
     ("clips", CLIPS),
+    ("rejections", REJECTIONS),
 ];
 
 pub fn schema_of(columns: &[Column]) -> SchemaRef {
@@ -353,8 +385,9 @@ pub fn clips_batch(videos: &[VideoContext]) -> Result<RecordBatch> {
     )
 }
 
-/// Markdown reference of every table, for `kelp schema` and the README.
-pub fn markdown() -> String {
+/// Markdown reference of every table, for `kelp schema` and the README: base columns, then the
+/// columns each operator adds when a DAG uses it.
+pub fn markdown(operator_columns: &[(&str, Vec<ColumnSpec>)]) -> String {
     let mut out = String::new();
     for (name, cols) in TABLES {
         out.push_str(&format!(
@@ -367,7 +400,213 @@ pub fn markdown() -> String {
                 c.name, c.data_type, null, c.doc
             ));
         }
+        let table = match *name {
+            "videos" => Some(Table::Videos),
+            "clips" => Some(Table::Clips),
+            _ => None,
+        };
+        for (op, specs) in operator_columns {
+            for c in specs.iter().filter(|c| Some(c.table) == table) {
+                out.push_str(&format!(
+                    "| `{}` | {}, nullable | {} (`{op}`) |\n",
+                    c.name,
+                    arrow_type(c.kind),
+                    c.doc
+                ));
+            }
+        }
         out.push('\n');
     }
     out
+}
+
+fn arrow_type(kind: ValueKind) -> DataType {
+    match kind {
+        ValueKind::Float => DataType::Float64,
+        ValueKind::Int => DataType::Int64,
+        ValueKind::Bool => DataType::Boolean,
+    }
+}
+
+/// The tables of one DAG's dataset: the base columns plus the columns its operators declare.
+#[derive(Debug, Clone)]
+pub struct DatasetSchema {
+    video_extra: Vec<ColumnSpec>,
+    clip_extra: Vec<ColumnSpec>,
+    pub videos: SchemaRef,
+    pub boundaries: SchemaRef,
+    pub clips: SchemaRef,
+    pub rejections: SchemaRef,
+}
+
+impl DatasetSchema {
+    /// Fails when an operator column collides with a base column or another operator's.
+    pub fn new(extra: &[ColumnSpec]) -> std::result::Result<Self, String> {
+        let mut video_extra = Vec::new();
+        let mut clip_extra = Vec::new();
+        for spec in extra {
+            let (base, list) = match spec.table {
+                Table::Videos => (VIDEOS, &mut video_extra),
+                Table::Clips => (CLIPS, &mut clip_extra),
+            };
+            if base.iter().any(|c| c.name == spec.name)
+                || list.iter().any(|c: &ColumnSpec| c.name == spec.name)
+            {
+                return Err(format!(
+                    "column \"{}\" is produced twice; each operator may appear once per DAG",
+                    spec.name
+                ));
+            }
+            list.push(spec.clone());
+        }
+        let extend = |base: &[Column], extra: &[ColumnSpec]| -> SchemaRef {
+            let mut fields: Vec<Field> = base
+                .iter()
+                .map(|c| Field::new(c.name, c.data_type.clone(), c.nullable))
+                .collect();
+            fields.extend(
+                extra
+                    .iter()
+                    .map(|c| Field::new(c.name, arrow_type(c.kind), true)),
+            );
+            Arc::new(Schema::new(fields))
+        };
+        Ok(DatasetSchema {
+            videos: extend(VIDEOS, &video_extra),
+            clips: extend(CLIPS, &clip_extra),
+            boundaries: schema_of(BOUNDARIES),
+            rejections: schema_of(REJECTIONS),
+            video_extra,
+            clip_extra,
+        })
+    }
+
+    /// Table names and schemas, in the order they are written.
+    pub fn tables(&self) -> Vec<(&'static str, SchemaRef)> {
+        vec![
+            ("videos", self.videos.clone()),
+            ("boundaries", self.boundaries.clone()),
+            ("clips", self.clips.clone()),
+            ("rejections", self.rejections.clone()),
+        ]
+    }
+
+    /// The rows of every table for a group of finished videos.
+    pub fn batches(&self, group: &[VideoContext]) -> Result<Vec<(&'static str, RecordBatch)>> {
+        Ok(vec![
+            ("videos", self.videos_batch(group)?),
+            ("boundaries", boundaries_batch(group)?),
+            ("clips", self.clips_batch(group)?),
+            ("rejections", rejections_batch(group)?),
+        ])
+    }
+
+    pub fn videos_batch(&self, group: &[VideoContext]) -> Result<RecordBatch> {
+        let base = videos_batch(group)?;
+        let extra = self.video_extra.iter().map(|spec| {
+            let values = group.iter().map(|v| {
+                v.video_values
+                    .iter()
+                    .find(|(n, _)| n == spec.name)
+                    .and_then(|(_, x)| *x)
+            });
+            values_array(spec.kind, values)
+        });
+        extend_batch(&self.videos, base, extra.collect())
+    }
+
+    pub fn clips_batch(&self, group: &[VideoContext]) -> Result<RecordBatch> {
+        let base = clips_batch(group)?;
+        let extra = self.clip_extra.iter().map(|spec| {
+            let values = group
+                .iter()
+                .flat_map(|v| (0..v.clips.len()).map(move |i| v.clip_value(spec.name, i)));
+            values_array(spec.kind, values)
+        });
+        extend_batch(&self.clips, base, extra.collect())
+    }
+}
+
+fn values_array(kind: ValueKind, values: impl Iterator<Item = Option<f64>>) -> ArrayRef {
+    match kind {
+        ValueKind::Float => Arc::new(
+            values
+                .map(|v| v.filter(|x| x.is_finite()))
+                .collect::<arrow::array::Float64Array>(),
+        ),
+        ValueKind::Int => Arc::new(
+            values
+                .map(|v| v.filter(|x| x.is_finite()).map(|x| x.round() as i64))
+                .collect::<arrow::array::Int64Array>(),
+        ),
+        ValueKind::Bool => Arc::new(
+            values
+                .map(|v| v.map(|x| x != 0.0))
+                .collect::<arrow::array::BooleanArray>(),
+        ),
+    }
+}
+
+fn extend_batch(
+    schema: &SchemaRef,
+    base: RecordBatch,
+    extra: Vec<ArrayRef>,
+) -> Result<RecordBatch> {
+    let mut columns = base.columns().to_vec();
+    columns.extend(extra);
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| PipelineError::Write {
+        what: "record batch".into(),
+        message: e.to_string(),
+    })
+}
+
+/// `rejections` rows.
+pub fn rejections_batch(videos: &[VideoContext]) -> Result<RecordBatch> {
+    let (mut vid, mut uri, mut node, mut clip, mut reason) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    let (mut start, mut end, mut dur) = (
+        Float64Builder::new(),
+        Float64Builder::new(),
+        Float64Builder::new(),
+    );
+    for v in videos {
+        for r in &v.rejections {
+            vid.append_value(&v.video_id);
+            uri.append_value(&v.source.uri);
+            node.append_value(&r.node);
+            reason.append_value(&r.reason);
+            match &r.clip {
+                Some(c) => {
+                    clip.append_value(&c.clip_id);
+                    start.append_value(c.start_s);
+                    end.append_value(c.end_s);
+                    dur.append_value(c.duration_s());
+                }
+                None => {
+                    clip.append_null();
+                    start.append_null();
+                    end.append_null();
+                    dur.append_option(v.probe.as_ref().map(|p| p.duration_s));
+                }
+            }
+        }
+    }
+    batch(
+        REJECTIONS,
+        vec![
+            Arc::new(vid.finish()),
+            Arc::new(uri.finish()),
+            Arc::new(node.finish()),
+            Arc::new(clip.finish()),
+            Arc::new(start.finish()),
+            Arc::new(end.finish()),
+            Arc::new(dur.finish()),
+            Arc::new(reason.finish()),
+        ],
+    )
 }

@@ -57,7 +57,9 @@ impl TableWriter {
 
     /// Puts the remaining rows and returns what was written.
     pub async fn finish(mut self) -> Result<TableManifest> {
-        if self.pending_rows > 0 {
+        // An empty table still gets one (empty) shard: its Parquet footer carries the schema, so
+        // readers see every column of a table that happens to have no rows.
+        if self.pending_rows > 0 || self.written.shards.is_empty() {
             self.flush(self.pending_rows).await?;
         }
         Ok(self.written)

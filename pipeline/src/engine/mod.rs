@@ -19,8 +19,10 @@ use tokio::sync::{mpsc, Semaphore};
 use tracing::{info, warn};
 
 use crate::dag::CompiledDag;
-use crate::dataset::{manifest, schema, Manifest, TableWriter, MANIFEST_FILE};
+use crate::dataset::schema::{self, DatasetSchema};
+use crate::dataset::{manifest, Manifest, TableWriter, MANIFEST_FILE};
 use crate::error::{PipelineError, Result};
+use crate::filter::SqlFilter;
 use crate::source;
 use crate::store::{self, Location};
 
@@ -47,6 +49,10 @@ pub struct RunSummary {
     pub videos: u64,
     pub videos_ok: u64,
     pub videos_error: u64,
+    /// Videos a node's thresholds turned away before clipping (see `rejections`).
+    pub videos_rejected: u64,
+    /// Clips turned away by filters and thresholds.
+    pub clips_rejected: u64,
     pub boundaries: u64,
     pub clips: u64,
     pub seconds: f64,
@@ -86,15 +92,20 @@ pub async fn run(compiled: &CompiledDag, opts: &RunOptions) -> Result<RunSummary
     let (tx, mut rx) = mpsc::channel::<(usize, VideoContext)>(compiled.dag.engine.queue);
     let permits = Arc::new(Semaphore::new(workers));
     let plan = compiled.plan.clone();
+    let filters = compiled.filters.clone();
+    let schema = compiled.schema.clone();
     let producer = tokio::spawn(async move {
         for (index, video) in videos.into_iter().enumerate() {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
             let plan = plan.clone();
+            let filters = filters.clone();
+            let schema = schema.clone();
             let tx = tx.clone();
             tokio::task::spawn_blocking(move || {
-                let ctx = plan.run(video);
+                let mut ctx = plan.run(video);
+                apply_filters(&mut ctx, &filters, &schema);
                 drop(permit);
                 // The receiver only goes away when the writer failed; that error is reported.
                 let _ = tx.blocking_send((index, ctx));
@@ -103,12 +114,14 @@ pub async fn run(compiled: &CompiledDag, opts: &RunOptions) -> Result<RunSummary
     });
 
     let shard_rows = compiled.dag.output.shard_rows;
-    let mut writers: Vec<(&str, TableWriter)> = schema::TABLES
-        .iter()
-        .map(|(name, cols)| {
+    let mut writers: Vec<(&str, TableWriter)> = compiled
+        .schema
+        .tables()
+        .into_iter()
+        .map(|(name, table_schema)| {
             (
-                *name,
-                TableWriter::new(out.clone(), name, schema::schema_of(cols), shard_rows, 0),
+                name,
+                TableWriter::new(out.clone(), name, table_schema, shard_rows, 0),
             )
         })
         .collect();
@@ -130,7 +143,7 @@ pub async fn run(compiled: &CompiledDag, opts: &RunOptions) -> Result<RunSummary
             ready.push(ctx);
         }
         if ready.len() >= VIDEOS_PER_BATCH {
-            write_group(&mut writers, &ready).await?;
+            write_group(&mut writers, &compiled.schema, &ready).await?;
             ready.clear();
         }
         if next == total {
@@ -145,7 +158,7 @@ pub async fn run(compiled: &CompiledDag, opts: &RunOptions) -> Result<RunSummary
             "only {next} of {total} videos came back from the workers"
         )));
     }
-    write_group(&mut writers, &ready).await?;
+    write_group(&mut writers, &compiled.schema, &ready).await?;
     progress.finish();
 
     let mut tables = BTreeMap::new();
@@ -185,6 +198,8 @@ fn account(summary: &mut RunSummary, ctx: &VideoContext) {
     summary.videos += 1;
     if ctx.is_ok() {
         summary.videos_ok += 1;
+    } else if ctx.status == kelp_operators::VideoStatus::Rejected {
+        summary.videos_rejected += 1;
     } else {
         summary.videos_error += 1;
         let reason = ctx.error.clone().unwrap_or_default();
@@ -193,6 +208,7 @@ fn account(summary: &mut RunSummary, ctx: &VideoContext) {
     }
     summary.boundaries += ctx.boundaries.len() as u64;
     summary.clips += ctx.clips.len() as u64;
+    summary.clips_rejected += ctx.rejections.iter().filter(|r| r.clip.is_some()).count() as u64;
     for (id, secs) in &ctx.timings {
         match summary.node_seconds.iter_mut().find(|(n, _)| n == id) {
             Some(e) => e.1 += secs,
@@ -201,24 +217,38 @@ fn account(summary: &mut RunSummary, ctx: &VideoContext) {
     }
 }
 
-async fn write_group(writers: &mut [(&str, TableWriter)], group: &[VideoContext]) -> Result<()> {
+async fn write_group(
+    writers: &mut [(&str, TableWriter)],
+    schema: &DatasetSchema,
+    group: &[VideoContext],
+) -> Result<()> {
     if group.is_empty() {
         return Ok(());
     }
-    for (name, writer) in writers.iter_mut() {
-        let batch = match *name {
-            "videos" => schema::videos_batch(group)?,
-            "boundaries" => schema::boundaries_batch(group)?,
-            "clips" => schema::clips_batch(group)?,
-            other => {
-                return Err(PipelineError::Other(format!(
-                    "no batch builder for table {other}"
-                )))
-            }
-        };
-        writer.push(batch).await?;
+    for (name, batch) in schema.batches(group)? {
+        match writers.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, writer)) => writer.push(batch).await?,
+            None => return Err(PipelineError::Other(format!("no writer for table {name}"))),
+        }
     }
     Ok(())
+}
+
+/// Runs the `filter` nodes over a finished video; a filter that cannot be evaluated fails the
+/// video (validation already type-checked it, so this is rare).
+fn apply_filters(ctx: &mut VideoContext, filters: &[SqlFilter], schema: &DatasetSchema) {
+    for f in filters {
+        if !ctx.is_ok() {
+            return;
+        }
+        let _span = tracing::debug_span!("filter", node = %f.node, uri = %ctx.source.uri).entered();
+        let t = Instant::now();
+        if let Err(e) = f.apply(ctx, schema) {
+            ctx.fail(format!("{}: {e}", ctx.source.uri));
+        }
+        ctx.timings
+            .push((f.node.clone(), t.elapsed().as_secs_f64()));
+    }
 }
 
 /// Refuses to overwrite a committed dataset unless asked; clears kelp's own files when asked

@@ -1,0 +1,171 @@
+//! The `filter` node: keeps the clips a SQL predicate selects, evaluated by DataFusion over each
+//! video's clip rows, and records every other clip in `rejections` with the node and predicate.
+//!
+//! ```toml
+//! [[node]]
+//! id = "quality"
+//! op = "filter"
+//! where = "sharpness > 80 AND motion_mean BETWEEN 0.3 AND 25 AND text_area < 0.05"
+//! ```
+//!
+//! A clip whose predicate is NULL (a score missing) is rejected too, with that said.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, BooleanArray};
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::DFSchema;
+use datafusion::physical_plan::PhysicalExpr;
+use datafusion::prelude::SessionContext;
+use kelp_operators::VideoContext;
+use serde::Deserialize;
+
+use crate::dataset::schema::DatasetSchema;
+
+/// Parameters of a `filter` node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// A SQL boolean expression over `clips` columns (those of earlier nodes).
+    #[serde(rename = "where")]
+    pub predicate: String,
+}
+
+/// A compiled `filter` node.
+#[derive(Debug, Clone)]
+pub struct SqlFilter {
+    pub node: String,
+    pub predicate: String,
+    expr: Arc<dyn PhysicalExpr>,
+}
+
+impl SqlFilter {
+    /// Parses and type-checks `predicate` against the clip columns available to it.
+    pub fn new(node: &str, predicate: &str, clips: &SchemaRef) -> Result<Self, String> {
+        let ctx = SessionContext::new();
+        let df_schema = DFSchema::try_from(clips.as_ref().clone()).map_err(|e| e.to_string())?;
+        let expr = ctx
+            .parse_sql_expr(predicate, &df_schema)
+            .map_err(|e| format!("where = {predicate:?}: {}", first_line(&e.to_string())))?;
+        let phys = ctx
+            .create_physical_expr(expr, &df_schema)
+            .map_err(|e| format!("where = {predicate:?}: {}", first_line(&e.to_string())))?;
+        let ty = phys.data_type(clips.as_ref()).map_err(|e| e.to_string())?;
+        if ty != DataType::Boolean {
+            return Err(format!(
+                "where = {predicate:?} is {ty}, not a true/false condition"
+            ));
+        }
+        Ok(SqlFilter {
+            node: node.to_string(),
+            predicate: predicate.to_string(),
+            expr: phys,
+        })
+    }
+
+    /// Rejects the video's clips the predicate does not select; returns how many.
+    pub fn apply(&self, ctx: &mut VideoContext, schema: &DatasetSchema) -> Result<usize, String> {
+        if ctx.clips.is_empty() {
+            return Ok(0);
+        }
+        let batch = schema
+            .clips_batch(std::slice::from_ref(ctx))
+            .map_err(|e| e.to_string())?;
+        let n = batch.num_rows();
+        let result = self
+            .expr
+            .evaluate(&batch)
+            .and_then(|v| v.into_array(n))
+            .map_err(|e| format!("filter \"{}\": {e}", self.node))?;
+        let mask = result
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| {
+                format!(
+                    "filter \"{}\": the predicate did not give booleans",
+                    self.node
+                )
+            })?;
+        let mut rejected = 0;
+        for i in (0..n).rev() {
+            let keep = mask.is_valid(i) && mask.value(i);
+            if !keep {
+                let reason = if mask.is_valid(i) {
+                    self.predicate.clone()
+                } else {
+                    format!("{} (NULL: a value it needs is missing)", self.predicate)
+                };
+                ctx.reject_clip(i, &self.node, reason);
+                rejected += 1;
+            }
+        }
+        Ok(rejected)
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kelp_operators::{Clip, SourceVideo};
+
+    fn video_with_clips(durations: &[f64]) -> VideoContext {
+        let mut ctx = VideoContext::new(
+            SourceVideo {
+                uri: "v.mp4".into(),
+                path: "v.mp4".into(),
+            },
+            "vid".into(),
+            1,
+        );
+        let mut t = 0.0;
+        for (i, d) in durations.iter().enumerate() {
+            ctx.clips.push(Clip {
+                clip_id: format!("c{i}"),
+                shot_index: i as u32,
+                start_frame: (t * 25.0) as u64,
+                end_frame: ((t + d) * 25.0) as u64,
+                start_s: t,
+                end_s: t + d,
+                boundary_in: None,
+                boundary_out: None,
+            });
+            t += d;
+        }
+        ctx
+    }
+
+    #[test]
+    fn keeps_exactly_what_the_predicate_selects_and_records_the_rest() {
+        let schema = DatasetSchema::new(&[]).unwrap();
+        let f = SqlFilter::new("long", "duration_s >= 4", &schema.clips).unwrap();
+        let mut ctx = video_with_clips(&[3.0, 5.0, 4.0, 2.0]);
+        assert_eq!(f.apply(&mut ctx, &schema).unwrap(), 2);
+        let kept: Vec<&str> = ctx.clips.iter().map(|c| c.clip_id.as_str()).collect();
+        assert_eq!(kept, ["c1", "c2"]);
+        let gone: Vec<&str> = ctx
+            .rejections
+            .iter()
+            .filter_map(|r| r.clip.as_ref().map(|c| c.clip_id.as_str()))
+            .collect();
+        assert_eq!(gone, ["c3", "c0"]);
+        assert!(ctx
+            .rejections
+            .iter()
+            .all(|r| r.node == "long" && r.reason == "duration_s >= 4"));
+    }
+
+    #[test]
+    fn malformed_and_unknown_column_predicates_are_clear_errors() {
+        let schema = DatasetSchema::new(&[]).unwrap();
+        let e = SqlFilter::new("f", "duration_s >>= 4", &schema.clips).unwrap_err();
+        assert!(e.contains("where = \"duration_s >>= 4\""), "{e}");
+        let e = SqlFilter::new("f", "sharpnes > 3", &schema.clips).unwrap_err();
+        assert!(e.contains("sharpnes"), "{e}");
+        let e = SqlFilter::new("f", "duration_s + 1", &schema.clips).unwrap_err();
+        assert!(e.contains("not a true/false condition"), "{e}");
+    }
+}
