@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages kelp builds and runs against (FFmpeg 5.1 libraries, OpenCV 4.6,
-# clang for the bindings, the ffmpeg CLI for generating sample and test media). Idempotent.
+# clang for the bindings, the ffmpeg CLI for generating sample and test media, DejaVu fonts for
+# `kelp stats` plots). Idempotent.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -10,6 +11,7 @@ PACKAGES=(
   libavfilter-dev libavdevice-dev
   libopencv-dev
   ffmpeg
+  fonts-dejavu-core
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

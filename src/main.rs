@@ -68,6 +68,23 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         threads: usize,
     },
+    /// Print the distributions to check before training (and plot them).
+    Stats {
+        /// Dataset URI.
+        #[arg(long)]
+        dataset: String,
+        /// Print each statistic's SQL (every number is one `kelp sql` query away).
+        #[arg(long)]
+        show_sql: bool,
+        #[arg(long, value_enum, default_value_t = StatsFormat::Text)]
+        format: StatsFormat,
+        /// Write an HTML page with tables and plots.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// Write one PNG plot per histogram into this folder.
+        #[arg(long)]
+        png: Option<PathBuf>,
+    },
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -93,6 +110,12 @@ enum BenchCommand {
         #[arg(long)]
         no_decode: bool,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StatsFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -207,6 +230,32 @@ fn dispatch(command: Command) -> Result<()> {
             format,
             threads,
         } => shots(video, format, threads),
+        Command::Stats {
+            dataset,
+            show_sql,
+            format,
+            html,
+            png,
+        } => {
+            let sections = runtime()?.block_on(kelp_pipeline::stats::compute(&dataset))?;
+            match format {
+                StatsFormat::Text => print!(
+                    "{}",
+                    kelp_pipeline::stats::render_text(&sections, show_sql)?
+                ),
+                StatsFormat::Json => println!("{}", kelp_pipeline::stats::render_json(&sections)?),
+            }
+            if let Some(path) = html {
+                kelp_pipeline::stats::plots::write_html(&sections, &path)?;
+                eprintln!("wrote {}", path.display());
+            }
+            if let Some(dir) = png {
+                for p in kelp_pipeline::stats::plots::write_pngs(&sections, &dir)? {
+                    eprintln!("wrote {}", p.display());
+                }
+            }
+            Ok(())
+        }
         Command::Bench(BenchCommand::Shots {
             videos,
             labels,

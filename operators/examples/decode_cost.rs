@@ -21,7 +21,7 @@ impl FrameSink for Nothing {
 struct Extract(SignalExtractor);
 impl FrameSink for Extract {
     fn frame(&mut self, f: &AnalysisFrame<'_>) -> kelp_operators::error::Result<()> {
-        self.0.push(f.rgb, f.width as usize);
+        self.0.push(f.pixels, f.width as usize);
         Ok(())
     }
     fn finish(self: Box<Self>, _ctx: &mut VideoContext) -> kelp_operators::error::Result<()> {
@@ -36,12 +36,7 @@ fn time(label: &str, f: impl FnOnce()) {
 }
 
 fn main() {
-    let req = FrameRequest {
-        width: 128,
-        height: 72,
-        sample_fps: None,
-        exact_pixels: false,
-    };
+    let req = FrameRequest::rgb(64, 36);
     for path in std::env::args().skip(1) {
         let p = std::path::Path::new(&path);
         println!("{path}");
@@ -58,7 +53,7 @@ fn main() {
             skip_loop_filter: true,
             ..Default::default()
         };
-        time("decode + scale 128x72", || {
+        time("decode + scale 64x36", || {
             let mut sink = Nothing;
             decode(
                 p,

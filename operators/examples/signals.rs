@@ -12,7 +12,7 @@ struct Collect(Option<SignalExtractor>);
 impl FrameSink for Collect {
     fn frame(&mut self, f: &AnalysisFrame<'_>) -> kelp_operators::error::Result<()> {
         if let Some(x) = self.0.as_mut() {
-            x.push(f.rgb, f.width as usize);
+            x.push(f.pixels, f.width as usize);
         }
         Ok(())
     }
@@ -30,12 +30,7 @@ fn main() {
     let cfg = ShotsConfig::default();
     let k = cfg.half_window_frames(fps);
     let mut sink = Collect(Some(SignalExtractor::new(k, cfg.flash_frames)));
-    let req = FrameRequest {
-        width: cfg.analysis_width,
-        height: cfg.analysis_height,
-        sample_fps: None,
-        exact_pixels: false,
-    };
+    let req = FrameRequest::rgb(cfg.analysis_width, cfg.analysis_height);
     let mut subs = [Subscription {
         request: req,
         sink: &mut sink,

@@ -174,6 +174,8 @@ pub struct VideoContext {
     pub rejections: Vec<Rejection>,
     /// Wall-clock seconds spent per operator on this video (operator id → seconds).
     pub timings: Vec<(String, f64)>,
+    /// Id of the DAG node now running (set by the plan), named in rejections.
+    pub node: String,
 }
 
 impl VideoContext {
@@ -193,6 +195,7 @@ impl VideoContext {
             clip_columns: Vec::new(),
             rejections: Vec::new(),
             timings: Vec::new(),
+            node: String::new(),
         }
     }
 
@@ -213,10 +216,10 @@ impl VideoContext {
     }
 
     /// Turns the whole video away (a threshold on its attributes); later nodes are skipped.
-    pub fn reject(&mut self, node: &str, reason: impl Into<String>) {
+    pub fn reject(&mut self, reason: impl Into<String>) {
         self.status = VideoStatus::Rejected;
         self.rejections.push(Rejection {
-            node: node.to_string(),
+            node: self.node.clone(),
             clip: None,
             reason: reason.into(),
         });
@@ -252,8 +255,8 @@ impl VideoContext {
             .and_then(|c| c.values.get(index).copied().flatten())
     }
 
-    /// Removes clip `index` (and its column values), recording why.
-    pub fn reject_clip(&mut self, index: usize, node: &str, reason: impl Into<String>) {
+    /// Removes clip `index` (and its column values), recording why and which node.
+    pub fn reject_clip(&mut self, index: usize, reason: impl Into<String>) {
         if index >= self.clips.len() {
             return;
         }
@@ -264,7 +267,7 @@ impl VideoContext {
             }
         }
         self.rejections.push(Rejection {
-            node: node.to_string(),
+            node: self.node.clone(),
             clip: Some(clip),
             reason: reason.into(),
         });

@@ -14,7 +14,7 @@ use ffmpeg::util::frame::video::Video as VideoFrame;
 use ffmpeg_next as ffmpeg;
 
 use crate::error::{OperatorError, Result};
-use crate::operator::{AnalysisFrame, FrameRequest, FrameSink};
+use crate::operator::{AnalysisFrame, FrameRequest, FrameSink, PixelLayout};
 
 static INIT: Once = Once::new();
 
@@ -120,16 +120,7 @@ pub fn decode(
     }
     let mut decoder = codec_ctx.decoder().video().map_err(open_err)?;
 
-    let mut buffers: HashMap<(u32, u32), ScaledBuffer> = HashMap::new();
-    for s in subs.iter() {
-        buffers
-            .entry((s.request.width, s.request.height))
-            .or_insert_with(|| ScaledBuffer {
-                scaler: None,
-                out: VideoFrame::empty(),
-                packed: Vec::new(),
-            });
-    }
+    let mut buffers: HashMap<(u32, u32, PixelLayout), ScaledBuffer> = HashMap::new();
     let mut next_due: Vec<f64> = vec![f64::NEG_INFINITY; subs.len()];
     let mut report = DecodeReport::default();
     let mut decoded = VideoFrame::empty();
@@ -168,21 +159,27 @@ pub fn decode(
                     time_s + step
                 };
             }
-            let key = (sub.request.width, sub.request.height);
-            let Some(buf) = buffers.get_mut(&key) else {
-                continue;
-            };
-            scale_into(buf, decoded, key).map_err(|e| OperatorError::Decode {
+            let (w, h) = sub.request.size.resolve(decoded.width(), decoded.height());
+            let layout = sub.request.layout;
+            let buf = buffers
+                .entry((w, h, layout))
+                .or_insert_with(|| ScaledBuffer {
+                    scaler: None,
+                    out: VideoFrame::empty(),
+                    packed: Vec::new(),
+                });
+            scale_into(buf, decoded, (w, h), layout).map_err(|e| OperatorError::Decode {
                 path: path.to_path_buf(),
                 frame: index,
-                reason: format!("scaling to {}x{}: {}", key.0, key.1, describe(e)),
+                reason: format!("scaling to {w}x{h}: {}", describe(e)),
             })?;
             let frame = AnalysisFrame {
                 index,
                 time_s,
-                width: key.0,
-                height: key.1,
-                rgb: &buf.packed,
+                width: w,
+                height: h,
+                layout,
+                pixels: &buf.packed,
             };
             sub.sink.frame(&frame)?;
         }
@@ -285,6 +282,7 @@ fn scale_into(
     buf: &mut ScaledBuffer,
     frame: &VideoFrame,
     (w, h): (u32, u32),
+    layout: PixelLayout,
 ) -> std::result::Result<(), ffmpeg::Error> {
     if !buf.packed.is_empty() {
         return Ok(());
@@ -295,14 +293,24 @@ fn scale_into(
         None => true,
     };
     if stale {
-        let scaler = Scaler::get(fmt, fw, fh, Pixel::RGB24, w, h, Flags::AREA)?;
+        let target = match layout {
+            PixelLayout::Rgb24 => Pixel::RGB24,
+            PixelLayout::Gray8 => Pixel::GRAY8,
+        };
+        // Same size: a plain conversion; otherwise area averaging (no aliasing when shrinking).
+        let flags = if (fw, fh) == (w, h) {
+            Flags::POINT
+        } else {
+            Flags::AREA
+        };
+        let scaler = Scaler::get(fmt, fw, fh, target, w, h, flags)?;
         buf.scaler = Some((scaler, fmt, fw, fh));
     }
     if let Some((scaler, ..)) = buf.scaler.as_mut() {
         scaler.run(frame, &mut buf.out)?;
     }
     let stride = buf.out.stride(0);
-    let row = w as usize * 3;
+    let row = w as usize * layout.channels();
     let data = buf.out.data(0);
     buf.packed.reserve(row * h as usize);
     for y in 0..h as usize {

@@ -9,14 +9,22 @@
 //! What must not live here: scheduling, threads, Arrow, Parquet or object storage. Those belong
 //! to `kelp-pipeline`, which calls [`plan::VideoPlan::run`] once per source video.
 
+pub mod attributes;
 pub mod context;
+pub mod crop;
+pub mod cv;
 pub mod decode;
 pub mod error;
+pub mod exposure;
+pub mod motion;
 pub mod operator;
 pub mod plan;
 pub mod probe;
 pub mod registry;
+pub mod samples;
+pub mod sharpness;
 pub mod shots;
+pub mod text;
 pub mod window;
 
 pub use context::{
@@ -24,5 +32,8 @@ pub use context::{
     VideoContext, VideoStatus,
 };
 pub use error::OperatorError;
-pub use operator::{ColumnSpec, FrameRequest, FrameSink, Operator, Product, Table, ValueKind};
+pub use operator::{
+    AnalysisFrame, ColumnSpec, FrameRequest, FrameSink, FrameSize, Operator, PixelLayout, Product,
+    Table, ValueKind,
+};
 pub use plan::VideoPlan;

@@ -80,6 +80,7 @@ impl VideoPlan {
                 continue;
             }
             let t = Instant::now();
+            ctx.node = node.id.clone();
             let started = guarded(&node.id, || node.op.start(&mut ctx));
             ctx.timings
                 .push((node.id.clone(), t.elapsed().as_secs_f64()));
@@ -136,6 +137,7 @@ impl VideoPlan {
                 break;
             }
             let t = Instant::now();
+            ctx.node = node.id.clone();
             let mut analysis = 0.0;
             let finished = guarded(&node.id, || {
                 if let Some(sink) = sink {

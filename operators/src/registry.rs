@@ -6,9 +6,15 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
+use crate::attributes::{Attributes, AttributesConfig};
+use crate::crop::{Crop, CropConfig};
+use crate::exposure::{Exposure, ExposureConfig};
+use crate::motion::{Motion, MotionConfig};
 use crate::operator::Operator;
 use crate::probe::{Probe, ProbeConfig};
+use crate::sharpness::{Sharpness, SharpnessConfig};
 use crate::shots::{Shots, ShotsConfig};
+use crate::text::{Text, TextConfig};
 use crate::window::{Window, WindowConfig};
 
 /// A bad parameter: the key (dotted path) when one is to blame, and what is wrong.
@@ -44,6 +50,36 @@ pub static OPERATORS: &[OperatorInfo] = &[
         name: "shots",
         summary: "shot boundaries: hard cuts, fades, dissolves; and the shots between them",
         build: |p| Ok(Arc::new(Shots::new(params::<ShotsConfig>(p)?))),
+    },
+    OperatorInfo {
+        name: "attributes",
+        summary: "source gate: duration, short side, aspect, fps bounds (rejects before decoding)",
+        build: |p| Ok(Arc::new(Attributes::new(params::<AttributesConfig>(p)?))),
+    },
+    OperatorInfo {
+        name: "crop",
+        summary: "crop box per clip removing black borders and fixed overlays; rejects clips with no usable crop",
+        build: |p| Ok(Arc::new(Crop::new(params::<CropConfig>(p)?))),
+    },
+    OperatorInfo {
+        name: "sharpness",
+        summary: "Laplacian variance and Tenengrad per clip (OpenCV), resolution-normalised",
+        build: |p| Ok(Arc::new(Sharpness::new(params::<SharpnessConfig>(p)?))),
+    },
+    OperatorInfo {
+        name: "exposure",
+        summary: "luma mean/percentiles, clipped blacks/whites, contrast, colourfulness per clip",
+        build: |p| Ok(Arc::new(Exposure::new(params::<ExposureConfig>(p)?))),
+    },
+    OperatorInfo {
+        name: "motion",
+        summary: "optical-flow speed, moving share, camera shake, static/too-fast flags per clip (OpenCV DIS)",
+        build: |p| Ok(Arc::new(Motion::new(params::<MotionConfig>(p)?))),
+    },
+    OperatorInfo {
+        name: "text",
+        summary: "share of the picture covered by text-like regions per clip (OpenCV heuristic)",
+        build: |p| Ok(Arc::new(Text::new(params::<TextConfig>(p)?))),
     },
     OperatorInfo {
         name: "window",

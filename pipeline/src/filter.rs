@@ -87,6 +87,7 @@ impl SqlFilter {
                 )
             })?;
         let mut rejected = 0;
+        ctx.node = self.node.clone();
         for i in (0..n).rev() {
             let keep = mask.is_valid(i) && mask.value(i);
             if !keep {
@@ -95,7 +96,7 @@ impl SqlFilter {
                 } else {
                     format!("{} (NULL: a value it needs is missing)", self.predicate)
                 };
-                ctx.reject_clip(i, &self.node, reason);
+                ctx.reject_clip(i, reason);
                 rejected += 1;
             }
         }

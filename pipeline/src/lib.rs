@@ -17,6 +17,7 @@ pub mod error;
 pub mod filter;
 pub mod source;
 pub mod sql;
+pub mod stats;
 pub mod store;
 
 pub use error::PipelineError;

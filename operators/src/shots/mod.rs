@@ -63,10 +63,8 @@ impl Operator for Shots {
     }
     fn frame_request(&self) -> Option<FrameRequest> {
         Some(FrameRequest {
-            width: self.config.analysis_width,
-            height: self.config.analysis_height,
-            sample_fps: None,
             exact_pixels: !self.config.fast_decode,
+            ..FrameRequest::rgb(self.config.analysis_width, self.config.analysis_height)
         })
     }
     fn start(&self, ctx: &mut VideoContext) -> Result<Option<Box<dyn FrameSink>>> {
@@ -91,7 +89,7 @@ struct ShotsSink {
 
 impl FrameSink for ShotsSink {
     fn frame(&mut self, frame: &AnalysisFrame<'_>) -> Result<()> {
-        self.extractor.push(frame.rgb, frame.width as usize);
+        self.extractor.push(frame.pixels, frame.width as usize);
         Ok(())
     }
 

@@ -1,0 +1,313 @@
+//! `motion`: how much the picture moves, from dense optical flow (OpenCV's DIS flow) between
+//! consecutive sampled frames, on small luma frames.
+//!
+//! Speeds are in percent of the picture width per second, so they do not depend on resolution or
+//! sampling rate. Flags: `static` (a slideshow or a still image with audio) and `too_fast`; the
+//! shake score is the RMS change of the global (median) motion between consecutive pairs — a
+//! steady pan scores ~0, a hand-held jitter scores high.
+
+use opencv::core::{Mat, Ptr, Vec2f};
+use opencv::prelude::*;
+use opencv::video::{DISOpticalFlow, DISOpticalFlow_PRESET_ULTRAFAST};
+use serde::Deserialize;
+
+use crate::context::VideoContext;
+use crate::cv::{cv_error, frame_mat};
+use crate::error::Result;
+use crate::operator::{
+    AnalysisFrame, ColumnSpec, FrameRequest, FrameSink, FrameSize, Operator, PixelLayout, Product,
+    ValueKind,
+};
+use crate::samples::percentile;
+
+/// Parameters of the `motion` node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MotionConfig {
+    /// Sampled frames per second (flow runs between consecutive samples).
+    pub sample_fps: f64,
+    /// Analysis size: the short side scaled to this many pixels.
+    pub short_side: u32,
+    /// A pixel moving faster than this (% of width per second) counts as moving.
+    pub moving_speed: f64,
+    /// `static` when the 90th-percentile speed stays under this (% width/s).
+    pub static_max: f64,
+    /// `too_fast` when the mean speed exceeds this (% width/s).
+    pub too_fast_min: f64,
+}
+
+impl Default for MotionConfig {
+    fn default() -> Self {
+        MotionConfig {
+            sample_fps: 3.0,
+            short_side: 128,
+            moving_speed: 2.0,
+            static_max: 0.5,
+            too_fast_min: 40.0,
+        }
+    }
+}
+
+pub struct Motion {
+    config: MotionConfig,
+}
+
+impl Motion {
+    pub fn new(config: MotionConfig) -> Self {
+        Motion { config }
+    }
+}
+
+const COLUMNS: &[ColumnSpec] = &[
+    ColumnSpec::clip(
+        "motion_mean",
+        ValueKind::Float,
+        "≥ 0, % of picture width per second: mean optical-flow speed",
+    ),
+    ColumnSpec::clip(
+        "motion_p90",
+        ValueKind::Float,
+        "≥ 0, % width/s: 90th-percentile speed (mean over sample pairs)",
+    ),
+    ColumnSpec::clip(
+        "moving_fraction",
+        ValueKind::Float,
+        "0–1: share of pixels faster than `moving_speed`",
+    ),
+    ColumnSpec::clip(
+        "shake",
+        ValueKind::Float,
+        "≥ 0, % width/s: RMS change of global motion between sample pairs (camera shake)",
+    ),
+    ColumnSpec::clip(
+        "static",
+        ValueKind::Bool,
+        "true when motion_p90 < `static_max` (slideshow, still image)",
+    ),
+    ColumnSpec::clip(
+        "too_fast",
+        ValueKind::Bool,
+        "true when motion_mean > `too_fast_min`",
+    ),
+];
+
+/// Flow statistics of one pair of samples.
+#[derive(Debug, Clone, Copy)]
+struct Pair {
+    from: u64,
+    to: u64,
+    mean: f64,
+    p90: f64,
+    moving: f64,
+    /// Global (median) motion, % width/s.
+    gx: f64,
+    gy: f64,
+}
+
+impl Operator for Motion {
+    fn kind(&self) -> &'static str {
+        "motion"
+    }
+    fn needs(&self) -> &'static [Product] {
+        &[Product::Probe]
+    }
+    fn columns(&self) -> Vec<ColumnSpec> {
+        COLUMNS.to_vec()
+    }
+    fn frame_request(&self) -> Option<FrameRequest> {
+        Some(FrameRequest {
+            size: FrameSize::ShortSide(self.config.short_side),
+            layout: PixelLayout::Gray8,
+            sample_fps: Some(self.config.sample_fps),
+            exact_pixels: false,
+        })
+    }
+    fn start(&self, _ctx: &mut VideoContext) -> Result<Option<Box<dyn FrameSink>>> {
+        let flow = DISOpticalFlow::create(DISOpticalFlow_PRESET_ULTRAFAST)
+            .map_err(|e| cv_error("motion", e))?;
+        Ok(Some(Box::new(MotionSink {
+            flow,
+            prev: None,
+            pairs: Vec::new(),
+            config: self.config.clone(),
+        })))
+    }
+}
+
+struct MotionSink {
+    flow: Ptr<DISOpticalFlow>,
+    /// The previous sample: its frame index, time and pixels.
+    prev: Option<(u64, f64, Mat)>,
+    pairs: Vec<Pair>,
+    config: MotionConfig,
+}
+
+// SAFETY: the DIS flow object is owned by this sink alone and only used from the thread that
+// runs the decode; OpenCV algorithms hold no thread-affine state.
+unsafe impl Send for MotionSink {}
+
+impl FrameSink for MotionSink {
+    fn frame(&mut self, frame: &AnalysisFrame<'_>) -> Result<()> {
+        let cur = frame_mat(frame)
+            .and_then(|m| m.try_clone())
+            .map_err(|e| cv_error("motion", e))?;
+        if let Some((from, t0, prev)) = self.prev.take() {
+            let dt = frame.time_s - t0;
+            if dt > 0.0 && prev.size().ok() == cur.size().ok() {
+                let mut flow = Mat::default();
+                self.flow
+                    .calc(&prev, &cur, &mut flow)
+                    .map_err(|e| cv_error("motion", e))?;
+                let scale = 100.0 / frame.width.max(1) as f64 / dt;
+                let vectors = flow
+                    .data_typed::<Vec2f>()
+                    .map_err(|e| cv_error("motion", e))?;
+                self.pairs.push(pair_stats(
+                    vectors,
+                    scale,
+                    self.config.moving_speed,
+                    from,
+                    frame.index,
+                ));
+            }
+        }
+        self.prev = Some((frame.index, frame.time_s, cur));
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, ctx: &mut VideoContext) -> Result<()> {
+        let n = ctx.clips.len();
+        let mut cols: Vec<Vec<Option<f64>>> = vec![Vec::with_capacity(n); COLUMNS.len()];
+        for clip in &ctx.clips {
+            let inside: Vec<&Pair> = self
+                .pairs
+                .iter()
+                .filter(|p| p.from >= clip.start_frame && p.to < clip.end_frame)
+                .collect();
+            let values = clip_values(&inside, &self.config);
+            for (c, v) in cols.iter_mut().zip(values) {
+                c.push(v);
+            }
+        }
+        for (spec, values) in COLUMNS.iter().zip(cols) {
+            ctx.set_clip_column(spec.name, values);
+        }
+        Ok(())
+    }
+}
+
+fn pair_stats(vectors: &[Vec2f], scale: f64, moving_speed: f64, from: u64, to: u64) -> Pair {
+    let mut speeds: Vec<f64> = Vec::with_capacity(vectors.len());
+    let mut xs: Vec<f64> = Vec::with_capacity(vectors.len());
+    let mut ys: Vec<f64> = Vec::with_capacity(vectors.len());
+    for v in vectors {
+        let (dx, dy) = (v[0] as f64 * scale, v[1] as f64 * scale);
+        if dx.is_finite() && dy.is_finite() {
+            speeds.push((dx * dx + dy * dy).sqrt());
+            xs.push(dx);
+            ys.push(dy);
+        }
+    }
+    let n = speeds.len().max(1) as f64;
+    let mean = speeds.iter().sum::<f64>() / n;
+    let moving = speeds.iter().filter(|s| **s > moving_speed).count() as f64 / n;
+    let p90 = percentile(&mut speeds, 90.0);
+    Pair {
+        from,
+        to,
+        mean,
+        p90,
+        moving,
+        gx: percentile(&mut xs, 50.0),
+        gy: percentile(&mut ys, 50.0),
+    }
+}
+
+/// The clip's columns, in [`COLUMNS`] order; all `None` when it holds no pair.
+fn clip_values(pairs: &[&Pair], cfg: &MotionConfig) -> [Option<f64>; 6] {
+    if pairs.is_empty() {
+        return [None; 6];
+    }
+    let n = pairs.len() as f64;
+    let mean = pairs.iter().map(|p| p.mean).sum::<f64>() / n;
+    let p90 = pairs.iter().map(|p| p.p90).sum::<f64>() / n;
+    let moving = pairs.iter().map(|p| p.moving).sum::<f64>() / n;
+    let shake = if pairs.len() >= 2 {
+        let sq: f64 = pairs
+            .windows(2)
+            .map(|w| (w[1].gx - w[0].gx).powi(2) + (w[1].gy - w[0].gy).powi(2))
+            .sum();
+        (sq / (pairs.len() - 1) as f64).sqrt()
+    } else {
+        0.0
+    };
+    let flag = |b: bool| Some(if b { 1.0 } else { 0.0 });
+    [
+        Some(mean),
+        Some(p90),
+        Some(moving),
+        Some(shake),
+        flag(p90 < cfg.static_max),
+        flag(mean > cfg.too_fast_min),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn speeds_of(frames: &[Vec<u8>], w: u32, h: u32) -> [Option<f64>; 6] {
+        let cfg = MotionConfig::default();
+        let mut sink = MotionSink {
+            flow: DISOpticalFlow::create(DISOpticalFlow_PRESET_ULTRAFAST).unwrap(),
+            prev: None,
+            pairs: Vec::new(),
+            config: cfg.clone(),
+        };
+        for (i, f) in frames.iter().enumerate() {
+            let frame = AnalysisFrame {
+                index: i as u64,
+                time_s: i as f64 / 3.0,
+                width: w,
+                height: h,
+                layout: PixelLayout::Gray8,
+                pixels: f,
+            };
+            sink.frame(&frame).unwrap();
+        }
+        let pairs: Vec<&Pair> = sink.pairs.iter().collect();
+        clip_values(&pairs, &cfg)
+    }
+
+    fn texture(w: u32, h: u32, shift: u32) -> Vec<u8> {
+        (0..h)
+            .flat_map(|y| {
+                (0..w).map(move |x| {
+                    let xx = (x + shift) as f64;
+                    (128.0
+                        + 60.0 * (xx * 0.21).sin() * (y as f64 * 0.17).cos()
+                        + 40.0 * (xx * 0.05 + y as f64 * 0.09).sin()) as u8
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_repeated_still_frame_has_no_motion_and_is_static() {
+        let still = texture(160, 96, 0);
+        let v = speeds_of(&vec![still; 6], 160, 96);
+        assert!(v[0].unwrap() < 0.1, "{v:?}");
+        assert_eq!(v[4], Some(1.0), "flagged static");
+    }
+
+    #[test]
+    fn a_panning_picture_moves_at_its_pan_speed() {
+        // 4 px per sample at 3 samples/s on a 160-px picture = 7.5 % of the width per second.
+        let frames: Vec<Vec<u8>> = (0..6).map(|i| texture(160, 96, i * 4)).collect();
+        let v = speeds_of(&frames, 160, 96);
+        let mean = v[0].unwrap();
+        assert!((mean - 7.5).abs() < 2.5, "{v:?}");
+        assert_eq!(v[4], Some(0.0), "not static");
+        assert!(v[3].unwrap() < 2.0, "a steady pan does not shake: {v:?}");
+    }
+}

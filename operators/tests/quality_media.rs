@@ -1,0 +1,296 @@
+//! Quality scores move the right way on controlled inputs generated with the ffmpeg CLI: one
+//! source clip and copies of it that are blurred, darkened, frozen, letterboxed, pillarboxed or
+//! branded with a fixed caption box.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use kelp_operators::crop::{Crop, CropConfig};
+use kelp_operators::decode::DecodeOptions;
+use kelp_operators::exposure::{Exposure, ExposureConfig};
+use kelp_operators::motion::{Motion, MotionConfig};
+use kelp_operators::plan::{PlanNode, VideoPlan};
+use kelp_operators::probe::{Probe, ProbeConfig};
+use kelp_operators::sharpness::{Sharpness, SharpnessConfig};
+use kelp_operators::shots::{Shots, ShotsConfig};
+use kelp_operators::text::{Text, TextConfig};
+use kelp_operators::window::{Window, WindowConfig};
+use kelp_operators::{SourceVideo, VideoContext};
+
+/// A 4 s, 25 fps picture panning across a large test pattern (everything moves).
+const SOURCE: &str = "testsrc2=size=960x540:rate=25:duration=4,crop=480:270:x='t*60':y='t*30'";
+
+fn make(dir: &Path, name: &str, filter: &str) -> PathBuf {
+    let path = dir.join(name);
+    let vf = if filter.is_empty() {
+        "format=yuv420p".to_string()
+    } else {
+        format!("{filter},format=yuv420p")
+    };
+    let out = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            SOURCE,
+            "-vf",
+            &vf,
+            "-threads",
+            "1",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "18",
+        ])
+        .arg(&path)
+        .output()
+        .expect("the ffmpeg CLI is installed (bash infra/install-deps.sh)");
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+fn plan() -> VideoPlan {
+    let node = |id: &str, op: Arc<dyn kelp_operators::Operator>| PlanNode { id: id.into(), op };
+    let window = Window::new(WindowConfig {
+        min_s: 1.0,
+        max_s: 10.0,
+        trim_cut_frames: 0,
+        trim_gradual_frames: 0,
+    })
+    .unwrap();
+    let crop_cfg = CropConfig {
+        min_short_side: 16,
+        ..Default::default()
+    };
+    VideoPlan::new(
+        vec![
+            node("probe", Arc::new(Probe::new(ProbeConfig::default()))),
+            node("shots", Arc::new(Shots::new(ShotsConfig::default()))),
+            node("window", Arc::new(window)),
+            node("crop", Arc::new(Crop::new(crop_cfg))),
+            node(
+                "sharpness",
+                Arc::new(Sharpness::new(SharpnessConfig::default())),
+            ),
+            node(
+                "exposure",
+                Arc::new(Exposure::new(ExposureConfig::default())),
+            ),
+            node("motion", Arc::new(Motion::new(MotionConfig::default()))),
+            node("text", Arc::new(Text::new(TextConfig::default()))),
+        ],
+        DecodeOptions::default(),
+    )
+    .unwrap()
+}
+
+fn analyse(path: &Path) -> VideoContext {
+    let ctx = plan().run(SourceVideo {
+        uri: path.display().to_string(),
+        path: path.to_path_buf(),
+    });
+    assert!(ctx.error.is_none(), "{:?}", ctx.error);
+    assert_eq!(
+        ctx.clips.len(),
+        1,
+        "one 4 s clip: {:?} {:?}",
+        ctx.clips,
+        ctx.rejections
+    );
+    ctx
+}
+
+/// The multi-shot videos have several clips; the first is checked (the overlay box is per video).
+fn analyse_shots(path: &Path) -> VideoContext {
+    let ctx = plan().run(SourceVideo {
+        uri: path.display().to_string(),
+        path: path.to_path_buf(),
+    });
+    assert!(ctx.error.is_none(), "{:?}", ctx.error);
+    assert!(
+        ctx.clips.len() >= 3,
+        "one clip per 2 s shot: {:?} {:?}",
+        ctx.clips,
+        ctx.rejections
+    );
+    ctx
+}
+
+fn v(ctx: &VideoContext, col: &str) -> f64 {
+    ctx.clip_value(col, 0)
+        .unwrap_or_else(|| panic!("no {col} for {}", ctx.source.uri))
+}
+
+#[test]
+fn scores_move_the_right_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let sharp = analyse(&make(dir.path(), "sharp.mp4", ""));
+    let blurred = analyse(&make(dir.path(), "blurred.mp4", "gblur=sigma=3"));
+    assert!(
+        v(&blurred, "sharpness") < v(&sharp, "sharpness") / 3.0,
+        "{} vs {}",
+        v(&blurred, "sharpness"),
+        v(&sharp, "sharpness")
+    );
+    assert!(v(&blurred, "tenengrad") < v(&sharp, "tenengrad"));
+
+    let dark = analyse(&make(dir.path(), "dark.mp4", "lutyuv=y=val*0.4"));
+    assert!(
+        v(&dark, "luma_mean") < v(&sharp, "luma_mean") - 40.0,
+        "{} vs {}",
+        v(&dark, "luma_mean"),
+        v(&sharp, "luma_mean")
+    );
+    assert!(v(&dark, "luma_p95") < v(&sharp, "luma_p95"));
+
+    // The same picture frozen on its first frame.
+    let still = analyse(&make(
+        dir.path(),
+        "still.mp4",
+        "trim=end_frame=1,loop=loop=99:size=1,setpts=N/25/TB",
+    ));
+    assert!(
+        v(&still, "motion_mean") < 0.2,
+        "still: {}",
+        v(&still, "motion_mean")
+    );
+    assert_eq!(v(&still, "static"), 1.0);
+    assert!(
+        v(&sharp, "motion_mean") > 5.0,
+        "panning: {}",
+        v(&sharp, "motion_mean")
+    );
+    assert_eq!(v(&sharp, "static"), 0.0);
+}
+
+#[test]
+fn letterbox_and_pillarbox_bars_are_cropped_within_two_pixels() {
+    let dir = tempfile::tempdir().unwrap();
+    // 480x270 picture padded to 480x360: 45-px bars top and bottom.
+    let letter = analyse(&make(dir.path(), "letter.mp4", "pad=480:360:0:45:black"));
+    let (y, h) = (v(&letter, "crop_y"), v(&letter, "crop_h"));
+    assert!(
+        (y - 45.0).abs() <= 2.0 && (h - 270.0).abs() <= 4.0,
+        "letterbox crop y={y} h={h}, overlay {:?}",
+        letter.clip_value("overlay_y", 0)
+    );
+    assert!((v(&letter, "crop_w") - 480.0).abs() <= 2.0);
+    // Padded to 640x270: 80-px bars left and right.
+    let pillar = analyse(&make(dir.path(), "pillar.mp4", "pad=640:270:80:0:black"));
+    let (x, w) = (v(&pillar, "crop_x"), v(&pillar, "crop_w"));
+    assert!(
+        (x - 80.0).abs() <= 2.0 && (w - 480.0).abs() <= 4.0,
+        "pillarbox crop x={x} w={w}"
+    );
+}
+
+/// Four different 2 s shots (cuts between them), 480x270, with `overlay` drawn over all of them.
+fn shots_with(dir: &Path, name: &str, overlay: &str) -> PathBuf {
+    let path = dir.join(name);
+    let norm = "scale=480:270,setsar=1,fps=25,format=yuv420p";
+    let post = if overlay.is_empty() {
+        String::new()
+    } else {
+        format!(",{overlay}")
+    };
+    let graph = format!(
+        "[0]{norm}[a];[1]{norm}[b];[2]{norm}[c];[3]{norm}[d];[a][b][c][d]concat=n=4:v=1:a=0{post},format=yuv420p"
+    );
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=960x540:rate=25:duration=2,crop=480:270:x='t*60':y='t*30'",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "mandelbrot=size=480x270:rate=25,trim=duration=2",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=480x270:rate=25:duration=2",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "smptehdbars=size=480x270:rate=25:duration=2,hue=h='t*90'",
+        ])
+        .args([
+            "-filter_complex",
+            &graph,
+            "-threads",
+            "1",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "18",
+        ])
+        .arg(&path)
+        .output()
+        .expect("the ffmpeg CLI is installed (bash infra/install-deps.sh)");
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+#[test]
+fn a_fixed_caption_box_is_an_overlay_and_raises_the_text_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = analyse_shots(&shots_with(dir.path(), "plain.mp4", ""));
+    let caption = "drawbox=x=20:y=220:w=300:h=36:color=black@0.8:t=fill,drawtext=text='KELP NEWS 24 LIVE':x=28:y=226:fontsize=22:fontcolor=white";
+    let branded = analyse_shots(&shots_with(dir.path(), "branded.mp4", caption));
+    assert!(
+        v(&branded, "text_area") > v(&plain, "text_area") + 0.01,
+        "text {} vs {}",
+        v(&branded, "text_area"),
+        v(&plain, "text_area")
+    );
+    let (ox, oy, ow, oh) = (
+        v(&branded, "overlay_x"),
+        v(&branded, "overlay_y"),
+        v(&branded, "overlay_w"),
+        v(&branded, "overlay_h"),
+    );
+    // The overlay box overlaps the caption box (20..320 x 220..256) substantially.
+    let ix = (320.0f64.min(ox + ow) - 20.0f64.max(ox)).max(0.0);
+    let iy = (256.0f64.min(oy + oh) - 220.0f64.max(oy)).max(0.0);
+    assert!(
+        ix * iy > 0.5 * 300.0 * 36.0,
+        "overlay box {ox},{oy} {ow}x{oh} misses the caption"
+    );
+    // And the crop keeps the picture above it.
+    assert!(
+        v(&branded, "crop_y") + v(&branded, "crop_h") <= 222.0,
+        "crop still holds the caption"
+    );
+    assert!(
+        plain.clip_value("overlay_w", 0).is_none(),
+        "no overlay on the plain clip: {:?}",
+        (0..4)
+            .map(|i| plain.clip_value(["overlay_x", "overlay_y", "overlay_w", "overlay_h"][i], 0))
+            .collect::<Vec<_>>()
+    );
+}
