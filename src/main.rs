@@ -96,6 +96,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// A whole DAG's per-video work (every analysis, one decode) vs the bare decode.
+    Dag { dag: PathBuf, videos: Vec<PathBuf> },
     /// Shot detection vs the bare decode (ffmpeg CLI, 1 thread) and PySceneDetect, with F1 where
     /// `<file>.labels.csv` sits beside a video (or in --labels).
     Shots {
@@ -254,6 +256,15 @@ fn dispatch(command: Command) -> Result<()> {
                     eprintln!("wrote {}", p.display());
                 }
             }
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Dag { dag, videos }) => {
+            if videos.is_empty() {
+                bail!("name at least one video: kelp bench dag DAG VIDEO...");
+            }
+            let compiled = dag::load(&dag)?;
+            let rows = kelp_pipeline::bench::run_dag(&compiled, &videos)?;
+            print!("{}", kelp_pipeline::bench::dag_table(&rows));
             Ok(())
         }
         Command::Bench(BenchCommand::Shots {

@@ -18,6 +18,9 @@ use crate::operator::{AnalysisFrame, FrameRequest, FrameSink, PixelLayout};
 
 static INIT: Once = Once::new();
 
+/// Videos decoded by this process (benchmarks check that a DAG decodes each video once).
+pub static DECODES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Initialises FFmpeg once per process and silences its own logging: kelp reports errors itself,
 /// naming the input, and a corrupt file would otherwise flood stderr.
 pub fn init_ffmpeg() {
@@ -78,6 +81,7 @@ pub fn decode(
     opts: &DecodeOptions,
 ) -> Result<DecodeReport> {
     init_ffmpeg();
+    DECODES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
     let open_err = |e: ffmpeg::Error| OperatorError::Open {
         path: path.to_path_buf(),

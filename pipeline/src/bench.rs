@@ -1,6 +1,9 @@
-//! `kelp bench shots`: kelp's shot detection against the bare decode (the ffmpeg CLI, one
-//! thread) and PySceneDetect's `detect-adaptive` on the same files in the same run, with CPU and
-//! wall time, frames per second, and F1 where labels exist.
+//! Benchmarks printed as Markdown tables with the peer's numbers from the same run:
+//! - `kelp bench shots`: shot detection against the bare decode (the ffmpeg CLI, one thread) and
+//!   PySceneDetect's `detect-adaptive`, with CPU and wall time, frames per second, and F1 where
+//!   labels exist;
+//! - `kelp bench dag`: a whole DAG's per-video work (all its analyses) against the bare decode,
+//!   with each step's share of the time and the number of decodes per video.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -270,6 +273,109 @@ pub fn table(rows: &[Row]) -> String {
             opt_time(r.peer, |t| t.wall),
             opt_f1(r.kelp_score),
             opt_f1(r.peer_score),
+        ));
+    }
+    out
+}
+
+/// One file through a whole DAG.
+#[derive(Debug, Clone)]
+pub struct DagRow {
+    pub file: String,
+    pub frames: u64,
+    pub decode: Timing,
+    pub kelp: Timing,
+    /// Decodes the DAG made of this video (the design says 1).
+    pub decodes: u64,
+    /// Seconds per step (node ids and `decode`).
+    pub steps: Vec<(String, f64)>,
+}
+
+/// Runs the DAG's per-video plan and filters over each video, one thread, after timing the bare
+/// decode of the same file.
+pub fn run_dag(compiled: &crate::dag::CompiledDag, videos: &[PathBuf]) -> Result<Vec<DagRow>> {
+    use std::sync::atomic::Ordering;
+    let mut rows = Vec::new();
+    for video in videos {
+        let decode = timed(
+            Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error", "-threads", "1", "-i"])
+                .arg(video)
+                .args(["-f", "null", "-"]),
+        )?;
+        let before = kelp_operators::decode::DECODES.load(Ordering::Relaxed);
+        let cpu0 = cpu_seconds(libc::RUSAGE_SELF);
+        let t = Instant::now();
+        let mut ctx = compiled.plan.run(SourceVideo {
+            uri: video.display().to_string(),
+            path: video.clone(),
+        });
+        for f in &compiled.filters {
+            f.apply(&mut ctx, &compiled.schema)
+                .map_err(PipelineError::Other)?;
+        }
+        let kelp = Timing {
+            cpu: cpu_seconds(libc::RUSAGE_SELF) - cpu0,
+            wall: t.elapsed().as_secs_f64(),
+        };
+        if let Some(e) = &ctx.error {
+            return Err(PipelineError::Other(e.clone()));
+        }
+        rows.push(DagRow {
+            file: video
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string(),
+            frames: ctx.frame_times.len() as u64,
+            decode,
+            kelp,
+            decodes: kelp_operators::decode::DECODES.load(Ordering::Relaxed) - before,
+            steps: ctx.timings.clone(),
+        });
+    }
+    Ok(rows)
+}
+
+/// The DAG benchmark as Markdown: one row per file plus a total, then the steps' time shares.
+pub fn dag_table(rows: &[DagRow]) -> String {
+    let mut out = String::from("| file | frames | decodes | decode CPU s | kelp CPU s | kelp wall s | kelp fps | kelp/decode CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    let (mut frames, mut dcpu, mut kcpu, mut kwall) = (0u64, 0.0, 0.0, 0.0);
+    let mut steps: Vec<(String, f64)> = Vec::new();
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2}x |\n",
+            r.file,
+            r.frames,
+            r.decodes,
+            r.decode.cpu,
+            r.kelp.cpu,
+            r.kelp.wall,
+            r.frames as f64 / r.kelp.wall.max(1e-9),
+            r.kelp.cpu / r.decode.cpu.max(1e-9)
+        ));
+        frames += r.frames;
+        dcpu += r.decode.cpu;
+        kcpu += r.kelp.cpu;
+        kwall += r.kelp.wall;
+        for (id, secs) in &r.steps {
+            match steps.iter_mut().find(|(n, _)| n == id) {
+                Some(e) => e.1 += secs,
+                None => steps.push((id.clone(), *secs)),
+            }
+        }
+    }
+    out.push_str(&format!(
+        "| **total** | {frames} | | {dcpu:.2} | {kcpu:.2} | {kwall:.2} | {:.0} | {:.2}x |\n\n",
+        frames as f64 / kwall.max(1e-9),
+        kcpu / dcpu.max(1e-9)
+    ));
+    let total: f64 = steps.iter().map(|(_, s)| s).sum();
+    out.push_str("| step | seconds | share |\n|---|---:|---:|\n");
+    for (id, secs) in &steps {
+        out.push_str(&format!(
+            "| {id} | {secs:.2} | {:.0}% |\n",
+            100.0 * secs / total.max(1e-9)
         ));
     }
     out
