@@ -38,8 +38,7 @@ pub struct DecodeOptions {
     pub threads: usize,
     /// Skip the in-loop deblocking filter (faster; fine for statistics, not for fine detail).
     pub skip_loop_filter: bool,
-    /// Stop with an error after this many frames (resource limit); `None` = no limit.
-    pub max_frames: Option<u64>,
+    pub limits: Limits,
 }
 
 impl Default for DecodeOptions {
@@ -47,8 +46,101 @@ impl Default for DecodeOptions {
         DecodeOptions {
             threads: 1,
             skip_loop_filter: false,
-            max_frames: None,
+            limits: Limits::default(),
         }
+    }
+}
+
+/// Per-video resource limits. A video over one is rejected with the limit it hit; the run goes
+/// on. Defaults fit any real video and stop pathological ones (a 10-hour declared stream, a
+/// 65536-pixel-wide header, a decoder spinning on garbage).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Frames decoded per video (2,000,000 ≈ 18.5 h at 30 fps).
+    pub max_frames: u64,
+    /// Wall-clock seconds of decoding per video.
+    pub max_decode_s: f64,
+    /// Largest picture width and height, pixels.
+    pub max_width: u32,
+    pub max_height: u32,
+    /// Largest picture area, pixels (default: 8K UHD, 7680×4320).
+    pub max_pixels: u64,
+    /// Estimated decoder memory per video, MiB (reference frames and threads at the picture's
+    /// size and bit depth), checked before decoding.
+    pub max_decode_memory_mb: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frames: 2_000_000,
+            max_decode_s: 3600.0,
+            max_width: 16384,
+            max_height: 16384,
+            max_pixels: 7680 * 4320,
+            max_decode_memory_mb: 2048,
+        }
+    }
+}
+
+impl Limits {
+    /// The limit a picture of `w`×`h` (`bytes_per_pixel` of decoded data) breaks, if any.
+    pub fn check_picture(
+        &self,
+        w: u32,
+        h: u32,
+        bytes_per_pixel: f64,
+        threads: usize,
+    ) -> Option<String> {
+        if w > self.max_width {
+            return Some(format!(
+                "limit max_width = {}: the picture is {w} px wide",
+                self.max_width
+            ));
+        }
+        if h > self.max_height {
+            return Some(format!(
+                "limit max_height = {}: the picture is {h} px high",
+                self.max_height
+            ));
+        }
+        let pixels = w as u64 * h as u64;
+        if pixels > self.max_pixels {
+            return Some(format!(
+                "limit max_pixels = {}: the picture has {pixels} pixels ({w}x{h})",
+                self.max_pixels
+            ));
+        }
+        // H.264/HEVC keep up to 16 reference frames, plus one frame in flight per thread.
+        let frames = 16.0 + 2.0 + threads as f64;
+        let mb = pixels as f64 * bytes_per_pixel * frames / (1024.0 * 1024.0);
+        if mb > self.max_decode_memory_mb as f64 {
+            return Some(format!(
+                "limit max_decode_memory_mb = {}: decoding {w}x{h} needs about {mb:.0} MiB",
+                self.max_decode_memory_mb
+            ));
+        }
+        None
+    }
+}
+
+/// Bytes per pixel of a decoded picture in `format` (planar YUV with its subsampling and depth).
+fn bytes_per_pixel(format: Pixel) -> f64 {
+    let name = format!("{format:?}").to_lowercase();
+    let deep =
+        name.contains("10") || name.contains("12") || name.contains("16") || name.contains("p9");
+    let base = if name.contains("444") || name.contains("rgb") || name.contains("gbr") {
+        3.0
+    } else if name.contains("422") {
+        2.0
+    } else {
+        1.5
+    };
+    if deep {
+        base * 2.0
+    } else {
+        base
     }
 }
 
@@ -123,6 +215,17 @@ pub fn decode(
         };
     }
     let mut decoder = codec_ctx.decoder().video().map_err(open_err)?;
+    if let Some(limit) = opts.limits.check_picture(
+        decoder.width(),
+        decoder.height(),
+        bytes_per_pixel(decoder.format()),
+        opts.threads.max(1),
+    ) {
+        return Err(OperatorError::Limit {
+            path: path.to_path_buf(),
+            limit,
+        });
+    }
 
     let mut buffers: HashMap<(u32, u32, PixelLayout), ScaledBuffer> = HashMap::new();
     let mut next_due: Vec<f64> = vec![f64::NEG_INFINITY; subs.len()];
@@ -133,14 +236,24 @@ pub fn decode(
 
     let mut on_frame = |decoded: &VideoFrame, report: &mut DecodeReport| -> Result<()> {
         let index = report.frame_times.len() as u64;
-        if let Some(max) = opts.max_frames {
-            if index >= max {
-                return Err(OperatorError::Decode {
-                    path: path.to_path_buf(),
-                    frame: index,
-                    reason: format!("frame limit reached ({max} frames); raise `max_frames` to allow longer videos"),
-                });
-            }
+        let limits = &opts.limits;
+        if index >= limits.max_frames {
+            return Err(OperatorError::Limit {
+                path: path.to_path_buf(),
+                limit: format!(
+                    "limit max_frames = {}: the video has more frames",
+                    limits.max_frames
+                ),
+            });
+        }
+        if index % 64 == 0 && started.elapsed().as_secs_f64() > limits.max_decode_s {
+            return Err(OperatorError::Limit {
+                path: path.to_path_buf(),
+                limit: format!(
+                    "limit max_decode_s = {}: decoding took longer (stopped at frame {index})",
+                    limits.max_decode_s
+                ),
+            });
         }
         let time_s = frame_time(
             decoded,

@@ -17,6 +17,10 @@ pub enum OperatorError {
         reason: String,
     },
 
+    /// A resource limit (see `decode::Limits`): the video is rejected, not failed.
+    #[error("{path}: {limit}")]
+    Limit { path: PathBuf, limit: String },
+
     #[error("{path}: the video stream decoded to zero frames")]
     NoFrames { path: PathBuf },
 

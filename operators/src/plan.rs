@@ -86,6 +86,7 @@ impl VideoPlan {
                 .push((node.id.clone(), t.elapsed().as_secs_f64()));
             match started {
                 Ok(sink) => sinks.push(sink.map(|s| TimedSink {
+                    node: node.id.clone(),
                     sink: s,
                     seconds: 0.0,
                 })),
@@ -125,6 +126,11 @@ impl VideoPlan {
                 .push(("decode".into(), (total - analysis).max(0.0)));
             match decoded {
                 Ok(report) => ctx.frame_times = report.frame_times,
+                Err(OperatorError::Limit { limit, .. }) => {
+                    ctx.node = "decode".into();
+                    ctx.reject(limit);
+                    return ctx;
+                }
                 Err(e) => {
                     ctx.fail(e.to_string());
                     return ctx;
@@ -159,8 +165,10 @@ impl VideoPlan {
     }
 }
 
-/// Times the analysis work done inside the decode loop, per node.
+/// Times the analysis work done inside the decode loop, per node, and turns a panic in it into
+/// an error naming the node.
 struct TimedSink {
+    node: String,
     sink: Box<dyn FrameSink>,
     seconds: f64,
 }
@@ -168,7 +176,7 @@ struct TimedSink {
 impl FrameSink for TimedSink {
     fn frame(&mut self, frame: &AnalysisFrame<'_>) -> Result<()> {
         let t = Instant::now();
-        let r = self.sink.frame(frame);
+        let r = guarded(&self.node, || self.sink.frame(frame));
         self.seconds += t.elapsed().as_secs_f64();
         r
     }

@@ -114,10 +114,12 @@ pub fn probe_file(path: &Path, vfr_check_packets: usize) -> Result<ProbeInfo> {
     } else {
         0.0
     };
-    let duration_s = if container_duration > 0.0 {
-        container_duration
-    } else {
+    // The video stream's own duration when it has one: containers can claim hours for seconds of
+    // data (or cover a longer audio track).
+    let duration_s = if stream_duration > 0.0 {
         stream_duration
+    } else {
+        container_duration
     };
     let frame_count = (stream.frames() > 0).then_some(stream.frames() as u64);
     let rotation = rotation_of(&stream);
@@ -135,6 +137,13 @@ pub fn probe_file(path: &Path, vfr_check_packets: usize) -> Result<ProbeInfo> {
     let pixel_format = format!("{:?}", decoder.format()).to_lowercase();
     drop(decoder);
     let container = input.format().name().to_string();
+    let still = container == "image2" || container.ends_with("_pipe");
+    if still && frame_count.is_none_or(|n| n <= 1) {
+        return Err(OperatorError::Open {
+            path: path.to_path_buf(),
+            reason: format!("a still image ({codec}), not a video"),
+        });
+    }
     let bitrate = input.bit_rate().max(0) as u64;
     let variable_fps = timestamps_vary(&mut input, index, vfr_check_packets);
     if width == 0 || height == 0 {

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use kelp_operators::decode::DecodeOptions;
+use kelp_operators::decode::{DecodeOptions, Limits};
 use kelp_operators::plan::{PlanNode, VideoPlan};
 use kelp_operators::registry::{self, closest};
 use kelp_operators::{ColumnSpec, OperatorError, Product};
@@ -34,7 +34,14 @@ pub const ROW_OPERATORS: &[(&str, &str)] = &[(
     "keeps the clips a SQL predicate (`where = \"...\"`) selects; the rest go to `rejections`",
 )];
 
-const TOP_KEYS: &[&str] = &["description", "source", "output", "engine", "node"];
+const TOP_KEYS: &[&str] = &[
+    "description",
+    "source",
+    "output",
+    "engine",
+    "limits",
+    "node",
+];
 const NODE_KEYS: &[&str] = &["id", "op", "after"];
 
 /// Reads, parses and validates a DAG file.
@@ -73,6 +80,7 @@ pub fn parse(file: &str, text: &str) -> Result<CompiledDag> {
         .map_err(fail)?
         .ok_or_else(|| fail("missing [output] with uri = \"...\"".into()))?;
     let engine: EngineSpec = section(&table, "engine").map_err(fail)?.unwrap_or_default();
+    let limits: Limits = section(&table, "limits").map_err(fail)?.unwrap_or_default();
     if output.shard_rows == 0 {
         return Err(fail("[output] shard_rows must be at least 1".into()));
     }
@@ -141,6 +149,7 @@ pub fn parse(file: &str, text: &str) -> Result<CompiledDag> {
     }
     let decode = DecodeOptions {
         threads: engine.decode_threads,
+        limits,
         ..Default::default()
     };
     let plan = VideoPlan::new(plan_nodes, decode).map_err(|e| match e {
