@@ -1,5 +1,7 @@
-//! `_manifest.json`: the list of committed shards. Readers trust only what it lists, so a crash
-//! before it is written leaves no half dataset visible.
+//! `_manifest.json`: the list of committed shards. Readers trust only what it lists. It is
+//! derived from the partitions' commit records ([`super::commit`]) once every partition is
+//! committed; while a run is unfinished, [`open`] derives the same structure from the commit
+//! records there are, so readers see committed partitions and nothing else.
 
 use std::collections::BTreeMap;
 
@@ -35,6 +37,15 @@ pub struct Manifest {
     /// The DAG file that produced it.
     pub dag: String,
     pub tables: BTreeMap<String, TableManifest>,
+    /// The run that produced it (absent in datasets older than partitioned runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// Partitions of that run; shards are listed in partition order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<u32>,
+    /// Partitions committed: less than `partitions` only in a view of an unfinished run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_partitions: Option<u32>,
 }
 
 impl Manifest {
@@ -65,6 +76,15 @@ pub async fn read(loc: &Location) -> Result<Option<Manifest>> {
             message: e.to_string(),
         }),
     }
+}
+
+/// What readers should see at `loc`: the manifest when the run finished, else a view derived
+/// from the commit records of an unfinished run, `None` when there is no dataset at all.
+pub async fn open(loc: &Location) -> Result<Option<Manifest>> {
+    if let Some(m) = read(loc).await? {
+        return Ok(Some(m));
+    }
+    super::commit::view(loc).await
 }
 
 /// Writes the manifest (one atomic put).
