@@ -386,13 +386,15 @@ pub async fn finalize(out: &Location, plan: &RunPlan) -> Result<Option<Manifest>
             promote(out, rec).await?;
         }
     }
-    let m = derive_manifest(plan, &recs);
-    manifest::write(out, &m).await?;
+    // Leases and failure records are moot once every partition is committed; they go before
+    // the manifest so that a finished dataset never keeps them.
     lease::clear_all(out).await?;
     for f in io::list(out, FAILURES).await? {
         io::delete(out, &f.location).await?;
     }
     remove_empty_dirs(out, KELP_DIR);
+    let m = derive_manifest(plan, &recs);
+    manifest::write(out, &m).await?;
     info!(dataset = %out.uri, partitions = plan.count(), "manifest written");
     Ok(Some(m))
 }
@@ -577,6 +579,177 @@ pub fn final_shard(table: &str, partition: u32, seq: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store;
+    use object_store::{ObjectStoreExt, PutPayload};
+
+    fn record(attempt: &str) -> CommitRecord {
+        let shard = crate::dataset::ShardInfo {
+            path: "clips/part-00000-00000.parquet".into(),
+            rows: 1,
+            bytes: attempt.len() as u64,
+        };
+        CommitRecord {
+            format: 1,
+            run_id: "run".into(),
+            partition: 0,
+            attempt: attempt.into(),
+            owner: Owner::current(None),
+            committed_unix_ms: 1,
+            tables: BTreeMap::from([(
+                "clips".to_string(),
+                TableManifest {
+                    rows: 1,
+                    shards: vec![shard],
+                },
+            )]),
+            videos: 1,
+            videos_ok: 1,
+            videos_error: 0,
+            videos_rejected: 0,
+            clips_rejected: 0,
+            boundaries: 0,
+            clips: 1,
+            errors: vec![],
+        }
+    }
+
+    /// Eight attempts stage different bytes and commit at once: one wins, its shard is the one
+    /// in place, every staged object is gone.
+    async fn exactly_one_of_racing_commits_wins(out: Location) {
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let out = out.clone();
+            tasks.push(tokio::spawn(async move {
+                let attempt = format!("attempt-{i}");
+                let staged = out.child(&format!(
+                    "{}/clips/part-00000-00000.parquet",
+                    staging_rel(0, &attempt)
+                ));
+                out.store
+                    .put(&staged, PutPayload::from(attempt.clone().into_bytes()))
+                    .await
+                    .unwrap();
+                let won = matches!(commit(&out, &record(&attempt)).await.unwrap(), Commit::Ours);
+                (attempt, won)
+            }));
+        }
+        let mut winners = Vec::new();
+        for t in tasks {
+            let (attempt, won) = t.await.unwrap();
+            if won {
+                winners.push(attempt);
+            }
+        }
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        let rec: CommitRecord = io::get_json(&out, &commit_rel(0)).await.unwrap().unwrap();
+        assert_eq!(rec.attempt, winners[0]);
+        let fin = out
+            .store
+            .get(&out.child("clips/part-00000-00000.parquet"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(
+            &fin[..],
+            winners[0].as_bytes(),
+            "the winner's shard is in place"
+        );
+        assert!(
+            io::list(&out, STAGING).await.unwrap().is_empty(),
+            "staging cleaned"
+        );
+    }
+
+    #[tokio::test]
+    async fn racing_commits_on_memory_and_local_stores_commit_once() {
+        exactly_one_of_racing_commits_wins(store::resolve("memory://commit-race/ds").unwrap())
+            .await;
+        let dir = tempfile::tempdir().unwrap();
+        exactly_one_of_racing_commits_wins(store::resolve(dir.path().to_str().unwrap()).unwrap())
+            .await;
+    }
+
+    #[test]
+    fn racing_commits_on_s3_commit_once() {
+        let moto = crate::testing::MotoServer::start();
+        moto.bucket("kelp-race");
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(exactly_one_of_racing_commits_wins(
+                moto.location("kelp-race", "ds"),
+            ));
+    }
+
+    /// Lease throughput against the S3 test server: W workers claim and commit M empty
+    /// partitions. Run: `cargo test -p kelp-pipeline --lib lease_throughput -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn lease_throughput_on_s3() {
+        let moto = crate::testing::MotoServer::start();
+        moto.bucket("kelp-leases");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .unwrap();
+        for workers in [1usize, 4, 16] {
+            let out = moto.location("kelp-leases", &format!("w{workers}"));
+            let m = 200u32;
+            let before = crate::store::instrument::request_counts();
+            let t = std::time::Instant::now();
+            rt.block_on(async {
+                let mut tasks = Vec::new();
+                for w in 0..workers {
+                    let out = out.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let mut owner = Owner::current(Some(w));
+                        owner.host = format!("bench-{w}");
+                        let mut done = 0;
+                        for k in 0..m {
+                            let p = (k + (w as u32) * m / workers as u32) % m;
+                            let attempt = io::random_id();
+                            let ttl = std::time::Duration::from_secs(60);
+                            if io::get_json::<CommitRecord>(&out, &commit_rel(p))
+                                .await
+                                .unwrap()
+                                .is_some()
+                            {
+                                continue;
+                            }
+                            if let lease::Claim::Acquired(_) =
+                                lease::claim(&out, p, &attempt, &owner, ttl).await.unwrap()
+                            {
+                                let mut r = record(&attempt);
+                                r.partition = p;
+                                r.tables.clear();
+                                if matches!(commit(&out, &r).await.unwrap(), Commit::Ours) {
+                                    done += 1;
+                                }
+                            }
+                        }
+                        done
+                    }));
+                }
+                let mut total = 0;
+                for t in tasks {
+                    total += t.await.unwrap();
+                }
+                assert_eq!(total, m, "every partition committed exactly once");
+            });
+            let secs = t.elapsed().as_secs_f64();
+            let req = crate::store::instrument::request_counts().since(&before);
+            println!(
+                "lease+commit on moto: {workers:>2} workers, {m} partitions in {secs:.2} s = {:.0} partitions/s; {:.1} requests/partition ({req})",
+                m as f64 / secs,
+                req.total() as f64 / m as f64
+            );
+        }
+    }
 
     fn entries(sizes: &[u64]) -> Vec<SourceEntry> {
         sizes

@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{PipelineError, Result};
+use crate::error::Result;
 use crate::store::Location;
 
 pub const MANIFEST_FILE: &str = "_manifest.json";
@@ -54,28 +53,9 @@ impl Manifest {
     }
 }
 
-/// Reads the manifest at `loc`, `None` when there is none.
+/// Reads the manifest at `loc`, `None` when there is none (transient failures retried).
 pub async fn read(loc: &Location) -> Result<Option<Manifest>> {
-    let path = loc.child(MANIFEST_FILE);
-    match loc.store.get(&path).await {
-        Ok(got) => {
-            let bytes = got.bytes().await.map_err(|e| PipelineError::Store {
-                uri: loc.uri.clone(),
-                message: e.to_string(),
-            })?;
-            serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| PipelineError::Store {
-                    uri: format!("{}/{MANIFEST_FILE}", loc.uri),
-                    message: format!("corrupt manifest: {e}"),
-                })
-        }
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(PipelineError::Store {
-            uri: loc.uri.clone(),
-            message: e.to_string(),
-        }),
-    }
+    super::io::get_json(loc, MANIFEST_FILE).await
 }
 
 /// What readers should see at `loc`: the manifest when the run finished, else a view derived
@@ -87,18 +67,7 @@ pub async fn open(loc: &Location) -> Result<Option<Manifest>> {
     super::commit::view(loc).await
 }
 
-/// Writes the manifest (one atomic put).
+/// Writes the manifest (one atomic put, retried).
 pub async fn write(loc: &Location, manifest: &Manifest) -> Result<()> {
-    let json = serde_json::to_vec_pretty(manifest).map_err(|e| PipelineError::Write {
-        what: MANIFEST_FILE.into(),
-        message: e.to_string(),
-    })?;
-    loc.store
-        .put(&loc.child(MANIFEST_FILE), PutPayload::from(json))
-        .await
-        .map_err(|e| PipelineError::Write {
-            what: format!("{}/{MANIFEST_FILE}", loc.uri),
-            message: e.to_string(),
-        })?;
-    Ok(())
+    super::io::put_json(loc, MANIFEST_FILE, manifest).await
 }

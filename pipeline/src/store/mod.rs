@@ -314,6 +314,68 @@ mod tests {
     }
 
     #[test]
+    fn s3_conditional_create_and_multipart_on_a_real_s3_server() {
+        use object_store::PutMode;
+        let moto = crate::testing::MotoServer::start();
+        moto.bucket("kelp-unit");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let loc = moto.location("kelp-unit", "ds");
+            let p = loc.child("_kelp/commits/p-00000.json");
+            loc.store
+                .put_opts(
+                    &p,
+                    PutPayload::from_static(b"first"),
+                    PutMode::Create.into(),
+                )
+                .await
+                .unwrap();
+            let second = loc
+                .store
+                .put_opts(
+                    &p,
+                    PutPayload::from_static(b"second"),
+                    PutMode::Create.into(),
+                )
+                .await;
+            assert!(
+                matches!(second, Err(object_store::Error::AlreadyExists { .. })),
+                "{second:?}"
+            );
+            let got = loc.store.get(&p).await.unwrap().bytes().await.unwrap();
+            assert_eq!(&got[..], b"first");
+
+            // 11 MiB over a 5 MiB threshold: three parts, read back whole.
+            let big: Vec<u8> = (0..11 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+            let before = instrument::request_counts();
+            let path = loc.child("clips/big.bin");
+            put_object(&loc, &path, bytes::Bytes::from(big.clone()), 5 << 20)
+                .await
+                .unwrap();
+            let back = loc.store.get(&path).await.unwrap().bytes().await.unwrap();
+            assert!(back[..] == big[..], "multipart object differs");
+            assert!(instrument::request_counts().since(&before).put >= 1);
+        });
+    }
+
+    #[test]
+    fn s3_endpoint_options_reach_the_client() {
+        let loc = resolve_with(
+            "s3://bucket/prefix",
+            &StoreOptions {
+                endpoint: Some("http://127.0.0.1:9".into()),
+                allow_http: true,
+            },
+        )
+        .unwrap();
+        assert!(loc.store.to_string().contains("bucket"), "{}", loc.store);
+        assert_eq!(loc.prefix.as_ref(), "prefix");
+    }
+
+    #[test]
     fn unknown_scheme_is_named() {
         let e = resolve("ftp://host/x").unwrap_err().to_string();
         assert!(
