@@ -697,8 +697,14 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        for workers in [1usize, 4, 16] {
-            let out = moto.location("kelp-leases", &format!("w{workers}"));
+        for (workers, contended) in [
+            (1usize, false),
+            (4, false),
+            (16, false),
+            (4, true),
+            (16, true),
+        ] {
+            let out = moto.location("kelp-leases", &format!("w{workers}-{contended}"));
             let m = 200u32;
             let before = crate::store::instrument::request_counts();
             let t = std::time::Instant::now();
@@ -709,18 +715,19 @@ mod tests {
                     tasks.push(tokio::spawn(async move {
                         let mut owner = Owner::current(Some(w));
                         owner.host = format!("bench-{w}");
+                        // Disjoint: worker w takes partitions w, w+W, ...; contended: every
+                        // worker tries every partition, starting at its own offset.
+                        let mine: Vec<u32> = if contended {
+                            (0..m)
+                                .map(|k| (k + w as u32 * m / workers as u32) % m)
+                                .collect()
+                        } else {
+                            (w as u32..m).step_by(workers).collect()
+                        };
                         let mut done = 0;
-                        for k in 0..m {
-                            let p = (k + (w as u32) * m / workers as u32) % m;
+                        for p in mine {
                             let attempt = io::random_id();
                             let ttl = std::time::Duration::from_secs(60);
-                            if io::get_json::<CommitRecord>(&out, &commit_rel(p))
-                                .await
-                                .unwrap()
-                                .is_some()
-                            {
-                                continue;
-                            }
                             if let lease::Claim::Acquired(_) =
                                 lease::claim(&out, p, &attempt, &owner, ttl).await.unwrap()
                             {
@@ -744,64 +751,11 @@ mod tests {
             let secs = t.elapsed().as_secs_f64();
             let req = crate::store::instrument::request_counts().since(&before);
             println!(
-                "lease+commit on moto: {workers:>2} workers, {m} partitions in {secs:.2} s = {:.0} partitions/s; {:.1} requests/partition ({req})",
+                "lease+commit on moto: {workers:>2} workers ({}), {m} partitions in {secs:.2} s = {:.0} partitions/s; {:.1} requests/partition ({req})",
+                if contended { "contended" } else { "disjoint" },
                 m as f64 / secs,
                 req.total() as f64 / m as f64
             );
         }
-    }
-
-    fn entries(sizes: &[u64]) -> Vec<SourceEntry> {
-        sizes
-            .iter()
-            .enumerate()
-            .map(|(i, &s)| SourceEntry {
-                uri: format!("v{i:03}.mp4"),
-                location: format!("/v{i:03}.mp4"),
-                size: s,
-            })
-            .collect()
-    }
-
-    fn lens(plan: &[PartitionPlan]) -> Vec<usize> {
-        plan.iter().map(|p| p.videos.len()).collect()
-    }
-
-    #[test]
-    fn equal_sizes_split_into_equal_counts() {
-        assert_eq!(lens(&split(&entries(&[10; 9]), 3)), [3, 3, 3]);
-    }
-
-    #[test]
-    fn splits_balance_bytes_not_counts() {
-        // One huge video and many small ones: the huge one gets a partition of its own.
-        let p = split(&entries(&[100, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10]), 2);
-        assert_eq!(lens(&p), [1, 10]);
-    }
-
-    #[test]
-    fn every_video_lands_in_exactly_one_partition_in_order() {
-        let e = entries(&[5, 1, 9, 2, 7, 3, 3, 8, 1, 1, 6]);
-        for m in 1..=13 {
-            let p = split(&e, m);
-            assert_eq!(p.len(), m);
-            let flat: Vec<_> = p.iter().flat_map(|p| p.videos.iter().cloned()).collect();
-            assert_eq!(flat, e, "m = {m}");
-            if m <= e.len() {
-                assert!(
-                    p.iter().all(|p| !p.videos.is_empty()),
-                    "m = {m}: {:?}",
-                    lens(&p)
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn partition_count_respects_both_limits() {
-        let e = entries(&[10; 10]);
-        assert_eq!(partition_count(&e, 4, u64::MAX), 3);
-        assert_eq!(partition_count(&e, 100, 25), 4);
-        assert_eq!(partition_count(&[], 4, 25), 1);
     }
 }

@@ -44,6 +44,9 @@ pub(crate) async fn work(
         _ => 0,
     };
     let mut listing_errors = 0;
+    // Idle polls back off from 100 ms to 2 s: quick to notice the last commits of a run, cheap
+    // for many idle workers waiting on long partitions.
+    let mut idle = Duration::from_millis(100);
     loop {
         let committed = match commit::committed(out).await {
             Ok(c) => {
@@ -67,7 +70,7 @@ pub(crate) async fn work(
             break;
         }
         let start = offset % todo.len();
-        let mut wait = Duration::from_millis(1000);
+        let mut wait = idle;
         let mut worked = false;
         for &p in todo[start..].iter().chain(&todo[..start]) {
             let attempt = io::random_id();
@@ -113,8 +116,11 @@ pub(crate) async fn work(
             }
             break;
         }
-        if !worked {
+        if worked {
+            idle = Duration::from_millis(100);
+        } else {
             tokio::time::sleep(wait).await;
+            idle = (idle * 2).min(Duration::from_secs(2));
         }
     }
     Ok(outcome)
