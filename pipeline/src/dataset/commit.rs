@@ -758,4 +758,58 @@ mod tests {
             );
         }
     }
+
+    fn entries(sizes: &[u64]) -> Vec<SourceEntry> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| SourceEntry {
+                uri: format!("v{i:03}.mp4"),
+                location: format!("/v{i:03}.mp4"),
+                size: s,
+            })
+            .collect()
+    }
+
+    fn lens(plan: &[PartitionPlan]) -> Vec<usize> {
+        plan.iter().map(|p| p.videos.len()).collect()
+    }
+
+    #[test]
+    fn equal_sizes_split_into_equal_counts() {
+        assert_eq!(lens(&split(&entries(&[10; 9]), 3)), [3, 3, 3]);
+    }
+
+    #[test]
+    fn splits_balance_bytes_not_counts() {
+        // One huge video and many small ones: the huge one gets a partition of its own.
+        let p = split(&entries(&[100, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10]), 2);
+        assert_eq!(lens(&p), [1, 10]);
+    }
+
+    #[test]
+    fn every_video_lands_in_exactly_one_partition_in_order() {
+        let e = entries(&[5, 1, 9, 2, 7, 3, 3, 8, 1, 1, 6]);
+        for m in 1..=13 {
+            let p = split(&e, m);
+            assert_eq!(p.len(), m);
+            let flat: Vec<_> = p.iter().flat_map(|p| p.videos.iter().cloned()).collect();
+            assert_eq!(flat, e, "m = {m}");
+            if m <= e.len() {
+                assert!(
+                    p.iter().all(|p| !p.videos.is_empty()),
+                    "m = {m}: {:?}",
+                    lens(&p)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn partition_count_respects_both_limits() {
+        let e = entries(&[10; 10]);
+        assert_eq!(partition_count(&e, 4, u64::MAX), 3);
+        assert_eq!(partition_count(&e, 100, 25), 4);
+        assert_eq!(partition_count(&[], 4, 25), 1);
+    }
 }
