@@ -394,3 +394,46 @@ fn partitions_on_separate_processes_commit_once_and_the_last_writes_the_manifest
         "one partition per process",
     );
 }
+
+#[test]
+fn cluster_files_use_the_flags_kelp_has_and_agree_on_m() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let k8s = std::fs::read_to_string(root.join("infra/k8s/kelp-run.yaml")).unwrap();
+    let field = |key: &str| -> String {
+        k8s.lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .map(|v| v.split('#').next().unwrap_or("").trim().to_string())
+            .unwrap_or_else(|| panic!("no {key} in the Job"))
+    };
+    assert_eq!(field("completionMode:"), "Indexed");
+    assert!(!field("backoffLimitPerIndex:").is_empty());
+    let m = field("completions:");
+    assert!(
+        k8s.contains(&format!("--partitions={m}")),
+        "completions ({m}) = --partitions"
+    );
+    assert!(k8s.contains("--partition=$(JOB_COMPLETION_INDEX)"));
+    let sbatch = root.join("infra/slurm/kelp-run.sbatch");
+    let text = std::fs::read_to_string(&sbatch).unwrap();
+    assert!(text.contains("--partition \"$SLURM_ARRAY_TASK_ID\""));
+    let syntax = Command::new("bash")
+        .arg("-n")
+        .arg(&sbatch)
+        .status()
+        .unwrap();
+    assert!(syntax.success(), "infra/slurm/kelp-run.sbatch: bash syntax");
+    let help = kelp_env(&["run", "--help"], &[]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--partitions",
+        "--partition",
+        "--threads",
+        "--workers",
+        "--resume",
+        "--endpoint",
+        "--allow-http",
+        "--quiet",
+    ] {
+        assert!(help.contains(flag), "kelp run --help lacks {flag}");
+    }
+}
