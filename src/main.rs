@@ -35,15 +35,48 @@ enum Command {
         /// Replace the output URI the DAG names.
         #[arg(long)]
         output: Option<String>,
-        /// Replace an existing dataset at the output.
-        #[arg(long)]
+        /// Replace an existing dataset (or unfinished run) at the output.
+        #[arg(long, conflicts_with = "resume")]
         overwrite: bool,
-        /// Videos processed at once (default: the DAG's, else the number of cores).
+        /// Continue the unfinished run at the output (after a crash, or to retry failed partitions).
         #[arg(long)]
-        workers: Option<usize>,
+        resume: bool,
+        /// Worker processes on this machine, claiming partitions (default 1: this process).
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Videos processed at once in each process (default: the DAG's [engine] workers, else
+        /// the cores divided among the worker processes).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Split a new run into M partitions (default: from [engine] partition_videos/bytes).
+        #[arg(long, value_name = "M")]
+        partitions: Option<u32>,
+        /// Process only partition i (0-based) of M, e.g. from JOB_COMPLETION_INDEX or
+        /// SLURM_ARRAY_TASK_ID; the last one to commit writes the manifest.
+        #[arg(
+            long,
+            value_name = "i",
+            requires = "partitions",
+            conflicts_with = "workers"
+        )]
+        partition: Option<u32>,
+        #[command(flatten)]
+        store: StoreArgs,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Internal: this process is worker k of `--workers N`.
+        #[arg(long, hide = true)]
+        worker_index: Option<usize>,
+    },
+    /// Show a run's partitions: done, running, failed (with errors) and pending.
+    Status {
+        /// Dataset URI (a folder, file://, s3://, ...).
+        dataset: String,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+        format: StatusFormat,
     },
     /// Check a DAG file completely without running it.
     Validate { dag: PathBuf },
@@ -53,6 +86,8 @@ enum Command {
         /// Dataset URI (a folder, file://, s3://, gs://, ...).
         #[arg(long)]
         dataset: String,
+        #[command(flatten)]
+        store: StoreArgs,
         #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
         format: SqlFormat,
         /// Write the result here instead of stdout (required for parquet).
@@ -114,6 +149,43 @@ enum BenchCommand {
     },
 }
 
+/// S3-compatible endpoint options (AWS_* environment variables configure the rest).
+#[derive(clap::Args, Clone, Default)]
+struct StoreArgs {
+    /// S3 endpoint URL for s3:// URIs (MinIO, Ceph, moto), e.g. http://127.0.0.1:9000.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Allow a plain-http endpoint.
+    #[arg(long)]
+    allow_http: bool,
+}
+
+impl StoreArgs {
+    fn options(&self) -> kelp_pipeline::store::StoreOptions {
+        kelp_pipeline::store::StoreOptions {
+            endpoint: self.endpoint.clone(),
+            allow_http: self.allow_http,
+        }
+    }
+
+    fn to_args(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(e) = &self.endpoint {
+            v.extend(["--endpoint".to_string(), e.clone()]);
+        }
+        if self.allow_http {
+            v.push("--allow-http".into());
+        }
+        v
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StatusFormat {
+    Table,
+    Json,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum StatsFormat {
     Text,
@@ -138,7 +210,7 @@ enum ShotsFormat {
 fn main() {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    if let Err(e) = dispatch(cli.command) {
+    if let Err(e) = dispatch(cli.command, cli.verbose) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -165,26 +237,92 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn dispatch(command: Command) -> Result<()> {
+fn dispatch(command: Command, verbose: u8) -> Result<()> {
     match command {
         Command::Run {
             dag,
             source,
             output,
             overwrite,
+            resume,
             workers,
+            threads,
+            partitions,
+            partition,
+            store,
             quiet,
+            worker_index,
         } => {
             let compiled = dag::load(&dag)?;
+            let workers = workers.max(1);
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let threads = threads
+                .or(compiled.dag.engine.workers)
+                .or((workers > 1).then(|| (cores / workers).max(1)));
             let opts = engine::RunOptions {
                 overwrite,
-                workers,
-                source,
-                output,
-                progress: !quiet,
+                resume,
+                threads,
+                source: source.clone(),
+                output: output.clone(),
+                store: store.options(),
+                partitions,
+                partition,
+                worker_index,
+                progress: !quiet && worker_index.is_none(),
             };
-            let summary = runtime()?.block_on(engine::run(&compiled, &opts))?;
-            print_summary(&summary);
+            let rt = runtime()?;
+            let summary = if workers > 1 && worker_index.is_none() {
+                let exe = std::env::current_exe().context("locating the kelp binary")?;
+                let child = |k: usize| {
+                    let mut c = std::process::Command::new(&exe);
+                    c.arg("run").arg(&dag).arg("--quiet");
+                    c.args(["--worker-index", &k.to_string()]);
+                    if let Some(s) = &source {
+                        c.args(["--source", s]);
+                    }
+                    if let Some(o) = &output {
+                        c.args(["--output", o]);
+                    }
+                    if let Some(t) = threads {
+                        c.args(["--threads", &t.to_string()]);
+                    }
+                    c.args(store.to_args());
+                    if verbose > 0 {
+                        c.arg(format!("-{}", "v".repeat(verbose as usize)));
+                    }
+                    c
+                };
+                rt.block_on(engine::fleet::run(&compiled, &opts, workers, &child))?
+            } else {
+                rt.block_on(engine::run(&compiled, &opts))?
+            };
+            if worker_index.is_none() {
+                print_summary(&summary);
+            }
+            Ok(())
+        }
+        Command::Status {
+            dataset,
+            store,
+            format,
+        } => {
+            let loc = kelp_pipeline::store::resolve_with(&dataset, &store.options())?;
+            let status = runtime()?.block_on(kelp_pipeline::dataset::commit::status(&loc))?;
+            let Some(st) = status else {
+                let legacy = runtime()?.block_on(kelp_pipeline::dataset::manifest::read(&loc))?;
+                if legacy.is_some() {
+                    println!(
+                        "{dataset}: complete (written before partitioned runs: no run record)"
+                    );
+                    return Ok(());
+                }
+                bail!("{dataset}: no kelp run here (no _kelp/run.json)");
+            };
+            match format {
+                StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&st)?),
+                StatusFormat::Table => print_status(&st),
+            }
             Ok(())
         }
         Command::Validate { dag } => {
@@ -206,10 +344,12 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Sql {
             query,
             dataset,
+            store,
             format,
             out,
         } => {
-            let (schema, batches) = runtime()?.block_on(sql::query(&dataset, &query))?;
+            let (schema, batches) =
+                runtime()?.block_on(sql::query_with(&dataset, &query, &store.options()))?;
             let fmt = match format {
                 SqlFormat::Table => sql::Format::Table,
                 SqlFormat::Csv => sql::Format::Csv,
@@ -364,6 +504,55 @@ fn shots(video: PathBuf, format: ShotsFormat, threads: usize) -> Result<()> {
     Ok(())
 }
 
+fn print_status(st: &kelp_pipeline::dataset::commit::RunStatus) {
+    use kelp_pipeline::dataset::commit::PartitionState as S;
+    println!(
+        "{}: run {} ({}), {} partitions: {} done, {} running, {} failed, {} pending{}",
+        st.dataset,
+        st.run_id,
+        st.dag,
+        st.partitions.len(),
+        st.count(S::Done),
+        st.count(S::Running),
+        st.count(S::Failed),
+        st.count(S::Pending),
+        if st.complete { "; complete" } else { "" }
+    );
+    println!(
+        "{:>9}  {:<8}  {:>6}  {:>6}  detail",
+        "partition", "state", "videos", "clips"
+    );
+    for p in &st.partitions {
+        let state = match p.state {
+            S::Done => "done",
+            S::Running => "running",
+            S::Failed => "failed",
+            S::Pending => "pending",
+        };
+        let clips = p.clips.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
+        let mut detail = Vec::new();
+        if let Some(o) = &p.owner {
+            detail.push(match p.state {
+                S::Done => format!("committed by {o}"),
+                _ => format!("leased by {o}"),
+            });
+        }
+        if let Some(e) = &p.error {
+            if p.state != S::Done {
+                detail.push(format!("{} failed attempt(s), last: {e}", p.failures));
+            }
+        }
+        println!(
+            "{:>9}  {:<8}  {:>6}  {:>6}  {}",
+            p.partition,
+            state,
+            p.videos,
+            clips,
+            detail.join("; ")
+        );
+    }
+}
+
 fn print_summary(s: &engine::RunSummary) {
     let rejected = if s.videos_rejected > 0 {
         format!(", {} rejected", s.videos_rejected)
@@ -375,10 +564,28 @@ fn print_summary(s: &engine::RunSummary) {
     } else {
         String::new()
     };
+    let what = if s.complete {
+        format!("committed {}", s.output)
+    } else {
+        format!(
+            "committed partition(s) {:?} of {} ({} of {} partitions committed; the manifest is written with the last)",
+            s.partitions_mine, s.output, s.partitions_committed, s.partitions
+        )
+    };
     println!(
-        "committed {}: {} videos ({} ok, {} error{rejected}), {} boundaries, {} clips{clips_rejected} in {:.1} s",
-        s.output, s.videos, s.videos_ok, s.videos_error, s.boundaries, s.clips, s.seconds
+        "{what}: {} videos ({} ok, {} error{rejected}), {} boundaries, {} clips{clips_rejected} in {:.1} s",
+        s.videos, s.videos_ok, s.videos_error, s.boundaries, s.clips, s.seconds
     );
+    if s.partitions > 1 {
+        println!(
+            "{} partitions, {} by this process; object store: {}",
+            s.partitions,
+            s.partitions_mine.len(),
+            s.requests
+        );
+    } else {
+        tracing::info!("object store: {}", s.requests);
+    }
     let total: f64 = s.node_seconds.iter().map(|(_, t)| t).sum();
     if total > 0.0 {
         let parts: Vec<String> = s

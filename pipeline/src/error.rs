@@ -12,6 +12,10 @@ pub enum PipelineError {
     #[error("{uri}: {message}")]
     Store { uri: String, message: String },
 
+    /// An object that should be there is not (a source deleted after it was listed).
+    #[error("{uri}: no such object")]
+    Missing { uri: String },
+
     #[error("{uri}: a dataset already exists here (manifest {manifest}); pass --overwrite to replace it")]
     OutputExists { uri: String, manifest: String },
 

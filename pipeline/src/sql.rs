@@ -1,5 +1,6 @@
 //! SQL over a dataset with DataFusion: every table the manifest lists is registered under its
-//! name (`videos`, `boundaries`, `clips`, ...), reading only committed shards.
+//! name (`videos`, `boundaries`, `clips`, ...), reading only committed shards. While a run is
+//! unfinished, the committed partitions' shards are what the tables hold.
 
 use std::sync::Arc;
 
@@ -18,8 +19,13 @@ use crate::store;
 
 /// A DataFusion session with the dataset at `uri` registered.
 pub async fn session_for(uri: &str) -> Result<SessionContext> {
-    let loc = store::resolve(uri)?;
-    let m = manifest::read(&loc)
+    session_with(uri, &store::StoreOptions::default()).await
+}
+
+/// [`session_for`] with S3 endpoint options.
+pub async fn session_with(uri: &str, opts: &store::StoreOptions) -> Result<SessionContext> {
+    let loc = store::resolve_with(uri, opts)?;
+    let m = manifest::open(&loc)
         .await?
         .ok_or_else(|| PipelineError::NoDataset {
             uri: uri.to_string(),
@@ -53,7 +59,16 @@ pub async fn session_for(uri: &str) -> Result<SessionContext> {
 
 /// Runs one query and collects its result.
 pub async fn query(uri: &str, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let ctx = session_for(uri).await?;
+    query_with(uri, sql, &store::StoreOptions::default()).await
+}
+
+/// [`query`] with S3 endpoint options.
+pub async fn query_with(
+    uri: &str,
+    sql: &str,
+    opts: &store::StoreOptions,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let ctx = session_with(uri, opts).await?;
     let df = ctx.sql(sql).await?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await?;

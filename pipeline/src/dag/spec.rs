@@ -30,6 +30,21 @@ pub struct SourceSpec {
     /// File extensions (lower case, without dot) that count as videos when listing a folder.
     #[serde(default = "default_extensions")]
     pub extensions: Vec<String>,
+    /// S3-compatible endpoint for an `s3://` source (MinIO, Ceph, moto), e.g. `http://127.0.0.1:9000`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Allow a plain-http `endpoint`.
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+impl SourceSpec {
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            endpoint: self.endpoint.clone(),
+            allow_http: self.allow_http,
+        }
+    }
 }
 
 pub fn default_extensions() -> Vec<String> {
@@ -49,6 +64,21 @@ pub struct OutputSpec {
     /// Rows per Parquet shard.
     #[serde(default = "default_shard_rows")]
     pub shard_rows: usize,
+    /// S3-compatible endpoint for an `s3://` output, e.g. `http://127.0.0.1:9000`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Allow a plain-http `endpoint`.
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+impl OutputSpec {
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            endpoint: self.endpoint.clone(),
+            allow_http: self.allow_http,
+        }
+    }
 }
 
 fn default_shard_rows() -> usize {
@@ -59,12 +89,27 @@ fn default_shard_rows() -> usize {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineSpec {
-    /// Videos processed at once (default: the number of cores).
+    /// Videos processed at once inside one process (default: the number of cores; under
+    /// `kelp run --workers N`, cores / N). `kelp run --threads` overrides it.
     pub workers: Option<usize>,
     /// Decoder threads per video.
     pub decode_threads: usize,
     /// Finished videos buffered before the writer (backpressure bound).
     pub queue: usize,
+    /// At most this many videos per partition (unless `kelp run --partitions M` fixes M).
+    pub partition_videos: usize,
+    /// Roughly at most this many source bytes per partition.
+    pub partition_bytes: u64,
+    /// Seconds a partition lease lasts unless renewed (renewed every third of it); a crashed
+    /// worker's partition is taken over after this long (at once when it ran on this host).
+    pub lease_s: f64,
+    /// Failed attempts at one partition before a worker gives up on it (the run then exits 1
+    /// and `kelp status` shows the error; `kelp run --resume` tries again).
+    pub partition_attempts: u32,
+    /// Folder of the spill cache for remote sources (default: the system temp folder).
+    pub spill_dir: Option<String>,
+    /// Bytes the spill cache keeps per process before evicting (least recently used first).
+    pub spill_bytes: u64,
 }
 
 impl Default for EngineSpec {
@@ -73,6 +118,12 @@ impl Default for EngineSpec {
             workers: None,
             decode_threads: 1,
             queue: 64,
+            partition_videos: 64,
+            partition_bytes: 16 << 30,
+            lease_s: 60.0,
+            partition_attempts: 3,
+            spill_dir: None,
+            spill_bytes: 8 << 30,
         }
     }
 }

@@ -84,13 +84,27 @@ pub fn parse(file: &str, text: &str) -> Result<CompiledDag> {
     if output.shard_rows == 0 {
         return Err(fail("[output] shard_rows must be at least 1".into()));
     }
-    if engine.decode_threads == 0 || engine.queue == 0 || engine.workers == Some(0) {
+    if engine.decode_threads == 0
+        || engine.queue == 0
+        || engine.workers == Some(0)
+        || engine.partition_videos == 0
+        || engine.partition_bytes == 0
+        || engine.partition_attempts == 0
+        || engine.spill_bytes == 0
+    {
         return Err(fail(
-            "[engine] workers, decode_threads and queue must be at least 1".into(),
+            "[engine] workers, decode_threads, queue, partition_videos, partition_bytes, partition_attempts and spill_bytes must be at least 1".into(),
         ));
     }
-    store::resolve(&source.uri).map_err(|e| fail(format!("[source] uri: {e}")))?;
-    store::resolve(&output.uri).map_err(|e| fail(format!("[output] uri: {e}")))?;
+    if !(engine.lease_s.is_finite() && engine.lease_s >= 0.1) {
+        return Err(fail(
+            "[engine] lease_s must be at least 0.1 (seconds)".into(),
+        ));
+    }
+    store::resolve_with(&source.uri, &source.store_options())
+        .map_err(|e| fail(format!("[source] uri: {e}")))?;
+    store::resolve_with(&output.uri, &output.store_options())
+        .map_err(|e| fail(format!("[output] uri: {e}")))?;
 
     let nodes = node_specs(&table).map_err(fail)?;
     let ordered = order(&nodes).map_err(fail)?;

@@ -1,12 +1,13 @@
-//! `_manifest.json`: the list of committed shards. Readers trust only what it lists, so a crash
-//! before it is written leaves no half dataset visible.
+//! `_manifest.json`: the list of committed shards. Readers trust only what it lists. It is
+//! derived from the partitions' commit records ([`super::commit`]) once every partition is
+//! committed; while a run is unfinished, [`open`] derives the same structure from the commit
+//! records there are, so readers see committed partitions and nothing else.
 
 use std::collections::BTreeMap;
 
-use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{PipelineError, Result};
+use crate::error::Result;
 use crate::store::Location;
 
 pub const MANIFEST_FILE: &str = "_manifest.json";
@@ -35,6 +36,15 @@ pub struct Manifest {
     /// The DAG file that produced it.
     pub dag: String,
     pub tables: BTreeMap<String, TableManifest>,
+    /// The run that produced it (absent in datasets older than partitioned runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// Partitions of that run; shards are listed in partition order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<u32>,
+    /// Partitions committed: less than `partitions` only in a view of an unfinished run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_partitions: Option<u32>,
 }
 
 impl Manifest {
@@ -43,42 +53,21 @@ impl Manifest {
     }
 }
 
-/// Reads the manifest at `loc`, `None` when there is none.
+/// Reads the manifest at `loc`, `None` when there is none (transient failures retried).
 pub async fn read(loc: &Location) -> Result<Option<Manifest>> {
-    let path = loc.child(MANIFEST_FILE);
-    match loc.store.get(&path).await {
-        Ok(got) => {
-            let bytes = got.bytes().await.map_err(|e| PipelineError::Store {
-                uri: loc.uri.clone(),
-                message: e.to_string(),
-            })?;
-            serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| PipelineError::Store {
-                    uri: format!("{}/{MANIFEST_FILE}", loc.uri),
-                    message: format!("corrupt manifest: {e}"),
-                })
-        }
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(PipelineError::Store {
-            uri: loc.uri.clone(),
-            message: e.to_string(),
-        }),
-    }
+    super::io::get_json(loc, MANIFEST_FILE).await
 }
 
-/// Writes the manifest (one atomic put).
+/// What readers should see at `loc`: the manifest when the run finished, else a view derived
+/// from the commit records of an unfinished run, `None` when there is no dataset at all.
+pub async fn open(loc: &Location) -> Result<Option<Manifest>> {
+    if let Some(m) = read(loc).await? {
+        return Ok(Some(m));
+    }
+    super::commit::view(loc).await
+}
+
+/// Writes the manifest (one atomic put, retried).
 pub async fn write(loc: &Location, manifest: &Manifest) -> Result<()> {
-    let json = serde_json::to_vec_pretty(manifest).map_err(|e| PipelineError::Write {
-        what: MANIFEST_FILE.into(),
-        message: e.to_string(),
-    })?;
-    loc.store
-        .put(&loc.child(MANIFEST_FILE), PutPayload::from(json))
-        .await
-        .map_err(|e| PipelineError::Write {
-            what: format!("{}/{MANIFEST_FILE}", loc.uri),
-            message: e.to_string(),
-        })?;
-    Ok(())
+    super::io::put_json(loc, MANIFEST_FILE, manifest).await
 }

@@ -1,15 +1,16 @@
-//! Writes one table as deterministic, atomically-put Parquet shards (zstd).
+//! Writes one table as deterministic, atomically-put Parquet shards (zstd), named
+//! `<table>/part-<partition>-<seq>.parquet` under the writer's location (a partition attempt's
+//! staging prefix during a run; the names stay the same once promoted).
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::manifest::{ShardInfo, TableManifest};
 use crate::error::{PipelineError, Result};
-use crate::store::Location;
+use crate::store::{self, Location};
 
 /// Buffers rows of one table and puts a shard every `shard_rows` rows.
 pub struct TableWriter {
@@ -85,15 +86,13 @@ impl TableWriter {
             self.written.shards.len()
         );
         let bytes = encode(&shard).map_err(|m| self.write_err(m))?;
-        let size = bytes.len() as u64;
-        self.loc
-            .store
-            .put(&self.loc.child(&rel), PutPayload::from(bytes))
-            .await
-            .map_err(|e| PipelineError::Write {
-                what: format!("{}/{rel}", self.loc.uri),
-                message: e.to_string(),
-            })?;
+        let size = store::put_object(
+            &self.loc,
+            &self.loc.child(&rel),
+            bytes::Bytes::from(bytes),
+            store::MULTIPART_THRESHOLD,
+        )
+        .await?;
         self.written.rows += take as u64;
         self.written.shards.push(ShardInfo {
             path: rel,
