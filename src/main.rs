@@ -226,6 +226,7 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -596,7 +597,12 @@ fn print_summary(s: &engine::RunSummary) {
         println!("time by step: {}", parts.join(", "));
     }
     for (uri, reason) in &s.errors {
-        println!("error: {uri}: {reason}");
+        // Reasons already name their input; add the URI only where one does not.
+        if reason.contains(uri.as_str()) {
+            println!("error: {reason}");
+        } else {
+            println!("error: {uri}: {reason}");
+        }
     }
     for p in &s.listing_problems {
         println!("skipped while listing: {p}");

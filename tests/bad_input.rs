@@ -1,5 +1,7 @@
 //! Bad input gets a clear error naming it; the rest of the job goes on.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

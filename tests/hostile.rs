@@ -2,6 +2,8 @@
 //! every input has exactly one `videos` row, broken ones say why in words, and the good videos'
 //! clips are exactly those of a run without the broken ones.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,8 @@
 //! processes and lease take-over all end in the dataset an uninterrupted run writes, byte for
 //! byte: same shards, same clip ids, no duplicates, nothing missing.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod runs;
 
 use std::path::Path;

@@ -1,5 +1,7 @@
 //! Quality scores, SQL-predicate filters, the attributes gate and `kelp stats`, end to end.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

@@ -1,5 +1,7 @@
 //! End to end: the quickstart DAG over generated samples, then SQL over the committed dataset.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -2,6 +2,8 @@
 //! into another, query it with `kelp sql`, and survive crashes and injected store failures.
 //! Needs `bash infra/install-deps.sh` (installs moto); fails, never skips, without it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod runs;
 
 use kelp_pipeline::testing::MotoServer;

@@ -1,6 +1,8 @@
 //! Developer tool: splits shot detection's cost into decode, scaling and analysis.
 //! `cargo run -p kelp-operators --example decode_cost -- VIDEO...`
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Instant;
 
 use kelp_operators::decode::{decode, DecodeOptions, Subscription};

@@ -1,6 +1,8 @@
 //! Developer tool: prints the shot detector's per-frame signals of one video as CSV, to tune
 //! thresholds against footage. `cargo run -p kelp-operators --example signals -- VIDEO > s.csv`
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use kelp_operators::decode::{decode, DecodeOptions, Subscription};
 use kelp_operators::operator::{AnalysisFrame, FrameRequest, FrameSink};
 use kelp_operators::shots::features::SignalExtractor;

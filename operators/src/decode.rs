@@ -246,7 +246,7 @@ pub fn decode(
                 ),
             });
         }
-        if index % 64 == 0 && started.elapsed().as_secs_f64() > limits.max_decode_s {
+        if index.is_multiple_of(64) && started.elapsed().as_secs_f64() > limits.max_decode_s {
             return Err(OperatorError::Limit {
                 path: path.to_path_buf(),
                 limit: format!(

@@ -1,6 +1,8 @@
 //! The shot detector through the real decoder, on videos generated with the ffmpeg CLI whose
 //! boundaries are known by construction.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

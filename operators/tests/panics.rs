@@ -1,6 +1,8 @@
 //! A panic inside an operator on one input becomes that input's error row, naming the operator;
 //! the next video is processed normally.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;

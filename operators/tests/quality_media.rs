@@ -2,6 +2,8 @@
 //! source clip and copies of it that are blurred, darkened, frozen, letterboxed, pillarboxed or
 //! branded with a fixed caption box.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;

@@ -5,6 +5,8 @@
 //! on `PATH`, or named by `KELP_MOTO_SERVER`). Without it, [`MotoServer::start`] panics with
 //! that instruction: the S3 tests are core behaviour and never skip.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests: run the `kelp` binary, make media with the ffmpeg CLI.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

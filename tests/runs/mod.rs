@@ -1,6 +1,7 @@
 //! Helpers for the partitioned-run tests: tiny generated media, a test DAG, running `kelp` with
 //! environment (fault hooks, S3 credentials), and comparing two datasets shard by shard.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;

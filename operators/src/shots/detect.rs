@@ -318,9 +318,9 @@ fn cut_frames(signals: &[FrameSignals], fps: f64, cfg: &DetectorConfig) -> Vec<C
         let lo = i.saturating_sub(w).max(1);
         let hi = (i + w).min(n - 1);
         let (mut sum, mut count) = (0f32, 0u32);
-        for j in lo..=hi {
+        for (j, s) in signals.iter().enumerate().take(hi + 1).skip(lo) {
             if j != i {
-                sum += signals[j].content;
+                sum += s.content;
                 count += 1;
             }
         }

@@ -19,6 +19,20 @@ use crate::operator::{AnalysisFrame, FrameRequest, FrameSink, Operator, Product}
 
 /// The per-video plan of `kelp shots` and the benchmark: probe, then shots, one decode.
 pub fn plan(config: ShotsConfig, decode_threads: usize) -> crate::plan::VideoPlan {
+    plan_with(
+        config,
+        crate::decode::DecodeOptions {
+            threads: decode_threads,
+            ..Default::default()
+        },
+    )
+}
+
+/// Like [`plan`], with explicit decode options (limits).
+pub fn plan_with(
+    config: ShotsConfig,
+    decode: crate::decode::DecodeOptions,
+) -> crate::plan::VideoPlan {
     use std::sync::Arc;
     let nodes = vec![
         crate::plan::PlanNode {
@@ -30,10 +44,6 @@ pub fn plan(config: ShotsConfig, decode_threads: usize) -> crate::plan::VideoPla
             op: Arc::new(Shots::new(config)),
         },
     ];
-    let decode = crate::decode::DecodeOptions {
-        threads: decode_threads,
-        ..Default::default()
-    };
     // Probe produces what shots needs, so the plan is always valid.
     match crate::plan::VideoPlan::new(nodes, decode.clone()) {
         Ok(p) => p,

@@ -1,5 +1,7 @@
 //! The detector's behaviour on synthetic frame sequences with known transitions.
 
+#![allow(clippy::needless_range_loop)]
+
 use super::detect::{detect, DetectorConfig};
 use super::features::SignalExtractor;
 use crate::context::BoundaryKind;

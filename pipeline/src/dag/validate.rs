@@ -206,10 +206,10 @@ fn section<T: DeserializeOwned>(
     let Some(value) = table.get(name) else {
         return Ok(None);
     };
-    if !value.is_table() {
+    let Some(section) = value.as_table() else {
         return Err(format!("[{name}] must be a table"));
-    }
-    registry::params::<T>(value.as_table().expect("checked is_table"))
+    };
+    registry::params::<T>(section)
         .map(Some)
         .map_err(|e| format!("[{name}]: {e}"))
 }

@@ -489,8 +489,7 @@ pub(crate) async fn process_partition(
             let schema = schema.clone();
             let tx = tx.clone();
             tokio::task::spawn_blocking(move || {
-                let mut ctx = plan.run(video);
-                apply_filters(&mut ctx, &filters, &schema);
+                let ctx = run_video(&plan, video, &filters, &schema);
                 drop(pinned);
                 drop(permit);
                 // The receiver only goes away when the writer failed; that error is reported.
@@ -663,6 +662,36 @@ async fn write_group(
 
 /// Runs the `filter` nodes over a finished video; a filter that cannot be evaluated fails the
 /// video (validation already type-checked it, so this is rare).
+/// One video through the plan and the filters. The plan already turns operator panics into error
+/// rows; this is the last line of defence, so a bug anywhere costs one video, never the run.
+fn run_video(
+    plan: &kelp_operators::VideoPlan,
+    video: kelp_operators::SourceVideo,
+    filters: &[SqlFilter],
+    schema: &DatasetSchema,
+) -> VideoContext {
+    let source = video.clone();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut ctx = plan.run(video);
+        apply_filters(&mut ctx, filters, schema);
+        ctx
+    }));
+    outcome.unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let id = kelp_operators::context::text_id(&format!("uri:{}", source.uri));
+        let uri = source.uri.clone();
+        let mut ctx = VideoContext::new(source, id, 0);
+        ctx.fail(format!(
+            "{uri}: kelp failed on this video (panicked: {what})"
+        ));
+        ctx
+    })
+}
+
 fn apply_filters(ctx: &mut VideoContext, filters: &[SqlFilter], schema: &DatasetSchema) {
     for f in filters {
         if !ctx.is_ok() {
