@@ -5,6 +5,10 @@
 #                             (BSD-2-Clause model, Apache-2.0 package), sha256-checked
 #   brisque_model_live.yml    `nr_quality`: OpenCV's BRISQUE model and feature ranges trained on
 #   brisque_range_live.yml    LIVE, from Debian's opencv-doc package (its examples/quality/)
+#   ppocr_det_opencv.onnx     `text` with detector = "learned": PaddleOCR's PP-OCRv4 detector from
+#                             PyPI's rapidocr-onnxruntime 1.4.4 wheel, its Clip nodes rewritten for
+#                             OpenCV 4.6 (infra/ppocr-det-for-opencv.py, with PyPI's `onnx` in a
+#                             virtualenv under ~/.local/share/kelp/tools)
 # Idempotent: present, verified files are kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,4 +36,15 @@ if [ ! -s "$dest/brisque_model_live.yml" ] || [ ! -s "$dest/brisque_range_live.y
     ./usr/share/doc/opencv-doc/examples/quality/brisque_range_live.yml
   mv "$tmp"/usr/share/doc/opencv-doc/examples/quality/brisque_*_live.yml "$dest/"
   echo "install-models: $dest/brisque_model_live.yml, $dest/brisque_range_live.yml"
+fi
+
+if [ ! -s "$dest/ppocr_det_opencv.onnx" ]; then
+  tools=${KELP_TOOLS_VENV:-$HOME/.local/share/kelp/tools}
+  if [ ! -x "$tools/bin/python" ] || ! "$tools/bin/python" -c "import onnx" 2>/dev/null; then
+    python3 -m venv "$tools"
+    "$tools/bin/python" -m pip install --quiet onnx==1.17.0
+  fi
+  python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" rapidocr-onnxruntime==1.4.4
+  unzip -q -o -j "$tmp"/rapidocr_onnxruntime-1.4.4-*.whl 'rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx' -d "$tmp"
+  "$tools/bin/python" infra/ppocr-det-for-opencv.py "$tmp/ch_PP-OCRv4_det_infer.onnx" "$dest/ppocr_det_opencv.onnx"
 fi

@@ -80,8 +80,10 @@ pub static OPERATORS: &[OperatorInfo] = &[
     },
     OperatorInfo {
         name: "text",
-        summary: "share of the picture covered by text-like regions per clip (OpenCV heuristic)",
-        build: |p| Ok(Arc::new(Text::new(params::<TextConfig>(p)?))),
+        summary: "share of the picture covered by text per clip (OpenCV heuristic, or the PP-OCRv4 detector)",
+        build: |p| {
+            Text::new(params::<TextConfig>(p)?).map(|o| Arc::new(o) as Arc<dyn Operator>).map_err(|message| ParamError { key: Some("model".into()), message })
+        },
     },
     OperatorInfo {
         name: "safety",

@@ -95,7 +95,7 @@ fn plan() -> VideoPlan {
                 Arc::new(Exposure::new(ExposureConfig::default())),
             ),
             node("motion", Arc::new(Motion::new(MotionConfig::default()))),
-            node("text", Arc::new(Text::new(TextConfig::default()))),
+            node("text", Arc::new(Text::new(TextConfig::default()).unwrap())),
         ],
         DecodeOptions::default(),
     )
@@ -425,4 +425,57 @@ fn brisque_prefers_the_pristine_carphone_sequence() {
     };
     let (c, d) = (score(&clean), score(&bad));
     assert!(d > c + 5.0, "pristine {c}, distorted {d}");
+}
+
+#[test]
+fn the_learned_text_detector_finds_burned_in_subtitles() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = |id: &str, op: Arc<dyn kelp_operators::Operator>| PlanNode { id: id.into(), op };
+    let window = Window::new(WindowConfig {
+        min_s: 1.0,
+        max_s: 10.0,
+        trim_cut_frames: 0,
+        trim_gradual_frames: 0,
+    })
+    .unwrap();
+    let text = Text::new(TextConfig {
+        detector: kelp_operators::text::Detector::Learned,
+        model: Some(installed_model("ppocr_det_opencv.onnx")),
+        ..Default::default()
+    })
+    .unwrap();
+    let plan = VideoPlan::new(
+        vec![
+            node("probe", Arc::new(Probe::new(ProbeConfig::default()))),
+            node("shots", Arc::new(Shots::new(ShotsConfig::default()))),
+            node("window", Arc::new(window)),
+            node("text", Arc::new(text)),
+        ],
+        DecodeOptions::default(),
+    )
+    .unwrap();
+    let run = |p: PathBuf| {
+        plan.run(SourceVideo {
+            uri: p.display().to_string(),
+            path: p,
+        })
+    };
+    let plain = run(make(dir.path(), "plain.mp4", ""));
+    let subtitled = run(make(dir.path(), "subtitled.mp4", "drawtext=text='the quick brown fox jumps':x=40:y=120:fontsize=28:fontcolor=yellow:borderw=2"));
+    let (p, s) = (v(&plain, "text_area"), v(&subtitled, "text_area"));
+    assert!(
+        p < 0.01 && s > 0.05,
+        "learned text area: plain {p}, subtitled {s}"
+    );
+    let e = Text::new(TextConfig {
+        detector: kelp_operators::text::Detector::Learned,
+        model: Some("/nowhere/ppocr.onnx".into()),
+        ..Default::default()
+    })
+    .err()
+    .unwrap();
+    assert!(
+        e.contains("/nowhere/ppocr.onnx") && e.contains("install-models.sh"),
+        "{e}"
+    );
 }
