@@ -28,3 +28,53 @@ pub fn cv_error(op: &str, e: opencv::Error) -> OperatorError {
         reason: format!("OpenCV: {e}"),
     }
 }
+
+/// ONNX networks loaded once and reused across videos: loading parses the whole model, and a
+/// network serves one thread at a time, so each worker borrows one.
+#[derive(Clone)]
+pub struct NetPool {
+    path: std::path::PathBuf,
+    nets: std::sync::Arc<std::sync::Mutex<Vec<opencv::dnn::Net>>>,
+}
+
+impl NetPool {
+    pub fn new(path: std::path::PathBuf) -> Self {
+        NetPool {
+            path,
+            nets: Default::default(),
+        }
+    }
+
+    /// A network for one video: a returned one, else freshly loaded.
+    pub fn take(&self, op: &str) -> Result<PooledNet, OperatorError> {
+        let net = match self.nets.lock().ok().and_then(|mut v| v.pop()) {
+            Some(net) => net,
+            None => opencv::dnn::read_net_from_onnx(self.path.to_string_lossy().as_ref())
+                .map_err(|e| cv_error(op, e))?,
+        };
+        Ok(PooledNet {
+            net: Some(net),
+            pool: self.nets.clone(),
+        })
+    }
+}
+
+/// A network on loan from a [`NetPool`]; it goes back when dropped.
+pub struct PooledNet {
+    net: Option<opencv::dnn::Net>,
+    pool: std::sync::Arc<std::sync::Mutex<Vec<opencv::dnn::Net>>>,
+}
+
+impl PooledNet {
+    pub fn net(&mut self) -> Option<&mut opencv::dnn::Net> {
+        self.net.as_mut()
+    }
+}
+
+impl Drop for PooledNet {
+    fn drop(&mut self) {
+        if let (Some(net), Ok(mut pool)) = (self.net.take(), self.pool.lock()) {
+            pool.push(net);
+        }
+    }
+}

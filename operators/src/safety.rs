@@ -6,16 +6,13 @@
 //! the channel means (104, 117, 123), fed as NHWC (1×224×224×3) — the layout Debian's OpenCV 4.6
 //! accepts for this model.
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-
 use opencv::core::{Mat, Scalar, CV_32F};
-use opencv::dnn::{read_net_from_onnx, Net};
+use opencv::dnn::Net;
 use opencv::prelude::*;
 use serde::Deserialize;
 
 use crate::context::VideoContext;
-use crate::cv::cv_error;
+use crate::cv::{cv_error, NetPool, PooledNet};
 use crate::error::Result;
 use crate::models::model_file;
 use crate::operator::{
@@ -51,9 +48,7 @@ const MEANS_BGR: [f32; 3] = [104.0, 117.0, 123.0];
 
 pub struct Safety {
     sample_fps: f64,
-    model: PathBuf,
-    /// Loaded networks, reused across videos (a network is not shared between threads).
-    nets: Arc<Mutex<Vec<Net>>>,
+    nets: NetPool,
 }
 
 impl Safety {
@@ -62,16 +57,8 @@ impl Safety {
         let model = model_file(config.model.as_deref(), "open-nsfw.onnx", "safety")?;
         Ok(Safety {
             sample_fps: config.sample_fps.unwrap_or(1.0),
-            model,
-            nets: Arc::new(Mutex::new(Vec::new())),
+            nets: NetPool::new(model),
         })
-    }
-
-    fn take_net(&self) -> Result<Net> {
-        if let Some(net) = self.nets.lock().ok().and_then(|mut v| v.pop()) {
-            return Ok(net);
-        }
-        read_net_from_onnx(self.model.to_string_lossy().as_ref()).map_err(|e| cv_error("safety", e))
     }
 }
 
@@ -125,36 +112,30 @@ impl Operator for Safety {
         })
     }
     fn start(&self, _ctx: &mut VideoContext) -> Result<Option<Box<dyn FrameSink>>> {
-        let net = self.take_net()?;
         Ok(Some(Box::new(SafetySink {
-            net: Some(net),
-            pool: self.nets.clone(),
+            net: self.nets.take("safety")?,
             samples: Samples::new(1),
         })))
     }
 }
 
 struct SafetySink {
-    net: Option<Net>,
-    pool: Arc<Mutex<Vec<Net>>>,
+    net: PooledNet,
     samples: Samples,
 }
 
 impl FrameSink for SafetySink {
     fn frame(&mut self, frame: &AnalysisFrame<'_>) -> Result<()> {
-        if let Some(net) = self.net.as_mut() {
+        if let Some(net) = self.net.net() {
             let p = score_frame(net, frame.pixels, frame.width as usize)
                 .map_err(|e| cv_error("safety", e))?;
             self.samples.push(frame.index, &[p]);
         }
         Ok(())
     }
-    fn finish(mut self: Box<Self>, ctx: &mut VideoContext) -> Result<()> {
+    fn finish(self: Box<Self>, ctx: &mut VideoContext) -> Result<()> {
         ctx.set_clip_column("nsfw", self.samples.per_clip(ctx, 0, Agg::Max));
         ctx.set_clip_column("nsfw_mean", self.samples.per_clip(ctx, 0, Agg::Mean));
-        if let (Some(net), Ok(mut pool)) = (self.net.take(), self.pool.lock()) {
-            pool.push(net);
-        }
         Ok(())
     }
 }

@@ -9,19 +9,16 @@
 //! finds. The heuristic stays the default and the no-model fallback: it costs ~1 ms a sample,
 //! the network ~100 ms.
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-
 use opencv::core::{
     count_non_zero, Mat, Point, Rect, Scalar, Size, Vector, BORDER_CONSTANT, CV_8UC1,
 };
-use opencv::dnn::{blob_from_image, read_net_from_onnx, Net};
+use opencv::dnn::{blob_from_image, Net};
 use opencv::imgproc;
 use opencv::prelude::*;
 use serde::Deserialize;
 
 use crate::context::VideoContext;
-use crate::cv::{cv_error, frame_mat};
+use crate::cv::{cv_error, frame_mat, NetPool, PooledNet};
 use crate::error::Result;
 use crate::operator::{
     AnalysisFrame, ColumnSpec, FrameRequest, FrameSink, FrameSize, Operator, PixelLayout, Product,
@@ -70,26 +67,22 @@ impl Default for TextConfig {
 
 pub struct Text {
     config: TextConfig,
-    model: Option<PathBuf>,
-    nets: Arc<Mutex<Vec<Net>>>,
+    /// The learned detector's networks (`None` for the heuristic).
+    nets: Option<NetPool>,
 }
 
 impl Text {
     /// Fails, naming the file, when the learned detector is asked for and its model is missing.
     pub fn new(config: TextConfig) -> std::result::Result<Self, String> {
-        let model = match config.detector {
+        let nets = match config.detector {
             Detector::Heuristic => None,
-            Detector::Learned => Some(crate::models::model_file(
+            Detector::Learned => Some(NetPool::new(crate::models::model_file(
                 config.model.as_deref(),
                 "ppocr_det_opencv.onnx",
                 "text",
-            )?),
+            )?)),
         };
-        Ok(Text {
-            config,
-            model,
-            nets: Arc::new(Mutex::new(Vec::new())),
-        })
+        Ok(Text { config, nets })
     }
 }
 
@@ -273,18 +266,14 @@ impl Operator for Text {
         })
     }
     fn start(&self, _ctx: &mut VideoContext) -> Result<Option<Box<dyn FrameSink>>> {
-        let net = match &self.model {
-            None => None,
-            Some(path) => Some(match self.nets.lock().ok().and_then(|mut v| v.pop()) {
-                Some(net) => net,
-                None => read_net_from_onnx(path.to_string_lossy().as_ref())
-                    .map_err(|e| cv_error("text", e))?,
-            }),
-        };
+        let net = self
+            .nets
+            .as_ref()
+            .map(|pool| pool.take("text"))
+            .transpose()?;
         Ok(Some(Box::new(TextSink {
             samples: Samples::new(1),
             net,
-            pool: self.nets.clone(),
             config: self.config.clone(),
         })))
     }
@@ -292,8 +281,7 @@ impl Operator for Text {
 
 struct TextSink {
     samples: Samples,
-    net: Option<Net>,
-    pool: Arc<Mutex<Vec<Net>>>,
+    net: Option<PooledNet>,
     config: TextConfig,
 }
 
@@ -301,7 +289,7 @@ impl FrameSink for TextSink {
     fn frame(&mut self, frame: &AnalysisFrame<'_>) -> Result<()> {
         let mat = frame_mat(frame).map_err(|e| cv_error("text", e))?;
         let (w, h) = (frame.width as i32, frame.height as i32);
-        let area = match self.net.as_mut() {
+        let area = match self.net.as_mut().and_then(PooledNet::net) {
             Some(net) => learned_text_area(
                 net,
                 &mat,
@@ -316,12 +304,9 @@ impl FrameSink for TextSink {
         self.samples.push(frame.index, &[area]);
         Ok(())
     }
-    fn finish(mut self: Box<Self>, ctx: &mut VideoContext) -> Result<()> {
+    fn finish(self: Box<Self>, ctx: &mut VideoContext) -> Result<()> {
         ctx.set_clip_column("text_area", self.samples.per_clip(ctx, 0, Agg::Mean));
         ctx.set_clip_column("text_area_max", self.samples.per_clip(ctx, 0, Agg::Max));
-        if let (Some(net), Ok(mut pool)) = (self.net.take(), self.pool.lock()) {
-            pool.push(net);
-        }
         Ok(())
     }
 }
