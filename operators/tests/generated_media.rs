@@ -4,23 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+mod common;
+
+use common::ffmpeg;
 use kelp_operators::shots::{self, ShotsConfig};
 use kelp_operators::{BoundaryKind, SourceVideo, VideoContext};
-
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("the ffmpeg CLI is installed (bash infra/install-deps.sh)");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn encode(dir: &Path, name: &str, inputs: &[&str], filter: &str) -> PathBuf {
     let path = dir.join(name);

@@ -4,9 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 
+mod common;
+
+use common::ffmpeg;
 use kelp_operators::decode::DecodeOptions;
 use kelp_operators::operator::{AnalysisFrame, FrameRequest, FrameSink, Operator, Product};
 use kelp_operators::plan::{PlanNode, VideoPlan};
@@ -76,25 +78,17 @@ impl Operator for LateBoom {
 
 fn video(dir: &std::path::Path, name: &str) -> PathBuf {
     let p = dir.join(name);
-    let out = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=160x90:rate=25:duration=1",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .arg(&p)
-        .output()
-        .expect("the ffmpeg CLI is installed");
-    assert!(out.status.success());
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=160x90:rate=25:duration=1",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        p.to_str().unwrap(),
+    ]);
     p
 }
 

@@ -5,9 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
+mod common;
+
+use common::ffmpeg;
 use kelp_operators::crop::{Crop, CropConfig};
 use kelp_operators::decode::DecodeOptions;
 use kelp_operators::exposure::{Exposure, ExposureConfig};
@@ -29,41 +31,29 @@ fn make(dir: &Path, name: &str, filter: &str) -> PathBuf {
 
 fn make_crf(dir: &Path, name: &str, filter: &str, crf: u32) -> PathBuf {
     let path = dir.join(name);
-    let crf = crf.to_string();
     let vf = if filter.is_empty() {
         "format=yuv420p".to_string()
     } else {
         format!("{filter},format=yuv420p")
     };
-    let out = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            SOURCE,
-            "-vf",
-            &vf,
-            "-threads",
-            "1",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-crf",
-            &crf,
-        ])
-        .arg(&path)
-        .output()
-        .expect("the ffmpeg CLI is installed (bash infra/install-deps.sh)");
-    assert!(
-        out.status.success(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let crf = crf.to_string();
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        SOURCE,
+        "-vf",
+        &vf,
+        "-threads",
+        "1",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        &crf,
+        path.to_str().unwrap(),
+    ]);
     path
 }
 
@@ -211,55 +201,36 @@ fn shots_with(dir: &Path, name: &str, overlay: &str) -> PathBuf {
     } else {
         format!(",{overlay}")
     };
-    let graph = format!(
-        "[0]{norm}[a];[1]{norm}[b];[2]{norm}[c];[3]{norm}[d];[a][b][c][d]concat=n=4:v=1:a=0{post},format=yuv420p"
-    );
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=960x540:rate=25:duration=2,crop=480:270:x='t*60':y='t*30'",
-        ])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "mandelbrot=size=480x270:rate=25,trim=duration=2",
-        ])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=480x270:rate=25:duration=2",
-        ])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "smptehdbars=size=480x270:rate=25:duration=2,hue=h='t*90'",
-        ])
-        .args([
-            "-filter_complex",
-            &graph,
-            "-threads",
-            "1",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-crf",
-            "18",
-        ])
-        .arg(&path)
-        .output()
-        .expect("the ffmpeg CLI is installed (bash infra/install-deps.sh)");
-    assert!(
-        out.status.success(),
-        "ffmpeg: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let graph = format!("[0]{norm}[a];[1]{norm}[b];[2]{norm}[c];[3]{norm}[d];[a][b][c][d]concat=n=4:v=1:a=0{post},format=yuv420p");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=960x540:rate=25:duration=2,crop=480:270:x='t*60':y='t*30'",
+        "-f",
+        "lavfi",
+        "-i",
+        "mandelbrot=size=480x270:rate=25,trim=duration=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=480x270:rate=25:duration=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "smptehdbars=size=480x270:rate=25:duration=2,hue=h='t*90'",
+        "-filter_complex",
+        &graph,
+        "-threads",
+        "1",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "18",
+        path.to_str().unwrap(),
+    ]);
     path
 }
 
