@@ -178,30 +178,26 @@ fn extent(pixels: &[u8], w: u32, h: u32, limit: f64, dark: f64) -> Option<Extent
     if wu == 0 || hu == 0 || pixels.len() < wu * hu {
         return None;
     }
+    // A row is content when it is bright on average or holds a few clearly bright pixels (dark
+    // scenery with detail); compression noise in a black bar does neither. One pass over the
+    // full-resolution frame gathers both.
+    let bright = (3.0 * limit).min(255.0) as u8;
     let mut rows = vec![0u64; hu];
     let mut cols = vec![0u64; wu];
+    let mut rows_bright = vec![0u32; hu];
+    let mut cols_bright = vec![0u32; wu];
     for (y, row) in pixels.chunks_exact(wu).take(hu).enumerate() {
         for (x, &p) in row.iter().enumerate() {
             rows[y] += p as u64;
             cols[x] += p as u64;
+            let b = u32::from(p > bright);
+            rows_bright[y] += b;
+            cols_bright[x] += b;
         }
     }
     let total: u64 = rows.iter().sum();
     if (total as f64) / ((wu * hu) as f64) < dark {
         return None;
-    }
-    // A row is content when it is bright on average or holds a few clearly bright pixels (dark
-    // scenery with detail); compression noise in a black bar does neither.
-    let mut rows_bright = vec![0u32; hu];
-    let mut cols_bright = vec![0u32; wu];
-    let bright = (3.0 * limit).min(255.0) as u8;
-    for (y, row) in pixels.chunks_exact(wu).take(hu).enumerate() {
-        for (x, &p) in row.iter().enumerate() {
-            if p > bright {
-                rows_bright[y] += 1;
-                cols_bright[x] += 1;
-            }
-        }
     }
     let row_ok =
         |y: usize| rows[y] as f64 / wu as f64 > limit || rows_bright[y] as usize * 50 >= wu;

@@ -306,14 +306,13 @@ pub fn run_dag(compiled: &crate::dag::CompiledDag, videos: &[PathBuf]) -> Result
         let before = kelp_operators::decode::DECODES.load(Ordering::Relaxed);
         let cpu0 = cpu_seconds(libc::RUSAGE_SELF);
         let t = Instant::now();
-        let mut ctx = compiled.plan.run(SourceVideo {
+        // The same per-video work as `kelp run`: plan, then filters.
+        let source = SourceVideo {
             uri: video.display().to_string(),
             path: video.clone(),
-        });
-        for f in &compiled.filters {
-            f.apply(&mut ctx, &compiled.schema)
-                .map_err(PipelineError::Other)?;
-        }
+        };
+        let ctx =
+            crate::engine::run_video(&compiled.plan, source, &compiled.filters, &compiled.schema);
         let kelp = Timing {
             cpu: cpu_seconds(libc::RUSAGE_SELF) - cpu0,
             wall: t.elapsed().as_secs_f64(),

@@ -664,7 +664,7 @@ async fn write_group(
 /// video (validation already type-checked it, so this is rare).
 /// One video through the plan and the filters. The plan already turns operator panics into error
 /// rows; this is the last line of defence, so a bug anywhere costs one video, never the run.
-fn run_video(
+pub fn run_video(
     plan: &kelp_operators::VideoPlan,
     video: kelp_operators::SourceVideo,
     filters: &[SqlFilter],
