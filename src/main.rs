@@ -108,6 +108,8 @@ enum Command {
         /// Dataset URI.
         #[arg(long)]
         dataset: String,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Print each statistic's SQL (every number is one `kelp sql` query away).
         #[arg(long)]
         show_sql: bool,
@@ -308,17 +310,15 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
             store,
             format,
         } => {
-            let loc = kelp_pipeline::store::resolve_with(&dataset, &store.options())?;
-            let status = runtime()?.block_on(kelp_pipeline::dataset::commit::status(&loc))?;
-            let Some(st) = status else {
-                let legacy = runtime()?.block_on(kelp_pipeline::dataset::manifest::read(&loc))?;
-                if legacy.is_some() {
+            use kelp_pipeline::dataset::handle::{self, DatasetStatus};
+            let st = match runtime()?.block_on(handle::status(&dataset, &store.options()))? {
+                DatasetStatus::Run(st) => st,
+                DatasetStatus::Legacy => {
                     println!(
                         "{dataset}: complete (written before partitioned runs: no run record)"
                     );
                     return Ok(());
                 }
-                bail!("{dataset}: no kelp run here (no _kelp/run.json)");
             };
             match format {
                 StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&st)?),
@@ -375,12 +375,16 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
         } => shots(video, format, threads),
         Command::Stats {
             dataset,
+            store,
             show_sql,
             format,
             html,
             png,
         } => {
-            let sections = runtime()?.block_on(kelp_pipeline::stats::compute(&dataset))?;
+            let sections = runtime()?.block_on(async {
+                let ds = kelp_pipeline::dataset::Dataset::open(&dataset, &store.options()).await?;
+                kelp_pipeline::stats::compute(&ds).await
+            })?;
             match format {
                 StatsFormat::Text => print!(
                     "{}",
@@ -417,14 +421,14 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
             if videos.is_empty() {
                 bail!("name at least one video: kelp bench shots VIDEO...");
             }
-            let opts = kelp_pipeline::bench::BenchOptions {
+            let opts = kelp_operators::bench::BenchOptions {
                 videos,
                 labels_dir: labels,
                 peer: !no_peer,
                 decode: !no_decode,
             };
-            let rows = kelp_pipeline::bench::run(&opts)?;
-            print!("{}", kelp_pipeline::bench::table(&rows));
+            let rows = kelp_operators::bench::run(&opts).map_err(anyhow::Error::msg)?;
+            print!("{}", kelp_operators::bench::table(&rows));
             Ok(())
         }
         Command::Operators => {
@@ -439,7 +443,7 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
         Command::Schema => {
             print!(
                 "{}",
-                kelp_pipeline::dataset::schema::markdown(&kelp_operators::registry::all_columns())
+                kelp_pipeline::dataset::schema::markdown(&kelp_operators::registry::all_outputs())
             );
             Ok(())
         }
@@ -519,6 +523,8 @@ fn print_status(st: &kelp_pipeline::dataset::commit::RunStatus) {
         st.count(S::Pending),
         if st.complete { "; complete" } else { "" }
     );
+    let rows: Vec<String> = st.tables.iter().map(|(t, n)| format!("{t} {n}")).collect();
+    println!("rows committed: {}", rows.join(", "));
     println!(
         "{:>9}  {:<8}  {:>6}  {:>6}  detail",
         "partition", "state", "videos", "clips"
@@ -575,7 +581,7 @@ fn print_summary(s: &engine::RunSummary) {
     };
     println!(
         "{what}: {} videos ({} ok, {} error{rejected}), {} boundaries, {} clips{clips_rejected} in {:.1} s",
-        s.videos, s.videos_ok, s.videos_error, s.boundaries, s.clips, s.seconds
+        s.videos, s.videos_ok, s.videos_error, s.rows_of("boundaries"), s.rows_of("clips"), s.seconds
     );
     if s.partitions > 1 {
         println!(

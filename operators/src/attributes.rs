@@ -7,7 +7,8 @@ use serde::Deserialize;
 
 use crate::context::VideoContext;
 use crate::error::Result;
-use crate::operator::{ColumnSpec, FrameSink, Operator, Product, ValueKind};
+use crate::operator::{FrameSink, Operator};
+use crate::output::{ColumnSpec, ColumnType, Outputs, Product};
 
 /// Parameters of the `attributes` node (each optional).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -39,15 +40,20 @@ impl Attributes {
 const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::video(
         "short_side",
-        ValueKind::Int,
+        ColumnType::Int64,
         "pixels, > 0: the displayed picture's shorter side (rotation applied)",
     ),
     ColumnSpec::video(
         "aspect_ratio",
-        ValueKind::Float,
+        ColumnType::Float64,
         "displayed width ÷ height, > 0 (rotation applied)",
     ),
 ];
+
+/// What this operator needs and writes (needs probe results).
+pub fn outputs() -> Outputs {
+    Outputs::default().needs(&[Product::PROBE]).columns(COLUMNS)
+}
 
 /// Short side and aspect of the displayed picture.
 fn display_geometry(width: u32, height: u32, rotation: i32) -> (u32, f64) {
@@ -84,19 +90,16 @@ impl Operator for Attributes {
     fn kind(&self) -> &'static str {
         "attributes"
     }
-    fn needs(&self) -> &'static [Product] {
-        &[Product::Probe]
-    }
-    fn columns(&self) -> Vec<ColumnSpec> {
-        COLUMNS.to_vec()
+    fn outputs(&self) -> Outputs {
+        outputs()
     }
     fn start(&self, ctx: &mut VideoContext) -> Result<Option<Box<dyn FrameSink>>> {
         let Some(p) = ctx.probe.clone() else {
             return Ok(None);
         };
         let (short, aspect) = display_geometry(p.width, p.height, p.rotation);
-        ctx.set_video_value("short_side", Some(short as f64));
-        ctx.set_video_value("aspect_ratio", Some(aspect));
+        ctx.set_video_value("short_side", i64::from(short));
+        ctx.set_video_value("aspect_ratio", aspect);
         let c = &self.config;
         let problem = check(
             p.duration_s,

@@ -4,9 +4,12 @@
 //! of the `videos`, `boundaries` and `clips` tables. Frame numbers count decoded frames in
 //! presentation order from 0; times are seconds from the first decoded frame's timestamp.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
+
+use crate::output::{TableRows, Value};
 
 /// A source video as the pipeline hands it over: where it came from and where it can be read.
 #[derive(Debug, Clone)]
@@ -141,6 +144,9 @@ pub struct Rejection {
     pub node: String,
     /// The clip, or `None` when the whole video was rejected.
     pub clip: Option<Clip>,
+    /// The clip's operator columns as they were when it was rejected (name, value).
+    #[serde(skip)]
+    pub values: Vec<(String, Value)>,
     pub reason: String,
 }
 
@@ -148,7 +154,7 @@ pub struct Rejection {
 #[derive(Debug, Clone, Default)]
 pub struct ClipColumn {
     pub name: String,
-    pub values: Vec<Option<f64>>,
+    pub values: Vec<Value>,
 }
 
 /// Everything the operators have learned about one video so far.
@@ -167,9 +173,11 @@ pub struct VideoContext {
     pub shots: Vec<Shot>,
     pub clips: Vec<Clip>,
     /// Values of operator-declared `videos` columns (name → value).
-    pub video_values: Vec<(String, Option<f64>)>,
+    pub video_values: Vec<(String, Value)>,
     /// Values of operator-declared `clips` columns, each aligned with `clips`.
     pub clip_columns: Vec<ClipColumn>,
+    /// Rows of the tables operators bring themselves (`signatures`, `captions`, ...), by table.
+    pub tables: BTreeMap<String, TableRows>,
     /// Videos and clips turned away, with reasons.
     pub rejections: Vec<Rejection>,
     /// Wall-clock seconds spent per operator on this video (operator id → seconds).
@@ -193,6 +201,7 @@ impl VideoContext {
             clips: Vec::new(),
             video_values: Vec::new(),
             clip_columns: Vec::new(),
+            tables: BTreeMap::new(),
             rejections: Vec::new(),
             timings: Vec::new(),
             node: String::new(),
@@ -208,6 +217,7 @@ impl VideoContext {
         self.clips.clear();
         self.clip_columns.clear();
         self.video_values.clear();
+        self.tables.clear();
         self.rejections.clear();
     }
 
@@ -221,23 +231,42 @@ impl VideoContext {
         self.rejections.push(Rejection {
             node: self.node.clone(),
             clip: None,
+            values: Vec::new(),
             reason: reason.into(),
         });
         self.clips.clear();
         self.clip_columns.clear();
+        self.tables.clear();
     }
 
     /// Sets a `videos` column value (replacing an earlier one of the same name).
-    pub fn set_video_value(&mut self, name: &str, value: Option<f64>) {
+    pub fn set_video_value(&mut self, name: &str, value: impl Into<Value>) {
+        let value = value.into();
         match self.video_values.iter_mut().find(|(n, _)| n == name) {
             Some(slot) => slot.1 = value,
             None => self.video_values.push((name.to_string(), value)),
         }
     }
 
-    /// Sets a whole `clips` column; `values` must have one entry per clip.
-    pub fn set_clip_column(&mut self, name: &str, values: Vec<Option<f64>>) {
-        debug_assert_eq!(values.len(), self.clips.len());
+    /// Sets a whole `clips` column; one value per clip (a wrong count is a bug in the operator
+    /// and fails the video).
+    pub fn set_clip_column<V: Into<Value>>(
+        &mut self,
+        name: &str,
+        values: Vec<V>,
+    ) -> crate::error::Result<()> {
+        if values.len() != self.clips.len() {
+            return Err(crate::error::OperatorError::Failed {
+                op: self.node.clone(),
+                path: self.source.path.clone(),
+                reason: format!(
+                    "column \"{name}\" has {} values for {} clips",
+                    values.len(),
+                    self.clips.len()
+                ),
+            });
+        }
+        let values: Vec<Value> = values.into_iter().map(Into::into).collect();
         match self.clip_columns.iter_mut().find(|c| c.name == name) {
             Some(col) => col.values = values,
             None => self.clip_columns.push(ClipColumn {
@@ -245,14 +274,40 @@ impl VideoContext {
                 values,
             }),
         }
+        Ok(())
     }
 
-    /// The value of a clip column for clip `index`.
-    pub fn clip_value(&self, name: &str, index: usize) -> Option<f64> {
+    /// The value of a clip column for clip `index` (`None` when absent or null).
+    pub fn clip_cell(&self, name: &str, index: usize) -> Option<&Value> {
         self.clip_columns
             .iter()
             .find(|c| c.name == name)
-            .and_then(|c| c.values.get(index).copied().flatten())
+            .and_then(|c| c.values.get(index))
+            .filter(|v| !v.is_null())
+    }
+
+    /// A numeric clip column's value for clip `index`.
+    pub fn clip_value(&self, name: &str, index: usize) -> Option<f64> {
+        self.clip_cell(name, index).and_then(Value::as_f64)
+    }
+
+    /// Appends rows to a table the running operator brings (columns in its declared order).
+    pub fn add_row(
+        &mut self,
+        table: &str,
+        names: &[&str],
+        row: Vec<Value>,
+    ) -> crate::error::Result<()> {
+        let rows = self
+            .tables
+            .entry(table.to_string())
+            .or_insert_with(|| TableRows::with_columns(names));
+        rows.push(row)
+            .map_err(|reason| crate::error::OperatorError::Failed {
+                op: self.node.clone(),
+                path: self.source.path.clone(),
+                reason: format!("table \"{table}\": {reason}"),
+            })
     }
 
     /// Removes clip `index` (and its column values), recording why and which node.
@@ -261,14 +316,16 @@ impl VideoContext {
             return;
         }
         let clip = self.clips.remove(index);
+        let mut values = Vec::with_capacity(self.clip_columns.len());
         for col in &mut self.clip_columns {
             if index < col.values.len() {
-                col.values.remove(index);
+                values.push((col.name.clone(), col.values.remove(index)));
             }
         }
         self.rejections.push(Rejection {
             node: self.node.clone(),
             clip: Some(clip),
+            values,
             reason: reason.into(),
         });
     }

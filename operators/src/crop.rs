@@ -21,10 +21,8 @@ use serde::Deserialize;
 use crate::context::VideoContext;
 use crate::cv::{cv_error, frame_mat, gray_mat};
 use crate::error::Result;
-use crate::operator::{
-    AnalysisFrame, ColumnSpec, FrameRequest, FrameSink, FrameSize, Operator, PixelLayout, Product,
-    ValueKind,
-};
+use crate::operator::{AnalysisFrame, FrameRequest, FrameSink, FrameSize, Operator, PixelLayout};
+use crate::output::{ColumnSpec, ColumnType, Outputs, Product, Value};
 
 /// Parameters of the `crop` node.
 #[derive(Debug, Clone, Deserialize)]
@@ -86,34 +84,42 @@ impl Crop {
 const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::clip(
         "crop_x",
-        ValueKind::Int,
+        ColumnType::Int64,
         "pixels from the left of the coded picture: the crop's left edge",
     ),
     ColumnSpec::clip(
         "crop_y",
-        ValueKind::Int,
+        ColumnType::Int64,
         "pixels from the top: the crop's top edge",
     ),
     ColumnSpec::clip(
         "crop_w",
-        ValueKind::Int,
+        ColumnType::Int64,
         "pixels, > 0: crop width (borders and overlays removed)",
     ),
-    ColumnSpec::clip("crop_h", ValueKind::Int, "pixels, > 0: crop height"),
+    ColumnSpec::clip("crop_h", ColumnType::Int64, "pixels, > 0: crop height"),
     ColumnSpec::clip(
         "overlay_x",
-        ValueKind::Int,
+        ColumnType::Int64,
         "pixels: left of the box around fixed overlays; null when none",
     ),
-    ColumnSpec::clip("overlay_y", ValueKind::Int, "pixels: top of that box"),
-    ColumnSpec::clip("overlay_w", ValueKind::Int, "pixels: width of that box"),
-    ColumnSpec::clip("overlay_h", ValueKind::Int, "pixels: height of that box"),
+    ColumnSpec::clip("overlay_y", ColumnType::Int64, "pixels: top of that box"),
+    ColumnSpec::clip("overlay_w", ColumnType::Int64, "pixels: width of that box"),
+    ColumnSpec::clip("overlay_h", ColumnType::Int64, "pixels: height of that box"),
     ColumnSpec::clip(
         "overlay_area",
-        ValueKind::Float,
+        ColumnType::Float64,
         "0–1: share of the picture covered by fixed overlays",
     ),
 ];
+
+/// What this operator needs and writes (reads clips).
+pub fn outputs() -> Outputs {
+    Outputs::default()
+        .needs(&[Product::PROBE, Product::CLIPS])
+        .produces(&[Product::CROP])
+        .columns(COLUMNS)
+}
 
 /// Content extent of one frame: first and one-past-last content row and column.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -138,11 +144,8 @@ impl Operator for Crop {
     fn kind(&self) -> &'static str {
         "crop"
     }
-    fn needs(&self) -> &'static [Product] {
-        &[Product::Probe]
-    }
-    fn columns(&self) -> Vec<ColumnSpec> {
-        COLUMNS.to_vec()
+    fn outputs(&self) -> Outputs {
+        outputs()
     }
     fn frame_request(&self) -> Option<FrameRequest> {
         Some(FrameRequest {
@@ -295,7 +298,7 @@ impl FrameSink for CropSink {
     fn finish(self: Box<Self>, ctx: &mut VideoContext) -> Result<()> {
         let (w, h) = self.size;
         let cfg = &self.config;
-        let mut cols: Vec<Vec<Option<f64>>> = vec![Vec::new(); COLUMNS.len()];
+        let mut cols: Vec<Vec<Value>> = vec![Vec::new(); COLUMNS.len()];
         let mut reject: Vec<(usize, String)> = Vec::new();
         // Overlays are looked for inside the video's picture area: the edge between a black bar
         // and the picture is fixed and sharp too, but it is a border, not an overlay.
@@ -339,23 +342,23 @@ impl FrameSink for CropSink {
                 reject.push((ci, format!("no usable crop: {cw}x{ch} left after removing borders and overlays (min short side {}, aspect {:.2}..{:.2})", cfg.min_short_side, cfg.min_aspect, cfg.max_aspect)));
             }
             let ob = overlay_box;
-            let values = [
-                Some(rect.x as f64),
-                Some(rect.y as f64),
-                Some(cw as f64),
-                Some(ch as f64),
-                ob.map(|b| b.x as f64),
-                ob.map(|b| b.y as f64),
-                ob.map(|b| b.width as f64),
-                ob.map(|b| b.height as f64),
-                Some(overlay_px as f64 / (w as f64 * h as f64).max(1.0)),
+            let values: [Value; 9] = [
+                Value::I64(rect.x.into()),
+                Value::I64(rect.y.into()),
+                Value::I64(cw.into()),
+                Value::I64(ch.into()),
+                ob.map(|b| i64::from(b.x)).into(),
+                ob.map(|b| i64::from(b.y)).into(),
+                ob.map(|b| i64::from(b.width)).into(),
+                ob.map(|b| i64::from(b.height)).into(),
+                Value::F64(overlay_px as f64 / (w as f64 * h as f64).max(1.0)),
             ];
             for (c, v) in cols.iter_mut().zip(values) {
                 c.push(v);
             }
         }
         for (spec, values) in COLUMNS.iter().zip(cols) {
-            ctx.set_clip_column(spec.name, values);
+            ctx.set_clip_column(spec.name, values)?;
         }
         for (i, reason) in reject.into_iter().rev() {
             ctx.reject_clip(i, reason);

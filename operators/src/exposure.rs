@@ -7,10 +7,8 @@ use serde::Deserialize;
 
 use crate::context::VideoContext;
 use crate::error::Result;
-use crate::operator::{
-    AnalysisFrame, ColumnSpec, FrameRequest, FrameSink, FrameSize, Operator, PixelLayout, Product,
-    ValueKind,
-};
+use crate::operator::{AnalysisFrame, FrameRequest, FrameSink, FrameSize, Operator, PixelLayout};
+use crate::output::{ColumnSpec, ColumnType, Outputs, Product};
 use crate::samples::{Agg, Samples};
 
 /// Parameters of the `exposure` node.
@@ -50,40 +48,47 @@ impl Exposure {
 const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::clip(
         "luma_mean",
-        ValueKind::Float,
+        ColumnType::Float64,
         "0–255: mean luma over sampled frames",
     ),
     ColumnSpec::clip(
         "luma_p5",
-        ValueKind::Float,
+        ColumnType::Float64,
         "0–255: 5th percentile of luma (mean over samples)",
     ),
     ColumnSpec::clip(
         "luma_p95",
-        ValueKind::Float,
+        ColumnType::Float64,
         "0–255: 95th percentile of luma",
     ),
     ColumnSpec::clip(
         "black_clip",
-        ValueKind::Float,
+        ColumnType::Float64,
         "0–1: share of pixels at or under the black level",
     ),
     ColumnSpec::clip(
         "white_clip",
-        ValueKind::Float,
+        ColumnType::Float64,
         "0–1: share of pixels at or over the white level",
     ),
     ColumnSpec::clip(
         "contrast",
-        ValueKind::Float,
+        ColumnType::Float64,
         "0–128: standard deviation of luma",
     ),
     ColumnSpec::clip(
         "colorfulness",
-        ValueKind::Float,
+        ColumnType::Float64,
         "≥ 0: Hasler–Süsstrunk colourfulness (~0 grey, >100 extreme)",
     ),
 ];
+
+/// What this operator needs and writes (reads clips).
+pub fn outputs() -> Outputs {
+    Outputs::default()
+        .needs(&[Product::PROBE, Product::CLIPS])
+        .columns(COLUMNS)
+}
 
 /// The seven measures of one RGB frame, in [`COLUMNS`] order.
 pub fn measure(rgb: &[u8], black: u8, white: u8) -> [f64; 7] {
@@ -147,11 +152,8 @@ impl Operator for Exposure {
     fn kind(&self) -> &'static str {
         "exposure"
     }
-    fn needs(&self) -> &'static [Product] {
-        &[Product::Probe]
-    }
-    fn columns(&self) -> Vec<ColumnSpec> {
-        COLUMNS.to_vec()
+    fn outputs(&self) -> Outputs {
+        outputs()
     }
     fn frame_request(&self) -> Option<FrameRequest> {
         Some(FrameRequest {
@@ -187,7 +189,7 @@ impl FrameSink for ExposureSink {
     fn finish(self: Box<Self>, ctx: &mut VideoContext) -> Result<()> {
         for (m, col) in COLUMNS.iter().enumerate() {
             let values = self.samples.per_clip(ctx, m, Agg::Mean);
-            ctx.set_clip_column(col.name, values);
+            ctx.set_clip_column(col.name, values)?;
         }
         Ok(())
     }

@@ -3,13 +3,16 @@
 //! What lives here: the [`Operator`] trait every curation step implements, the one decoder
 //! ([`decode`]) that turns a video into the shared low-resolution frame stream all frame-level
 //! analyses subscribe to, the operators themselves (one module each: [`probe`], [`shots`],
-//! [`window`]), the registry that builds an operator from its DAG parameters, and the per-video
-//! [`plan`] that runs a list of operators over one source with a single decode.
+//! [`window`], the quality scores), what each declares it needs and writes with typed values
+//! ([`output`]), the built-in tables and a finished video's rows ([`rows`]), the registry that
+//! builds an operator from its DAG parameters, the per-video [`plan`] that runs a list of
+//! operators over one source with a single decode, and the shots benchmark ([`bench`]).
 //!
 //! What must not live here: scheduling, threads, Arrow, Parquet or object storage. Those belong
 //! to `kelp-pipeline`, which calls [`plan::VideoPlan::run`] once per source video.
 
 pub mod attributes;
+pub mod bench;
 pub mod context;
 pub mod crop;
 pub mod cv;
@@ -20,9 +23,11 @@ pub mod models;
 pub mod motion;
 pub mod nr_quality;
 pub mod operator;
+pub mod output;
 pub mod plan;
 pub mod probe;
 pub mod registry;
+pub mod rows;
 pub mod safety;
 pub mod samples;
 pub mod sharpness;
@@ -35,8 +40,6 @@ pub use context::{
     VideoContext, VideoStatus,
 };
 pub use error::OperatorError;
-pub use operator::{
-    AnalysisFrame, ColumnSpec, FrameRequest, FrameSink, FrameSize, Operator, PixelLayout, Product,
-    Table, ValueKind,
-};
+pub use operator::{AnalysisFrame, FrameRequest, FrameSink, FrameSize, Operator, PixelLayout};
+pub use output::{ColumnSpec, ColumnType, Outputs, Product, TableRows, TableSpec, Value};
 pub use plan::VideoPlan;

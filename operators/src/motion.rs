@@ -14,10 +14,8 @@ use serde::Deserialize;
 use crate::context::VideoContext;
 use crate::cv::{cv_error, frame_mat};
 use crate::error::Result;
-use crate::operator::{
-    AnalysisFrame, ColumnSpec, FrameRequest, FrameSink, FrameSize, Operator, PixelLayout, Product,
-    ValueKind,
-};
+use crate::operator::{AnalysisFrame, FrameRequest, FrameSink, FrameSize, Operator, PixelLayout};
+use crate::output::{ColumnSpec, ColumnType, Outputs, Product, Value};
 use crate::samples::percentile;
 
 /// Parameters of the `motion` node.
@@ -61,35 +59,42 @@ impl Motion {
 const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::clip(
         "motion_mean",
-        ValueKind::Float,
+        ColumnType::Float64,
         "≥ 0, % of picture width per second: mean optical-flow speed",
     ),
     ColumnSpec::clip(
         "motion_p90",
-        ValueKind::Float,
+        ColumnType::Float64,
         "≥ 0, % width/s: 90th-percentile speed (mean over sample pairs)",
     ),
     ColumnSpec::clip(
         "moving_fraction",
-        ValueKind::Float,
+        ColumnType::Float64,
         "0–1: share of pixels faster than `moving_speed`",
     ),
     ColumnSpec::clip(
         "shake",
-        ValueKind::Float,
+        ColumnType::Float64,
         "≥ 0, % width/s: RMS change of global motion between sample pairs (camera shake)",
     ),
     ColumnSpec::clip(
         "static",
-        ValueKind::Bool,
+        ColumnType::Boolean,
         "true when motion_p90 < `static_max` (slideshow, still image)",
     ),
     ColumnSpec::clip(
         "too_fast",
-        ValueKind::Bool,
+        ColumnType::Boolean,
         "true when motion_mean > `too_fast_min`",
     ),
 ];
+
+/// What this operator needs and writes (reads clips).
+pub fn outputs() -> Outputs {
+    Outputs::default()
+        .needs(&[Product::PROBE, Product::CLIPS])
+        .columns(COLUMNS)
+}
 
 /// Flow statistics of one pair of samples.
 #[derive(Debug, Clone, Copy)]
@@ -108,11 +113,8 @@ impl Operator for Motion {
     fn kind(&self) -> &'static str {
         "motion"
     }
-    fn needs(&self) -> &'static [Product] {
-        &[Product::Probe]
-    }
-    fn columns(&self) -> Vec<ColumnSpec> {
-        COLUMNS.to_vec()
+    fn outputs(&self) -> Outputs {
+        outputs()
     }
     fn frame_request(&self) -> Option<FrameRequest> {
         Some(FrameRequest {
@@ -190,7 +192,12 @@ impl FrameSink for MotionSink {
             }
         }
         for (spec, values) in COLUMNS.iter().zip(cols) {
-            ctx.set_clip_column(spec.name, values);
+            // The flags are computed as 0/1 alongside the speeds; stored as booleans.
+            let typed: Vec<Value> = match spec.kind {
+                ColumnType::Boolean => values.iter().map(|v| v.map(|x| x != 0.0).into()).collect(),
+                _ => values.into_iter().map(Value::from).collect(),
+            };
+            ctx.set_clip_column(spec.name, typed)?;
         }
         Ok(())
     }

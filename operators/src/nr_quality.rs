@@ -13,10 +13,8 @@ use crate::context::VideoContext;
 use crate::cv::{cv_error, frame_mat};
 use crate::error::Result;
 use crate::models::model_file;
-use crate::operator::{
-    AnalysisFrame, ColumnSpec, FrameRequest, FrameSink, FrameSize, Operator, PixelLayout, Product,
-    ValueKind,
-};
+use crate::operator::{AnalysisFrame, FrameRequest, FrameSink, FrameSize, Operator, PixelLayout};
+use crate::output::{ColumnSpec, ColumnType, Outputs, Product};
 use crate::samples::{Agg, Samples};
 
 /// Parameters of the `nr_quality` node.
@@ -32,9 +30,16 @@ pub struct NrQualityConfig {
 
 const COLUMNS: &[ColumnSpec] = &[ColumnSpec::clip(
     "brisque",
-    ValueKind::Float,
+    ColumnType::Float64,
     "0–100, lower is better: mean BRISQUE score over sampled frames (360-px short side)",
 )];
+
+/// What this operator needs and writes (reads clips).
+pub fn outputs() -> Outputs {
+    Outputs::default()
+        .needs(&[Product::PROBE, Product::CLIPS])
+        .columns(COLUMNS)
+}
 
 pub struct NrQuality {
     sample_fps: f64,
@@ -67,11 +72,8 @@ impl Operator for NrQuality {
     fn kind(&self) -> &'static str {
         "nr_quality"
     }
-    fn needs(&self) -> &'static [Product] {
-        &[Product::Probe]
-    }
-    fn columns(&self) -> Vec<ColumnSpec> {
-        COLUMNS.to_vec()
+    fn outputs(&self) -> Outputs {
+        outputs()
     }
     fn frame_request(&self) -> Option<FrameRequest> {
         // BRISQUE measures compression artifacts: it needs the decoder's real output.
@@ -109,7 +111,7 @@ impl FrameSink for NrSink {
         Ok(())
     }
     fn finish(self: Box<Self>, ctx: &mut VideoContext) -> Result<()> {
-        ctx.set_clip_column("brisque", self.samples.per_clip(ctx, 0, Agg::Mean));
+        ctx.set_clip_column("brisque", self.samples.per_clip(ctx, 0, Agg::Mean))?;
         Ok(())
     }
 }

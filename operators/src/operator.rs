@@ -7,72 +7,7 @@
 
 use crate::context::VideoContext;
 use crate::error::Result;
-
-/// What an operator reads from, or adds to, a [`VideoContext`]. Validation uses these to check
-/// that every node's inputs are produced by a node before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Product {
-    /// Container/stream facts (`probe`).
-    Probe,
-    /// Shot boundaries and shots (`shots`).
-    Shots,
-    /// Clip rows (`window`).
-    Clips,
-}
-
-impl Product {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Product::Probe => "probe results (add a `probe` node first)",
-            Product::Shots => "shots (add a `shots` node before it)",
-            Product::Clips => "clips (add a `window` node before it)",
-        }
-    }
-}
-
-/// Which table an operator column belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Table {
-    Videos,
-    Clips,
-}
-
-/// How a column's values (held as `f64` in the context) are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ValueKind {
-    Float,
-    Int,
-    Bool,
-}
-
-/// A column an operator adds to the dataset, with its unit and range for the schema docs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ColumnSpec {
-    pub table: Table,
-    pub name: &'static str,
-    pub kind: ValueKind,
-    /// Unit and range, then meaning.
-    pub doc: &'static str,
-}
-
-impl ColumnSpec {
-    pub const fn clip(name: &'static str, kind: ValueKind, doc: &'static str) -> Self {
-        ColumnSpec {
-            table: Table::Clips,
-            name,
-            kind,
-            doc,
-        }
-    }
-    pub const fn video(name: &'static str, kind: ValueKind, doc: &'static str) -> Self {
-        ColumnSpec {
-            table: Table::Videos,
-            name,
-            kind,
-            doc,
-        }
-    }
-}
+use crate::output::Outputs;
 
 /// The picture size an analysis wants.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -166,18 +101,9 @@ pub trait FrameSink: Send {
 pub trait Operator: Send + Sync {
     /// The registry name (`probe`, `shots`, ...).
     fn kind(&self) -> &'static str;
-    /// What must exist before this operator runs.
-    fn needs(&self) -> &'static [Product] {
-        &[]
-    }
-    /// What this operator adds.
-    fn produces(&self) -> &'static [Product] {
-        &[]
-    }
-    /// The dataset columns this operator adds.
-    fn columns(&self) -> Vec<ColumnSpec> {
-        Vec::new()
-    }
+    /// What this node needs, makes, and writes (the same for every instance of its kind, so the
+    /// registry can list it without building one).
+    fn outputs(&self) -> Outputs;
     /// The frames this operator analyses, if any.
     fn frame_request(&self) -> Option<FrameRequest> {
         None

@@ -14,7 +14,8 @@ use tracing::info_span;
 use crate::context::{content_id, text_id, SourceVideo, VideoContext};
 use crate::decode::{decode, DecodeOptions, Subscription};
 use crate::error::{OperatorError, Result};
-use crate::operator::{AnalysisFrame, FrameRequest, FrameSink, Operator, Product};
+use crate::operator::{AnalysisFrame, FrameRequest, FrameSink, Operator};
+use crate::output::Product;
 
 /// One DAG node: its id and the operator built from its parameters.
 #[derive(Clone)]
@@ -35,15 +36,16 @@ impl VideoPlan {
     pub fn new(nodes: Vec<PlanNode>, decode: DecodeOptions) -> Result<Self> {
         let mut have: Vec<Product> = Vec::new();
         for node in &nodes {
-            for need in node.op.needs() {
+            let outputs = node.op.outputs();
+            for need in &outputs.needs {
                 if !have.contains(need) {
                     return Err(OperatorError::MissingInput {
                         op: node.id.clone(),
-                        needs: need.as_str().to_string(),
+                        needs: crate::registry::missing_input_hint(*need),
                     });
                 }
             }
-            have.extend_from_slice(node.op.produces());
+            have.extend(outputs.produces);
         }
         Ok(VideoPlan { nodes, decode })
     }

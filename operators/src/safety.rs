@@ -15,10 +15,8 @@ use crate::context::VideoContext;
 use crate::cv::{cv_error, NetPool, PooledNet};
 use crate::error::Result;
 use crate::models::model_file;
-use crate::operator::{
-    AnalysisFrame, ColumnSpec, FrameRequest, FrameSink, FrameSize, Operator, PixelLayout, Product,
-    ValueKind,
-};
+use crate::operator::{AnalysisFrame, FrameRequest, FrameSink, FrameSize, Operator, PixelLayout};
+use crate::output::{ColumnSpec, ColumnType, Outputs, Product};
 use crate::samples::{Agg, Samples};
 
 /// Parameters of the `safety` node.
@@ -34,15 +32,22 @@ pub struct SafetyConfig {
 const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::clip(
         "nsfw",
-        ValueKind::Float,
+        ColumnType::Float64,
         "0–1: highest open_nsfw probability over sampled frames",
     ),
     ColumnSpec::clip(
         "nsfw_mean",
-        ValueKind::Float,
+        ColumnType::Float64,
         "0–1: mean open_nsfw probability",
     ),
 ];
+
+/// What this operator needs and writes (reads clips).
+pub fn outputs() -> Outputs {
+    Outputs::default()
+        .needs(&[Product::PROBE, Product::CLIPS])
+        .columns(COLUMNS)
+}
 
 const MEANS_BGR: [f32; 3] = [104.0, 117.0, 123.0];
 
@@ -94,11 +99,8 @@ impl Operator for Safety {
     fn kind(&self) -> &'static str {
         "safety"
     }
-    fn needs(&self) -> &'static [Product] {
-        &[Product::Probe]
-    }
-    fn columns(&self) -> Vec<ColumnSpec> {
-        COLUMNS.to_vec()
+    fn outputs(&self) -> Outputs {
+        outputs()
     }
     fn frame_request(&self) -> Option<FrameRequest> {
         Some(FrameRequest {
@@ -134,8 +136,8 @@ impl FrameSink for SafetySink {
         Ok(())
     }
     fn finish(self: Box<Self>, ctx: &mut VideoContext) -> Result<()> {
-        ctx.set_clip_column("nsfw", self.samples.per_clip(ctx, 0, Agg::Max));
-        ctx.set_clip_column("nsfw_mean", self.samples.per_clip(ctx, 0, Agg::Mean));
+        ctx.set_clip_column("nsfw", self.samples.per_clip(ctx, 0, Agg::Max))?;
+        ctx.set_clip_column("nsfw_mean", self.samples.per_clip(ctx, 0, Agg::Mean))?;
         Ok(())
     }
 }

@@ -10,10 +10,8 @@ use serde::Deserialize;
 use crate::context::VideoContext;
 use crate::cv::{cv_error, frame_mat};
 use crate::error::Result;
-use crate::operator::{
-    AnalysisFrame, ColumnSpec, FrameRequest, FrameSink, FrameSize, Operator, PixelLayout, Product,
-    ValueKind,
-};
+use crate::operator::{AnalysisFrame, FrameRequest, FrameSink, FrameSize, Operator, PixelLayout};
+use crate::output::{ColumnSpec, ColumnType, Outputs, Product};
 use crate::samples::{Agg, Samples};
 
 /// Parameters of the `sharpness` node.
@@ -46,9 +44,16 @@ impl Sharpness {
 }
 
 const COLUMNS: &[ColumnSpec] = &[
-    ColumnSpec::clip("sharpness", ValueKind::Float, "≥ 0: variance of the Laplacian of luma at a 360-px short side (blurry < ~50, crisp > ~300)"),
-    ColumnSpec::clip("tenengrad", ValueKind::Float, "≥ 0: mean squared Sobel gradient magnitude of luma at the same scale"),
+    ColumnSpec::clip("sharpness", ColumnType::Float64, "≥ 0: variance of the Laplacian of luma at a 360-px short side (blurry < ~50, crisp > ~300)"),
+    ColumnSpec::clip("tenengrad", ColumnType::Float64, "≥ 0: mean squared Sobel gradient magnitude of luma at the same scale"),
 ];
+
+/// What this operator needs and writes (reads clips).
+pub fn outputs() -> Outputs {
+    Outputs::default()
+        .needs(&[Product::PROBE, Product::CLIPS])
+        .columns(COLUMNS)
+}
 
 /// Laplacian variance and Tenengrad of one gray frame (16-bit integer derivatives: exact for
 /// 8-bit input, and faster than floats).
@@ -72,11 +77,8 @@ impl Operator for Sharpness {
     fn kind(&self) -> &'static str {
         "sharpness"
     }
-    fn needs(&self) -> &'static [Product] {
-        &[Product::Probe]
-    }
-    fn columns(&self) -> Vec<ColumnSpec> {
-        COLUMNS.to_vec()
+    fn outputs(&self) -> Outputs {
+        outputs()
     }
     fn frame_request(&self) -> Option<FrameRequest> {
         Some(FrameRequest {
@@ -107,7 +109,7 @@ impl FrameSink for SharpnessSink {
     }
     fn finish(self: Box<Self>, ctx: &mut VideoContext) -> Result<()> {
         for (m, col) in COLUMNS.iter().enumerate() {
-            ctx.set_clip_column(col.name, self.samples.per_clip(ctx, m, Agg::Mean));
+            ctx.set_clip_column(col.name, self.samples.per_clip(ctx, m, Agg::Mean))?;
         }
         Ok(())
     }

@@ -20,10 +20,8 @@ use serde::Deserialize;
 use crate::context::VideoContext;
 use crate::cv::{cv_error, frame_mat, NetPool, PooledNet};
 use crate::error::Result;
-use crate::operator::{
-    AnalysisFrame, ColumnSpec, FrameRequest, FrameSink, FrameSize, Operator, PixelLayout, Product,
-    ValueKind,
-};
+use crate::operator::{AnalysisFrame, FrameRequest, FrameSink, FrameSize, Operator, PixelLayout};
+use crate::output::{ColumnSpec, ColumnType, Outputs, Product};
 use crate::samples::{Agg, Samples};
 
 /// Which detector measures text.
@@ -154,15 +152,22 @@ pub fn learned_text_area(
 const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::clip(
         "text_area",
-        ValueKind::Float,
+        ColumnType::Float64,
         "0–1: mean share of the picture covered by text-like regions",
     ),
     ColumnSpec::clip(
         "text_area_max",
-        ValueKind::Float,
+        ColumnType::Float64,
         "0–1: the largest such share in any sampled frame",
     ),
 ];
+
+/// What this operator needs and writes (reads clips).
+pub fn outputs() -> Outputs {
+    Outputs::default()
+        .needs(&[Product::PROBE, Product::CLIPS])
+        .columns(COLUMNS)
+}
 
 /// Text-like line boxes in a gray frame, and the share of the frame they cover.
 pub fn text_regions(
@@ -247,11 +252,8 @@ impl Operator for Text {
     fn kind(&self) -> &'static str {
         "text"
     }
-    fn needs(&self) -> &'static [Product] {
-        &[Product::Probe]
-    }
-    fn columns(&self) -> Vec<ColumnSpec> {
-        COLUMNS.to_vec()
+    fn outputs(&self) -> Outputs {
+        outputs()
     }
     fn frame_request(&self) -> Option<FrameRequest> {
         let layout = match self.config.detector {
@@ -305,8 +307,8 @@ impl FrameSink for TextSink {
         Ok(())
     }
     fn finish(self: Box<Self>, ctx: &mut VideoContext) -> Result<()> {
-        ctx.set_clip_column("text_area", self.samples.per_clip(ctx, 0, Agg::Mean));
-        ctx.set_clip_column("text_area_max", self.samples.per_clip(ctx, 0, Agg::Max));
+        ctx.set_clip_column("text_area", self.samples.per_clip(ctx, 0, Agg::Mean))?;
+        ctx.set_clip_column("text_area_max", self.samples.per_clip(ctx, 0, Agg::Max))?;
         Ok(())
     }
 }

@@ -9,7 +9,8 @@ use tracing::debug_span;
 
 use crate::context::{text_id, BoundaryKind, Clip, VideoContext};
 use crate::error::{OperatorError, Result};
-use crate::operator::{FrameSink, Operator, Product};
+use crate::operator::{FrameSink, Operator};
+use crate::output::{Outputs, Product};
 
 /// Parameters of the `window` node.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,6 +37,17 @@ impl Default for WindowConfig {
     }
 }
 
+/// `window` turns shots into clips and brings the `clips` and `rejected_clips` tables.
+pub fn outputs() -> Outputs {
+    let (tables, columns) = crate::rows::window_tables();
+    let mut o = Outputs::default()
+        .needs(&[Product::SHOTS])
+        .produces(&[Product::CLIPS])
+        .columns(&columns);
+    o.tables = tables;
+    o
+}
+
 pub struct Window {
     config: WindowConfig,
 }
@@ -60,11 +72,8 @@ impl Operator for Window {
     fn kind(&self) -> &'static str {
         "window"
     }
-    fn needs(&self) -> &'static [Product] {
-        &[Product::Shots]
-    }
-    fn produces(&self) -> &'static [Product] {
-        &[Product::Clips]
+    fn outputs(&self) -> Outputs {
+        outputs()
     }
     fn start(&self, _ctx: &mut VideoContext) -> Result<Option<Box<dyn FrameSink>>> {
         Ok(None)

@@ -10,9 +10,10 @@ mod common;
 
 use common::ffmpeg;
 use kelp_operators::decode::DecodeOptions;
-use kelp_operators::operator::{AnalysisFrame, FrameRequest, FrameSink, Operator, Product};
+use kelp_operators::operator::{AnalysisFrame, FrameRequest, FrameSink, Operator};
 use kelp_operators::plan::{PlanNode, VideoPlan};
 use kelp_operators::probe::{Probe, ProbeConfig};
+use kelp_operators::{Outputs, Product};
 use kelp_operators::{SourceVideo, VideoContext, VideoStatus};
 
 /// Panics on frame 10 of any video whose file name contains "boom".
@@ -38,8 +39,8 @@ impl Operator for Boom {
     fn kind(&self) -> &'static str {
         "boom"
     }
-    fn needs(&self) -> &'static [Product] {
-        &[Product::Probe]
+    fn outputs(&self) -> Outputs {
+        Outputs::default().needs(&[Product::PROBE])
     }
     fn frame_request(&self) -> Option<FrameRequest> {
         Some(FrameRequest::rgb(32, 18))
@@ -60,6 +61,9 @@ struct LateBoom;
 impl Operator for LateBoom {
     fn kind(&self) -> &'static str {
         "late"
+    }
+    fn outputs(&self) -> Outputs {
+        Outputs::default()
     }
     fn start(
         &self,

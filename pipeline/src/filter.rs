@@ -9,6 +9,10 @@
 //! ```
 //!
 //! A clip whose predicate is NULL (a score missing) is rejected too, with that said.
+//!
+//! A filter is an ordinary node of the per-video plan: it runs where it stands in the DAG, so
+//! nodes after it see only the clips it kept, and a rejected clip keeps the values it was judged
+//! on in `rejected_clips`.
 
 use std::sync::Arc;
 
@@ -17,10 +21,10 @@ use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::physical_plan::PhysicalExpr;
 use datafusion::prelude::SessionContext;
-use kelp_operators::VideoContext;
+use kelp_operators::{FrameSink, Operator, OperatorError, Outputs, Product, VideoContext};
 use serde::Deserialize;
 
-use crate::dataset::schema::DatasetSchema;
+use crate::dataset::schema::batch_of;
 
 /// Parameters of a `filter` node.
 #[derive(Debug, Clone, Deserialize)]
@@ -37,6 +41,13 @@ pub struct SqlFilter {
     pub node: String,
     pub predicate: String,
     expr: Arc<dyn PhysicalExpr>,
+    /// The `clips` columns of the nodes before this one.
+    clips: SchemaRef,
+}
+
+/// A filter reads clips and writes nothing but rejections.
+pub fn outputs() -> Outputs {
+    Outputs::default().needs(&[Product::CLIPS])
 }
 
 impl SqlFilter {
@@ -60,17 +71,17 @@ impl SqlFilter {
             node: node.to_string(),
             predicate: predicate.to_string(),
             expr: phys,
+            clips: clips.clone(),
         })
     }
 
     /// Rejects the video's clips the predicate does not select; returns how many.
-    pub fn apply(&self, ctx: &mut VideoContext, schema: &DatasetSchema) -> Result<usize, String> {
-        if ctx.clips.is_empty() {
+    pub fn apply(&self, ctx: &mut VideoContext) -> Result<usize, String> {
+        let rows = ctx.clip_rows();
+        if rows.len == 0 {
             return Ok(0);
         }
-        let batch = schema
-            .clips_batch(std::slice::from_ref(ctx))
-            .map_err(|e| e.to_string())?;
+        let batch = batch_of("clips", &self.clips, &[&rows]).map_err(|e| e.to_string())?;
         let n = batch.num_rows();
         let result = self
             .expr
@@ -104,6 +115,32 @@ impl SqlFilter {
     }
 }
 
+impl Operator for SqlFilter {
+    fn kind(&self) -> &'static str {
+        "filter"
+    }
+    fn outputs(&self) -> Outputs {
+        outputs()
+    }
+    fn start(
+        &self,
+        _ctx: &mut VideoContext,
+    ) -> kelp_operators::error::Result<Option<Box<dyn FrameSink>>> {
+        Ok(None)
+    }
+    fn finish(&self, ctx: &mut VideoContext) -> kelp_operators::error::Result<()> {
+        let _span =
+            tracing::debug_span!("filter", node = %self.node, uri = %ctx.source.uri).entered();
+        self.apply(ctx)
+            .map(|_| ())
+            .map_err(|reason| OperatorError::Failed {
+                op: self.node.clone(),
+                path: ctx.source.path.clone(),
+                reason,
+            })
+    }
+}
+
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
@@ -111,7 +148,19 @@ fn first_line(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dataset::schema::DatasetSchema;
     use kelp_operators::{Clip, SourceVideo};
+
+    fn clips_schema() -> SchemaRef {
+        let (tables, cols) = kelp_operators::rows::window_tables();
+        let o = Outputs {
+            tables,
+            columns: cols,
+            ..Default::default()
+        };
+        let s = DatasetSchema::build([("window", &o)]).unwrap();
+        s.table("clips").unwrap().schema.clone()
+    }
 
     fn video_with_clips(durations: &[f64]) -> VideoContext {
         let mut ctx = VideoContext::new(
@@ -141,10 +190,9 @@ mod tests {
 
     #[test]
     fn keeps_exactly_what_the_predicate_selects_and_records_the_rest() {
-        let schema = DatasetSchema::new(&[]).unwrap();
-        let f = SqlFilter::new("long", "duration_s >= 4", &schema.clips).unwrap();
+        let f = SqlFilter::new("long", "duration_s >= 4", &clips_schema()).unwrap();
         let mut ctx = video_with_clips(&[3.0, 5.0, 4.0, 2.0]);
-        assert_eq!(f.apply(&mut ctx, &schema).unwrap(), 2);
+        assert_eq!(f.apply(&mut ctx).unwrap(), 2);
         let kept: Vec<&str> = ctx.clips.iter().map(|c| c.clip_id.as_str()).collect();
         assert_eq!(kept, ["c1", "c2"]);
         let gone: Vec<&str> = ctx
@@ -161,12 +209,12 @@ mod tests {
 
     #[test]
     fn malformed_and_unknown_column_predicates_are_clear_errors() {
-        let schema = DatasetSchema::new(&[]).unwrap();
-        let e = SqlFilter::new("f", "duration_s >>= 4", &schema.clips).unwrap_err();
+        let clips = clips_schema();
+        let e = SqlFilter::new("f", "duration_s >>= 4", &clips).unwrap_err();
         assert!(e.contains("where = \"duration_s >>= 4\""), "{e}");
-        let e = SqlFilter::new("f", "sharpnes > 3", &schema.clips).unwrap_err();
+        let e = SqlFilter::new("f", "sharpnes > 3", &clips).unwrap_err();
         assert!(e.contains("sharpnes"), "{e}");
-        let e = SqlFilter::new("f", "duration_s + 1", &schema.clips).unwrap_err();
+        let e = SqlFilter::new("f", "duration_s + 1", &clips).unwrap_err();
         assert!(e.contains("not a true/false condition"), "{e}");
     }
 }

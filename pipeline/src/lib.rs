@@ -3,11 +3,14 @@
 //! What lives here: the DAG file format and its validation ([`dag`]), object-store URLs, request
 //! counters, fault hooks and the spill cache ([`store`]), source listing ([`source`]), the tokio engine that runs a DAG over many videos
 //! with bounded channels and a blocking pool ([`engine`]), the dataset schema, Parquet shard
-//! writer, manifest and the exactly-once commit protocol of partitioned runs ([`dataset`]), SQL over a dataset ([`sql`]) and the shot benchmark
-//! harness ([`bench`]).
+//! writer, manifest, the exactly-once commit protocol of partitioned runs and the [`dataset::Dataset`]
+//! handle every reader opens ([`dataset`]), the `filter` node ([`filter`]), `kelp sql` and
+//! `kelp stats` ([`sql`], [`stats`]) and the DAG benchmark ([`bench`]).
 //!
-//! What must not live here: pixels. Decoding and every analysis of frames belong to
-//! `kelp-operators`; the engine only calls [`kelp_operators::VideoPlan::run`] per video.
+//! What must not live here: pixels or video types. Decoding, every analysis of frames and the
+//! meaning of each column belong to `kelp-operators`; the engine calls
+//! [`kelp_operators::VideoPlan::run`] per video and converts the typed rows it returns by the
+//! tables the DAG's nodes declare ([`dataset::schema`]).
 
 pub mod bench;
 pub mod dag;

@@ -1,78 +1,21 @@
-//! SQL over a dataset with DataFusion: every table the manifest lists is registered under its
-//! name (`videos`, `boundaries`, `clips`, ...), reading only committed shards. While a run is
-//! unfinished, the committed partitions' shards are what the tables hold.
-
-use std::sync::Arc;
+//! `kelp sql`: a query over a dataset's tables (registered by [`Dataset::session`]: every table
+//! the manifest lists, under its name, reading only committed shards) and the rendering of its
+//! result as a table, CSV, JSON or Parquet.
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
-use datafusion::datasource::MemTable;
-use datafusion::prelude::SessionContext;
 
-use crate::dataset::{manifest, schema};
+use crate::dataset::Dataset;
 use crate::error::{PipelineError, Result};
-use crate::store;
+use crate::store::StoreOptions;
 
-/// A DataFusion session with the dataset at `uri` registered.
-pub async fn session_for(uri: &str) -> Result<SessionContext> {
-    session_with(uri, &store::StoreOptions::default()).await
-}
-
-/// [`session_for`] with S3 endpoint options.
-pub async fn session_with(uri: &str, opts: &store::StoreOptions) -> Result<SessionContext> {
-    let loc = store::resolve_with(uri, opts)?;
-    let m = manifest::open(&loc)
-        .await?
-        .ok_or_else(|| PipelineError::NoDataset {
-            uri: uri.to_string(),
-        })?;
-    let ctx = SessionContext::new();
-    ctx.register_object_store(&loc.base_url, loc.store.clone());
-    for (name, table) in &m.tables {
-        if table.shards.is_empty() {
-            let schema = schema::table_schema(name).ok_or_else(|| {
-                PipelineError::Sql(format!("table {name} has no shards and no known schema"))
-            })?;
-            let empty = MemTable::try_new(schema, vec![vec![]])?;
-            ctx.register_table(name.as_str(), Arc::new(empty))?;
-            continue;
-        }
-        let urls = table
-            .shards
-            .iter()
-            .map(|s| ListingTableUrl::parse(loc.object_url(&loc.child(&s.path))))
-            .collect::<datafusion::error::Result<Vec<_>>>()?;
-        let options =
-            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(options)
-            .infer_schema(&ctx.state())
-            .await?;
-        ctx.register_table(name.as_str(), Arc::new(ListingTable::try_new(config)?))?;
-    }
-    Ok(ctx)
-}
-
-/// Runs one query and collects its result.
-pub async fn query(uri: &str, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    query_with(uri, sql, &store::StoreOptions::default()).await
-}
-
-/// [`query`] with S3 endpoint options.
+/// Opens the dataset at `uri` and runs one query over it.
 pub async fn query_with(
     uri: &str,
     sql: &str,
-    opts: &store::StoreOptions,
+    opts: &StoreOptions,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let ctx = session_with(uri, opts).await?;
-    let df = ctx.sql(sql).await?;
-    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await?;
-    Ok((schema, batches))
+    Dataset::open(uri, opts).await?.query(sql).await
 }
 
 /// Output formats of `kelp sql`.

@@ -4,11 +4,7 @@
 //! Nothing is implemented here yet: the curation issues come first, and this crate exists so the
 //! workspace has its final shape (operators ← pipeline ← trainer ← kelp). What must not live
 //! here: decoding (only the loader may call the decoder in `kelp-operators`) or dataset writing.
+//! Datasets are read through [`kelp_pipeline::dataset::Dataset`], the one handle every reader
+//! uses.
 
-/// The dataset tables the loader will read (from the pipeline's one schema module).
-pub fn loader_tables() -> Vec<&'static str> {
-    kelp_pipeline::dataset::schema::TABLES
-        .iter()
-        .map(|(name, _)| *name)
-        .collect()
-}
+pub use kelp_pipeline::dataset::Dataset;

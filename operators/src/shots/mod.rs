@@ -15,7 +15,8 @@ use features::SignalExtractor;
 
 use crate::context::VideoContext;
 use crate::error::Result;
-use crate::operator::{AnalysisFrame, FrameRequest, FrameSink, Operator, Product};
+use crate::operator::{AnalysisFrame, FrameRequest, FrameSink, Operator};
+use crate::output::{Outputs, Product};
 
 /// The per-video plan of `kelp shots` and the benchmark: probe, then shots, one decode.
 pub fn plan(config: ShotsConfig, decode_threads: usize) -> crate::plan::VideoPlan {
@@ -51,6 +52,16 @@ pub fn plan_with(
     }
 }
 
+/// `shots` reads the probe results, makes shots and brings the `boundaries` table.
+pub fn outputs() -> Outputs {
+    let (table, count) = crate::rows::shots_tables();
+    Outputs::default()
+        .needs(&[Product::PROBE])
+        .produces(&[Product::SHOTS])
+        .table(table)
+        .columns(&[count])
+}
+
 pub struct Shots {
     config: ShotsConfig,
 }
@@ -65,11 +76,8 @@ impl Operator for Shots {
     fn kind(&self) -> &'static str {
         "shots"
     }
-    fn needs(&self) -> &'static [crate::operator::Product] {
-        &[Product::Probe]
-    }
-    fn produces(&self) -> &'static [Product] {
-        &[Product::Shots]
+    fn outputs(&self) -> Outputs {
+        outputs()
     }
     fn frame_request(&self) -> Option<FrameRequest> {
         Some(FrameRequest {

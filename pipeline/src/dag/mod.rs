@@ -5,4 +5,4 @@ pub mod spec;
 pub mod validate;
 
 pub use spec::{Dag, EngineSpec, NodeSpec, OutputSpec, SourceSpec};
-pub use validate::{load, CompiledDag};
+pub use validate::{load, parse, parse_with, CompiledDag};

@@ -5,26 +5,25 @@ use std::path::Path;
 
 use kelp_operators::decode::{DecodeOptions, Limits};
 use kelp_operators::plan::{PlanNode, VideoPlan};
-use kelp_operators::registry::{self, closest};
-use kelp_operators::{ColumnSpec, OperatorError, Product};
+use kelp_operators::registry::{self, closest, OperatorInfo};
+use kelp_operators::{Operator, OperatorError, Product};
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 
 use super::spec::{Dag, EngineSpec, NodeSpec, OutputSpec, SourceSpec};
 use crate::dataset::schema::DatasetSchema;
 use crate::error::{PipelineError, Result};
-use crate::filter::{FilterConfig, SqlFilter};
+use crate::filter::{self, FilterConfig, SqlFilter};
 use crate::store;
 
 /// A validated DAG and the per-video plan built from it.
 #[derive(Clone)]
 pub struct CompiledDag {
     pub dag: Dag,
-    /// The per-video program of the operator nodes.
+    /// The per-video program of every node, filters included, in DAG order.
     pub plan: VideoPlan,
-    /// The dataset's tables: base columns plus every operator's.
+    /// The dataset's tables: the base tables plus what every node declares.
     pub schema: DatasetSchema,
-    /// The `filter` nodes, applied to each video's clips after the plan, in DAG order.
-    pub filters: Vec<SqlFilter>,
 }
 
 /// Operators the pipeline runs itself (on rows, not pixels), besides the video operators of
@@ -56,6 +55,11 @@ pub fn load(path: &Path) -> Result<CompiledDag> {
 
 /// Parses and validates DAG text; `file` names it in messages.
 pub fn parse(file: &str, text: &str) -> Result<CompiledDag> {
+    parse_with(file, text, &[])
+}
+
+/// [`parse`] with operators beyond the registry's (tests register their own this way).
+pub fn parse_with(file: &str, text: &str, extra: &[OperatorInfo]) -> Result<CompiledDag> {
     let fail = |message: String| PipelineError::Dag {
         file: file.to_string(),
         message,
@@ -109,53 +113,43 @@ pub fn parse(file: &str, text: &str) -> Result<CompiledDag> {
     let nodes = node_specs(&table).map_err(fail)?;
     let ordered = order(&nodes).map_err(fail)?;
     let mut plan_nodes = Vec::with_capacity(ordered.len());
-    let mut columns: Vec<ColumnSpec> = Vec::new();
-    let mut filters = Vec::new();
+    let mut schema = DatasetSchema::base();
+    let mut have: Vec<Product> = Vec::new();
     for node in &ordered {
-        if node.op == "filter" {
-            if !plan_nodes
-                .iter()
-                .any(|n: &PlanNode| n.op.produces().contains(&Product::Clips))
-            {
-                return Err(fail(format!(
-                    "node \"{}\": missing input: a filter needs {}",
-                    node.id,
-                    Product::Clips.as_str()
+        let named = |e: String| fail(format!("node \"{}\": {e}", node.id));
+        let info = extra
+            .iter()
+            .chain(registry::OPERATORS.iter())
+            .find(|o| o.name == node.op);
+        let outputs = match info {
+            Some(info) => (info.outputs)(),
+            None if node.op == "filter" => filter::outputs(),
+            None => return Err(named(unknown_operator(&node.op, extra))),
+        };
+        // Inputs first: the clearest message for a node out of order.
+        for need in &outputs.needs {
+            if !have.contains(need) {
+                return Err(named(format!(
+                    "missing input: needs {}",
+                    registry::missing_input_hint(*need)
                 )));
             }
-            let config: FilterConfig = registry::params(&node.params)
-                .map_err(|e| fail(format!("node \"{}\": {e}", node.id)))?;
-            // A filter sees the columns of the nodes before it.
-            let visible = DatasetSchema::new(&columns)
-                .map_err(|e| fail(format!("node \"{}\": {e}", node.id)))?;
-            let filter = SqlFilter::new(&node.id, &config.predicate, &visible.clips)
-                .map_err(|e| fail(format!("node \"{}\": {e}", node.id)))?;
-            filters.push(filter);
-            continue;
         }
-        let info = registry::lookup(&node.op).ok_or_else(|| {
-            let names = registry::OPERATORS
-                .iter()
-                .map(|o| o.name)
-                .chain(ROW_OPERATORS.iter().map(|(n, _)| *n));
-            let hint = closest(&node.op, names)
-                .map(|s| format!(" (did you mean \"{s}\"?)"))
-                .unwrap_or_default();
-            let known: Vec<&str> = registry::OPERATORS
-                .iter()
-                .map(|o| o.name)
-                .chain(ROW_OPERATORS.iter().map(|(n, _)| *n))
-                .collect();
-            fail(format!(
-                "node \"{}\": unknown operator \"{}\"{hint}; known operators: {}",
-                node.id,
-                node.op,
-                known.join(", ")
-            ))
-        })?;
-        let op =
-            (info.build)(&node.params).map_err(|e| fail(format!("node \"{}\": {e}", node.id)))?;
-        columns.extend(op.columns());
+        let op: Arc<dyn Operator> = match info {
+            Some(info) => (info.build)(&node.params).map_err(|e| named(e.to_string()))?,
+            None => {
+                let config: FilterConfig =
+                    registry::params(&node.params).map_err(|e| named(e.to_string()))?;
+                // A filter sees the clip columns of the nodes before it.
+                let clips = schema
+                    .table(kelp_operators::output::TABLE_CLIPS)
+                    .map(|t| t.schema.clone())
+                    .ok_or_else(|| named("no clips table before it".into()))?;
+                Arc::new(SqlFilter::new(&node.id, &config.predicate, &clips).map_err(named)?)
+            }
+        };
+        have.extend(outputs.produces.iter().copied());
+        schema.add(&node.id, &outputs).map_err(named)?;
         plan_nodes.push(PlanNode {
             id: node.id.clone(),
             op,
@@ -172,7 +166,6 @@ pub fn parse(file: &str, text: &str) -> Result<CompiledDag> {
         }
         other => fail(other.to_string()),
     })?;
-    let schema = DatasetSchema::new(&columns).map_err(fail)?;
     let dag = Dag {
         file: file.to_string(),
         description,
@@ -181,12 +174,23 @@ pub fn parse(file: &str, text: &str) -> Result<CompiledDag> {
         engine,
         nodes: ordered,
     };
-    Ok(CompiledDag {
-        dag,
-        plan,
-        schema,
-        filters,
-    })
+    Ok(CompiledDag { dag, plan, schema })
+}
+
+fn unknown_operator(op: &str, extra: &[OperatorInfo]) -> String {
+    let known: Vec<&str> = registry::OPERATORS
+        .iter()
+        .chain(extra.iter())
+        .map(|o| o.name)
+        .chain(ROW_OPERATORS.iter().map(|(n, _)| *n))
+        .collect();
+    let hint = closest(op, known.iter().copied())
+        .map(|s| format!(" (did you mean \"{s}\"?)"))
+        .unwrap_or_default();
+    format!(
+        "unknown operator \"{op}\"{hint}; known operators: {}",
+        known.join(", ")
+    )
 }
 
 fn unknown_key_message(key: &str, known: &[&str], place: &str) -> String {
@@ -409,11 +413,49 @@ mod tests {
 
     #[test]
     fn missing_input_is_reported() {
-        let e = err_of(&GOOD.replace("op = \"shots\"", "op = \"probe\"\nid = \"p2\""));
+        let e = err_of(&GOOD.replace("op = \"shots\"", "op = \"attributes\""));
         assert!(
-            e.contains("node \"window\": missing input: needs shots"),
+            e.contains(
+                "node \"window\": missing input: needs shots (add a `shots` node before it)"
+            ),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_per_clip_operator_before_window_is_refused_naming_the_node() {
+        let e = err_of(&GOOD.replace(
+            "op = \"window\"",
+            "op = \"crop\"\n[[node]]\nop = \"window\"",
+        ));
+        assert!(
+            e.starts_with("dags/t.toml: node \"crop\": missing input: needs clips (add a `window` node before it)"),
+            "{e}"
+        );
+        let e = err_of(&GOOD.replace(
+            "op = \"window\"",
+            "op = \"filter\"\nwhere = \"true\"\n[[node]]\nop = \"window\"",
+        ));
+        assert!(
+            e.contains("node \"filter\": missing input: needs clips"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_filter_sees_only_the_columns_of_nodes_before_it() {
+        let after = GOOD.to_string()
+            + "[[node]]\nop = \"filter\"\nwhere = \"sharpness > 1\"\n[[node]]\nop = \"sharpness\"\n";
+        let e = err_of(&after);
+        assert!(
+            e.contains("node \"filter\"") && e.contains("sharpness"),
+            "{e}"
+        );
+        let before = GOOD.to_string()
+            + "[[node]]\nop = \"sharpness\"\n[[node]]\nop = \"filter\"\nwhere = \"sharpness > 1\"\n";
+        let c = parse("dags/t.toml", &before).unwrap();
+        let ids: Vec<_> = c.plan.nodes().iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["probe", "shots", "window", "sharpness", "filter"]);
     }
 
     #[test]

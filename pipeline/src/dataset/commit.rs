@@ -26,7 +26,6 @@ use tracing::{debug, info, warn};
 use super::io::{self, Created};
 use super::lease::{self, Owner};
 use super::manifest::{self, Manifest, TableManifest, MANIFEST_FILE};
-use super::schema;
 use crate::error::{PipelineError, Result};
 use crate::source::SourceEntry;
 use crate::store::Location;
@@ -184,8 +183,6 @@ pub struct CommitRecord {
     pub videos_rejected: u64,
     #[serde(default)]
     pub clips_rejected: u64,
-    pub boundaries: u64,
-    pub clips: u64,
     /// (uri, reason) of the partition's failed videos.
     pub errors: Vec<(String, String)>,
 }
@@ -310,10 +307,7 @@ pub async fn records(out: &Location) -> Result<BTreeMap<u32, CommitRecord>> {
 
 /// The manifest the records of `plan`'s run describe, shards in partition order.
 pub fn derive_manifest(plan: &RunPlan, records: &BTreeMap<u32, CommitRecord>) -> Manifest {
-    let mut tables: BTreeMap<String, TableManifest> = schema::TABLES
-        .iter()
-        .map(|(name, _)| (name.to_string(), TableManifest::default()))
-        .collect();
+    let mut tables: BTreeMap<String, TableManifest> = BTreeMap::new();
     let mut latest = 0;
     let mut n = 0;
     for rec in records.values().filter(|r| r.run_id == plan.run_id) {
@@ -447,11 +441,7 @@ pub async fn clear(out: &Location) -> Result<()> {
         .into_iter()
         .filter_map(|m| {
             let rel = out.relative(&m.location)?.to_string();
-            let ours = rel == MANIFEST_FILE
-                || rel.starts_with("_kelp/")
-                || schema::TABLES.iter().any(|(t, _)| {
-                    rel.starts_with(&format!("{t}/part-")) && rel.ends_with(".parquet")
-                });
+            let ours = rel == MANIFEST_FILE || rel.starts_with("_kelp/") || is_shard(&rel);
             ours.then_some((rel, m.location))
         })
         .collect();
@@ -472,6 +462,23 @@ pub async fn clear(out: &Location) -> Result<()> {
     }
     remove_empty_dirs(out, KELP_DIR);
     Ok(())
+}
+
+/// True for `<table>/part-PPPPP-SSSSS.parquet`, a shard of any table (whichever node brought it).
+pub fn is_shard(rel: &str) -> bool {
+    let Some((table, file)) = rel.split_once('/') else {
+        return false;
+    };
+    let valid_table = !table.is_empty()
+        && !table.starts_with('_')
+        && table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let shard = file
+        .strip_prefix("part-")
+        .and_then(|f| f.strip_suffix(".parquet"))
+        .and_then(|f| f.split_once('-'))
+        .is_some_and(|(p, s)| digits(p, 5) && digits(s, 5));
+    valid_table && shard
 }
 
 /// A partition's state for `kelp status`.
@@ -502,6 +509,8 @@ pub struct RunStatus {
     pub run_id: String,
     pub dag: String,
     pub complete: bool,
+    /// Rows per table over the committed partitions (every table any node brought).
+    pub tables: BTreeMap<String, u64>,
     pub partitions: Vec<PartitionStatus>,
 }
 
@@ -517,6 +526,12 @@ pub async fn status(out: &Location) -> Result<Option<RunStatus>> {
         return Ok(None);
     };
     let recs = records(out).await?;
+    let mut tables: BTreeMap<String, u64> = BTreeMap::new();
+    for r in recs.values().filter(|r| r.run_id == plan.run_id) {
+        for (name, t) in &r.tables {
+            *tables.entry(name.clone()).or_default() += t.rows;
+        }
+    }
     let mut failures: BTreeMap<u32, FailureRecord> = BTreeMap::new();
     for m in io::list(out, FAILURES).await? {
         if let Some(p) = m.location.filename().and_then(partition_of) {
@@ -536,7 +551,7 @@ pub async fn status(out: &Location) -> Result<Option<RunStatus>> {
                 state: PartitionState::Done,
                 videos: pp.videos.len(),
                 owner: Some(r.owner.to_string()),
-                clips: Some(r.clips),
+                clips: r.tables.get("clips").map(|t| t.rows),
                 error: None,
                 failures: fail.map(|f| f.failures).unwrap_or(0),
             }
@@ -567,6 +582,7 @@ pub async fn status(out: &Location) -> Result<Option<RunStatus>> {
         run_id: plan.run_id,
         dag: plan.dag,
         complete,
+        tables,
         partitions: parts,
     }))
 }
@@ -607,8 +623,6 @@ mod tests {
             videos_error: 0,
             videos_rejected: 0,
             clips_rejected: 0,
-            boundaries: 0,
-            clips: 1,
             errors: vec![],
         }
     }
@@ -773,6 +787,16 @@ mod tests {
 
     fn lens(plan: &[PartitionPlan]) -> Vec<usize> {
         plan.iter().map(|p| p.videos.len()).collect()
+    }
+
+    #[test]
+    fn shards_of_any_table_are_recognised_and_nothing_else() {
+        assert!(is_shard("signatures/part-00003-00012.parquet"));
+        assert!(is_shard("clips/part-00000-00000.parquet"));
+        assert!(!is_shard("clips/part-0-0.parquet"));
+        assert!(!is_shard("raw/video.mp4"));
+        assert!(!is_shard("a/b/part-00000-00000.parquet"));
+        assert!(!is_shard("_kelp/part-00000-00000.parquet"));
     }
 
     #[test]

@@ -16,11 +16,13 @@
 //! ```
 
 pub mod commit;
+pub mod handle;
 pub mod io;
 pub mod lease;
 pub mod manifest;
 pub mod schema;
 pub mod writer;
 
+pub use handle::Dataset;
 pub use manifest::{Manifest, ShardInfo, TableManifest, MANIFEST_FILE};
 pub use writer::TableWriter;

@@ -1,612 +1,476 @@
-//! The one definition of the dataset's tables: every column with its type, unit and range.
-//! `kelp schema` prints these docs; the README's schema section is generated from them.
+//! The tables of a DAG's dataset, assembled from what its nodes declare, and the generic
+//! conversion of typed rows into Arrow batches.
+//!
+//! Every dataset has `videos` (one row per input) and `rejections`; each node then brings tables
+//! of its own and adds columns to existing ones, in DAG order ([`DatasetSchema::build`]). Nothing
+//! here knows what a column means: rows arrive as [`TableRows`] and are converted by column name
+//! and declared type. `kelp schema` prints [`markdown`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Float32Builder,
+    Float64Builder, Int32Builder, Int64Builder, LargeBinaryBuilder, ListBuilder, StringBuilder,
+    UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use kelp_operators::{BoundaryKind, ColumnSpec, Table, ValueKind, VideoContext};
+use kelp_operators::{ColumnSpec, ColumnType, Outputs, TableRows, TableSpec, Value};
 
 use crate::error::{PipelineError, Result};
 
-/// One documented column.
-pub struct Column {
-    pub name: &'static str,
-    pub data_type: DataType,
-    pub nullable: bool,
-    /// Unit and range, then meaning.
-    pub doc: &'static str,
-}
-
-const fn col(name: &'static str, data_type: DataType, nullable: bool, doc: &'static str) -> Column {
-    Column {
-        name,
-        data_type,
-        nullable,
-        doc,
+/// The Arrow type of a declared column type.
+pub fn arrow_type(kind: ColumnType) -> DataType {
+    match kind {
+        ColumnType::Float32 => DataType::Float32,
+        ColumnType::Float64 => DataType::Float64,
+        ColumnType::Int32 => DataType::Int32,
+        ColumnType::Int64 => DataType::Int64,
+        ColumnType::UInt64 => DataType::UInt64,
+        ColumnType::Boolean => DataType::Boolean,
+        ColumnType::Utf8 => DataType::Utf8,
+        ColumnType::Binary => DataType::Binary,
+        ColumnType::LargeBinary => DataType::LargeBinary,
+        ColumnType::FixedSizeBinary(n) => DataType::FixedSizeBinary(n),
+        ColumnType::ListFloat32 => {
+            DataType::List(Arc::new(Field::new("item", DataType::Float32, true)))
+        }
+        ColumnType::ListFixedSizeBinary(n) => DataType::List(Arc::new(Field::new(
+            "item",
+            DataType::FixedSizeBinary(n),
+            true,
+        ))),
     }
 }
 
-use DataType::{Boolean as B, Float64 as F, Int32 as I32, Int64 as I64, Utf8 as S};
+/// One table of a dataset: its declaration and Arrow schema.
+#[derive(Debug, Clone)]
+pub struct TableSchema {
+    pub name: String,
+    pub key: Vec<String>,
+    pub doc: String,
+    /// Every column with the node (operator name) that declared it.
+    pub columns: Vec<(String, ColumnSpec)>,
+    pub schema: SchemaRef,
+}
 
-pub static VIDEOS: &[Column] = &[
-    col(
-        "video_id",
-        S,
-        false,
-        "32 hex digits: BLAKE3 of the file's bytes (of the URI when unreadable)",
-    ),
-    col("uri", S, false, "the source as listed"),
-    col("size_bytes", I64, false, "bytes, ≥ 0"),
-    col("status", S, false, "`ok` or `error`"),
-    col(
-        "error",
-        S,
-        true,
-        "why the video failed, naming the input; null when ok",
-    ),
-    col(
-        "container",
-        S,
-        true,
-        "FFmpeg demuxer name, e.g. `mov,mp4,m4a,3gp,3g2,mj2`",
-    ),
-    col("codec", S, true, "video codec, e.g. `h264`"),
-    col(
-        "pixel_format",
-        S,
-        true,
-        "decoded pixel format, e.g. `yuv420p`",
-    ),
-    col("width", I32, true, "pixels, coded (before rotation), > 0"),
-    col("height", I32, true, "pixels, coded (before rotation), > 0"),
-    col("fps", F, true, "frames per second (average), > 0"),
-    col("variable_fps", B, true, "true when frame spacing varies"),
-    col("duration_s", F, true, "seconds, as the container declares"),
-    col(
-        "rotation",
-        I32,
-        true,
-        "degrees clockwise: 0, 90, 180 or 270",
-    ),
-    col("bitrate", I64, true, "bits per second, 0 when unknown"),
-    col("has_audio", B, true, "an audio stream is present"),
-    col(
-        "frame_count",
-        I64,
-        true,
-        "frames the container declares; null when it does not",
-    ),
-    col(
-        "decoded_frames",
-        I64,
-        true,
-        "frames actually decoded; null when nothing decoded",
-    ),
-    col("shots", I64, false, "shots found, ≥ 0"),
-    col("clips", I64, false, "clips kept, ≥ 0"),
-];
+impl TableSchema {
+    fn new(spec: &TableSpec, by: &str) -> Self {
+        let mut t = TableSchema {
+            name: spec.name.to_string(),
+            key: spec.key.iter().map(|k| k.to_string()).collect(),
+            doc: spec.doc.to_string(),
+            columns: Vec::new(),
+            schema: Arc::new(Schema::empty()),
+        };
+        for c in &spec.columns {
+            t.columns.push((by.to_string(), c.clone()));
+        }
+        t.rebuild();
+        t
+    }
 
-pub static BOUNDARIES: &[Column] = &[
-    col("video_id", S, false, "the video"),
-    col("frame", I64, false, "decoded-frame index, ≥ 0: first frame of the new shot (cut) or middle of the transition"),
-    col("time_s", F, false, "seconds from the stream start, ≥ 0"),
-    col("kind", S, false, "`cut`, `fade` or `dissolve`"),
-    col("span_start", I64, false, "first frame of the transition (= frame for a cut)"),
-    col("span_frames", I64, false, "frames in the transition, 0 for a cut"),
-    col("score", F, false, "cut: content change ÷ neighbours' mean (≥ 3 by default); fade: 1–2 (1 + pre-fade brightness); dissolve: 0–1, share of the change a blend explains"),
-];
-
-pub static CLIPS: &[Column] = &[
-    col(
-        "clip_id",
-        S,
-        false,
-        "32 hex digits: BLAKE3 of video id and frame range",
-    ),
-    col("video_id", S, false, "the video"),
-    col("uri", S, false, "the source video's URI"),
-    col("shot_index", I32, false, "shot number in the video, from 0"),
-    col(
-        "start_frame",
-        I64,
-        false,
-        "first frame (decoded-frame index)",
-    ),
-    col("end_frame", I64, false, "one past the last frame"),
-    col("frames", I64, false, "end_frame − start_frame, > 0"),
-    col("start_s", F, false, "seconds from the stream start"),
-    col("end_s", F, false, "seconds; time of end_frame"),
-    col(
-        "duration_s",
-        F,
-        false,
-        "end_s − start_s, seconds, within the window's min_s..max_s",
-    ),
-    col("width", I32, false, "pixels (the source's coded width)"),
-    col("height", I32, false, "pixels"),
-    col("fps", F, false, "frames per second of the source"),
-    col(
-        "boundary_in",
-        S,
-        true,
-        "`cut`, `fade`, `dissolve`; null at the video start or inside a split shot",
-    ),
-    col("boundary_out", S, true, "likewise at the clip's end"),
-];
-
-/// Every table name with its columns.
-pub static REJECTIONS: &[Column] = &[
-    col("video_id", S, false, "the video"),
-    col("uri", S, false, "the source video's URI"),
-    col("node", S, false, "id of the DAG node that rejected it"),
-    col(
-        "clip_id",
-        S,
-        true,
-        "the clip; null when the whole video was rejected",
-    ),
-    col(
-        "start_s",
-        F,
-        true,
-        "clip start, seconds; null for a whole video",
-    ),
-    col("end_s", F, true, "clip end, seconds"),
-    col(
-        "duration_s",
-        F,
-        true,
-        "clip duration, seconds (for a whole video: its duration)",
-    ),
-    col(
-        "reason",
-        S,
-        false,
-        "the predicate or threshold that turned it away",
-    ),
-];
-
-pub static TABLES: &[(&str, &[Column])] = &[
-    ("videos", VIDEOS),
-    ("boundaries", BOUNDARIES),
-    ("clips", CLIPS),
-    ("rejections", REJECTIONS),
-];
-
-pub fn schema_of(columns: &[Column]) -> SchemaRef {
-    Arc::new(Schema::new(
-        columns
+    fn rebuild(&mut self) {
+        let fields: Vec<Field> = self
+            .columns
             .iter()
-            .map(|c| Field::new(c.name, c.data_type.clone(), c.nullable))
-            .collect::<Vec<_>>(),
-    ))
+            .map(|(_, c)| Field::new(c.name, arrow_type(c.kind), c.nullable))
+            .collect();
+        self.schema = Arc::new(Schema::new(fields));
+    }
+
+    /// These rows (of one or more videos) as one batch of this table's schema.
+    pub fn batch(&self, parts: &[&TableRows]) -> Result<RecordBatch> {
+        batch_of(&self.name, &self.schema, parts)
+    }
 }
 
-/// The schema of a named table.
-pub fn table_schema(name: &str) -> Option<SchemaRef> {
-    TABLES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, c)| schema_of(c))
+/// The tables of one DAG's dataset, in the order they are written.
+#[derive(Debug, Clone)]
+pub struct DatasetSchema {
+    tables: Vec<TableSchema>,
+    /// Table → the tables that mirror its columns.
+    mirrors: BTreeMap<String, Vec<String>>,
 }
 
-fn kind_str(k: Option<BoundaryKind>) -> Option<&'static str> {
-    k.map(BoundaryKind::as_str)
+impl DatasetSchema {
+    /// The base tables only (`videos`, `rejections`).
+    pub fn base() -> Self {
+        let mut s = DatasetSchema {
+            tables: Vec::new(),
+            mirrors: BTreeMap::new(),
+        };
+        for t in kelp_operators::rows::source_tables() {
+            s.tables.push(TableSchema::new(&t, "kelp"));
+        }
+        s
+    }
+
+    /// Adds what one node declares: its tables, then its columns (mirrored where asked). Fails
+    /// when a table or column is declared twice or a column names a table no earlier node
+    /// brings.
+    pub fn add(&mut self, node: &str, outputs: &Outputs) -> std::result::Result<(), String> {
+        for t in &outputs.tables {
+            if self.table(t.name).is_some() {
+                return Err(format!(
+                    "table \"{}\" is brought twice; each table comes from one node",
+                    t.name
+                ));
+            }
+            self.tables.push(TableSchema::new(t, node));
+            if let Some(of) = t.mirrors {
+                self.mirrors
+                    .entry(of.to_string())
+                    .or_default()
+                    .push(t.name.to_string());
+            }
+        }
+        for c in &outputs.columns {
+            let mut targets = vec![c.table.to_string()];
+            targets.extend(self.mirrors.get(c.table).cloned().unwrap_or_default());
+            for (i, table) in targets.iter().enumerate() {
+                let Some(t) = self.tables.iter_mut().find(|t| &t.name == table) else {
+                    return Err(format!(
+                        "column \"{}\" goes into table \"{}\", which no node before it brings",
+                        c.name, c.table
+                    ));
+                };
+                if t.columns.iter().any(|(_, x)| x.name == c.name) {
+                    if i == 0 {
+                        return Err(format!(
+                            "column \"{}\" of table \"{}\" is produced twice; each operator may appear once per DAG",
+                            c.name, c.table
+                        ));
+                    }
+                    continue;
+                }
+                t.columns.push((
+                    node.to_string(),
+                    ColumnSpec {
+                        table: c.table,
+                        ..c.clone()
+                    },
+                ));
+                t.rebuild();
+            }
+        }
+        Ok(())
+    }
+
+    /// The schema of a DAG whose nodes declare `nodes` (node name, outputs), in DAG order.
+    pub fn build<'a>(
+        nodes: impl IntoIterator<Item = (&'a str, &'a Outputs)>,
+    ) -> std::result::Result<Self, String> {
+        let mut s = Self::base();
+        for (node, outputs) in nodes {
+            s.add(node, outputs)?;
+        }
+        Ok(s)
+    }
+
+    pub fn tables(&self) -> &[TableSchema] {
+        &self.tables
+    }
+
+    pub fn table(&self, name: &str) -> Option<&TableSchema> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+
+    /// The rows of every table for a group of finished videos (each a map table → rows).
+    /// A non-empty table that the DAG does not declare is a bug in an operator: an error.
+    pub fn batches(
+        &self,
+        group: &[BTreeMap<String, TableRows>],
+    ) -> Result<Vec<(String, RecordBatch)>> {
+        for video in group {
+            if let Some((name, _)) = video
+                .iter()
+                .find(|(n, r)| r.len > 0 && self.table(n).is_none())
+            {
+                return Err(PipelineError::Write {
+                    what: format!("table {name}"),
+                    message: "rows for a table no node of the DAG declares".into(),
+                });
+            }
+        }
+        self.tables
+            .iter()
+            .map(|t| {
+                let parts: Vec<&TableRows> = group.iter().filter_map(|v| v.get(&t.name)).collect();
+                Ok((t.name.clone(), t.batch(&parts)?))
+            })
+            .collect()
+    }
 }
 
-fn batch(columns: &[Column], arrays: Vec<ArrayRef>) -> Result<RecordBatch> {
-    RecordBatch::try_new(schema_of(columns), arrays).map_err(|e| PipelineError::Write {
-        what: "record batch".into(),
+/// Converts rows to a batch of `schema`: columns matched by name, absent ones null, columns the
+/// schema lacks ignored; a value of the wrong type is an error naming table and column.
+pub fn batch_of(table: &str, schema: &SchemaRef, parts: &[&TableRows]) -> Result<RecordBatch> {
+    let rows: usize = parts.iter().map(|p| p.len).sum();
+    let mut arrays = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let values = parts.iter().flat_map(|p| match p.column(field.name()) {
+            Some(col) => Box::new(col.iter()) as Box<dyn Iterator<Item = &Value>>,
+            None => Box::new(std::iter::repeat_n(&Value::Null, p.len)),
+        });
+        let array =
+            array_of(field.data_type(), values, rows).map_err(|message| PipelineError::Write {
+                what: format!("{table}.{}", field.name()),
+                message,
+            })?;
+        arrays.push(array);
+    }
+    RecordBatch::try_new_with_options(
+        schema.clone(),
+        arrays,
+        &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows)),
+    )
+    .map_err(|e| PipelineError::Write {
+        what: format!("table {table}"),
         message: e.to_string(),
     })
 }
 
-/// `videos` rows for a group of finished videos.
-pub fn videos_batch(videos: &[VideoContext]) -> Result<RecordBatch> {
-    let n = videos.len();
-    let mut id = StringBuilder::new();
-    let mut uri = StringBuilder::new();
-    let mut size = Int64Builder::with_capacity(n);
-    let mut status = StringBuilder::new();
-    let mut error = StringBuilder::new();
-    let (mut container, mut codec, mut pixfmt) = (
-        StringBuilder::new(),
-        StringBuilder::new(),
-        StringBuilder::new(),
-    );
-    let (mut width, mut height, mut rotation) = (
-        Int32Builder::new(),
-        Int32Builder::new(),
-        Int32Builder::new(),
-    );
-    let (mut fps, mut duration) = (Float64Builder::new(), Float64Builder::new());
-    let (mut vfr, mut audio) = (BooleanBuilder::new(), BooleanBuilder::new());
-    let (mut bitrate, mut frame_count, mut decoded, mut shots, mut clips) = (
-        Int64Builder::new(),
-        Int64Builder::new(),
-        Int64Builder::new(),
-        Int64Builder::new(),
-        Int64Builder::new(),
-    );
-    for v in videos {
-        id.append_value(&v.video_id);
-        uri.append_value(&v.source.uri);
-        size.append_value(v.size_bytes as i64);
-        status.append_value(v.status.as_str());
-        error.append_option(v.error.as_deref());
-        let p = v.probe.as_ref();
-        container.append_option(p.map(|p| p.container.as_str()));
-        codec.append_option(p.map(|p| p.codec.as_str()));
-        pixfmt.append_option(p.map(|p| p.pixel_format.as_str()));
-        width.append_option(p.map(|p| p.width as i32));
-        height.append_option(p.map(|p| p.height as i32));
-        fps.append_option(p.map(|p| p.fps));
-        vfr.append_option(p.map(|p| p.variable_fps));
-        duration.append_option(p.map(|p| p.duration_s));
-        rotation.append_option(p.map(|p| p.rotation));
-        bitrate.append_option(p.map(|p| p.bitrate as i64));
-        audio.append_option(p.map(|p| p.has_audio));
-        frame_count.append_option(p.and_then(|p| p.frame_count).map(|c| c as i64));
-        decoded.append_option((!v.frame_times.is_empty()).then_some(v.frame_times.len() as i64));
-        shots.append_value(v.shots.len() as i64);
-        clips.append_value(v.clips.len() as i64);
-    }
-    batch(
-        VIDEOS,
-        vec![
-            Arc::new(id.finish()),
-            Arc::new(uri.finish()),
-            Arc::new(size.finish()),
-            Arc::new(status.finish()),
-            Arc::new(error.finish()),
-            Arc::new(container.finish()),
-            Arc::new(codec.finish()),
-            Arc::new(pixfmt.finish()),
-            Arc::new(width.finish()),
-            Arc::new(height.finish()),
-            Arc::new(fps.finish()),
-            Arc::new(vfr.finish()),
-            Arc::new(duration.finish()),
-            Arc::new(rotation.finish()),
-            Arc::new(bitrate.finish()),
-            Arc::new(audio.finish()),
-            Arc::new(frame_count.finish()),
-            Arc::new(decoded.finish()),
-            Arc::new(shots.finish()),
-            Arc::new(clips.finish()),
-        ],
-    )
+fn mismatch(ty: &DataType, v: &Value) -> String {
+    format!("a {} value for a {ty} column", v.type_name())
 }
 
-/// `boundaries` rows.
-pub fn boundaries_batch(videos: &[VideoContext]) -> Result<RecordBatch> {
-    let (mut id, mut kind) = (StringBuilder::new(), StringBuilder::new());
-    let (mut frame, mut span_start, mut span) = (
-        Int64Builder::new(),
-        Int64Builder::new(),
-        Int64Builder::new(),
-    );
-    let (mut time, mut score) = (Float64Builder::new(), Float64Builder::new());
-    for v in videos {
-        for b in &v.boundaries {
-            id.append_value(&v.video_id);
-            frame.append_value(b.frame as i64);
-            time.append_value(b.time_s);
-            kind.append_value(b.kind.as_str());
-            span_start.append_value(b.span_start as i64);
-            span.append_value(b.span_frames as i64);
-            score.append_value(b.score);
-        }
-    }
-    batch(
-        BOUNDARIES,
-        vec![
-            Arc::new(id.finish()),
-            Arc::new(frame.finish()),
-            Arc::new(time.finish()),
-            Arc::new(kind.finish()),
-            Arc::new(span_start.finish()),
-            Arc::new(span.finish()),
-            Arc::new(score.finish()),
-        ],
-    )
-}
-
-/// `clips` rows.
-pub fn clips_batch(videos: &[VideoContext]) -> Result<RecordBatch> {
-    let (mut clip_id, mut video_id, mut uri) = (
-        StringBuilder::new(),
-        StringBuilder::new(),
-        StringBuilder::new(),
-    );
-    let (mut shot, mut width, mut height) = (
-        Int32Builder::new(),
-        Int32Builder::new(),
-        Int32Builder::new(),
-    );
-    let (mut start_f, mut end_f, mut frames) = (
-        Int64Builder::new(),
-        Int64Builder::new(),
-        Int64Builder::new(),
-    );
-    let (mut start_s, mut end_s, mut dur, mut fps) = (
-        Float64Builder::new(),
-        Float64Builder::new(),
-        Float64Builder::new(),
-        Float64Builder::new(),
-    );
-    let (mut b_in, mut b_out) = (StringBuilder::new(), StringBuilder::new());
-    for v in videos {
-        let (w, h, rate) = match &v.probe {
-            Some(p) => (p.width as i32, p.height as i32, p.fps),
-            None => (0, 0, 0.0),
-        };
-        for c in &v.clips {
-            clip_id.append_value(&c.clip_id);
-            video_id.append_value(&v.video_id);
-            uri.append_value(&v.source.uri);
-            shot.append_value(c.shot_index as i32);
-            start_f.append_value(c.start_frame as i64);
-            end_f.append_value(c.end_frame as i64);
-            frames.append_value(c.frames() as i64);
-            start_s.append_value(c.start_s);
-            end_s.append_value(c.end_s);
-            dur.append_value(c.duration_s());
-            width.append_value(w);
-            height.append_value(h);
-            fps.append_value(rate);
-            b_in.append_option(kind_str(c.boundary_in));
-            b_out.append_option(kind_str(c.boundary_out));
-        }
-    }
-    batch(
-        CLIPS,
-        vec![
-            Arc::new(clip_id.finish()),
-            Arc::new(video_id.finish()),
-            Arc::new(uri.finish()),
-            Arc::new(shot.finish()),
-            Arc::new(start_f.finish()),
-            Arc::new(end_f.finish()),
-            Arc::new(frames.finish()),
-            Arc::new(start_s.finish()),
-            Arc::new(end_s.finish()),
-            Arc::new(dur.finish()),
-            Arc::new(width.finish()),
-            Arc::new(height.finish()),
-            Arc::new(fps.finish()),
-            Arc::new(b_in.finish()),
-            Arc::new(b_out.finish()),
-        ],
-    )
-}
-
-/// Markdown reference of every table, for `kelp schema` and the README: base columns, then the
-/// columns each operator adds when a DAG uses it.
-pub fn markdown(operator_columns: &[(&str, Vec<ColumnSpec>)]) -> String {
-    let mut out = String::new();
-    for (name, cols) in TABLES {
-        out.push_str(&format!(
-            "### `{name}`\n\n| column | type | unit, range, meaning |\n|---|---|---|\n"
-        ));
-        for c in cols.iter() {
-            let null = if c.nullable { ", nullable" } else { "" };
-            out.push_str(&format!(
-                "| `{}` | {}{} | {} |\n",
-                c.name, c.data_type, null, c.doc
-            ));
-        }
-        let table = match *name {
-            "videos" => Some(Table::Videos),
-            "clips" => Some(Table::Clips),
-            _ => None,
-        };
-        for (op, specs) in operator_columns {
-            for c in specs.iter().filter(|c| Some(c.table) == table) {
-                out.push_str(&format!(
-                    "| `{}` | {}, nullable | {} (`{op}`) |\n",
-                    c.name,
-                    arrow_type(c.kind),
-                    c.doc
-                ));
+/// One Arrow array of type `ty` from typed values; floats that are not finite become null.
+fn array_of<'a>(
+    ty: &DataType,
+    values: impl Iterator<Item = &'a Value>,
+    rows: usize,
+) -> std::result::Result<ArrayRef, String> {
+    macro_rules! build {
+        ($builder:expr, $($pat:pat => $val:expr),+) => {{
+            let mut b = $builder;
+            for v in values {
+                match v {
+                    Value::Null => b.append_null(),
+                    $($pat => b.append_value($val),)+
+                    other => return Err(mismatch(ty, other)),
+                }
             }
+            Ok(Arc::new(b.finish()) as ArrayRef)
+        }};
+    }
+    match ty {
+        DataType::Float64 => {
+            let mut b = Float64Builder::with_capacity(rows);
+            for v in values {
+                match v {
+                    Value::F64(x) => b.append_option(x.is_finite().then_some(*x)),
+                    Value::F32(x) => b.append_option(x.is_finite().then_some(f64::from(*x))),
+                    Value::Null => b.append_null(),
+                    other => return Err(mismatch(ty, other)),
+                }
+            }
+            Ok(Arc::new(b.finish()))
+        }
+        DataType::Float32 => {
+            let mut b = Float32Builder::with_capacity(rows);
+            for v in values {
+                match v {
+                    Value::F32(x) => b.append_option(x.is_finite().then_some(*x)),
+                    Value::Null => b.append_null(),
+                    other => return Err(mismatch(ty, other)),
+                }
+            }
+            Ok(Arc::new(b.finish()))
+        }
+        DataType::Int64 => build!(Int64Builder::with_capacity(rows),
+            Value::I64(x) => *x, Value::I32(x) => i64::from(*x)),
+        DataType::Int32 => build!(Int32Builder::with_capacity(rows), Value::I32(x) => *x),
+        DataType::UInt64 => build!(UInt64Builder::with_capacity(rows), Value::U64(x) => *x),
+        DataType::Boolean => build!(BooleanBuilder::with_capacity(rows), Value::Bool(x) => *x),
+        DataType::Utf8 => build!(StringBuilder::new(), Value::Str(x) => x),
+        DataType::Binary => build!(BinaryBuilder::new(), Value::Bytes(x) => x),
+        DataType::LargeBinary => build!(LargeBinaryBuilder::new(), Value::Bytes(x) => x),
+        DataType::FixedSizeBinary(n) => {
+            let mut b = FixedSizeBinaryBuilder::with_capacity(rows, *n);
+            for v in values {
+                match v {
+                    Value::Bytes(x) => b
+                        .append_value(x)
+                        .map_err(|_| format!("{} bytes for a {ty} column", x.len()))?,
+                    Value::Null => b.append_null(),
+                    other => return Err(mismatch(ty, other)),
+                }
+            }
+            Ok(Arc::new(b.finish()))
+        }
+        DataType::List(item) => match item.data_type() {
+            DataType::Float32 => {
+                let mut b = ListBuilder::new(Float32Builder::new());
+                for v in values {
+                    match v {
+                        Value::ListF32(xs) => {
+                            b.values().append_slice(xs);
+                            b.append(true);
+                        }
+                        Value::Null => b.append_null(),
+                        other => return Err(mismatch(ty, other)),
+                    }
+                }
+                Ok(Arc::new(b.finish()))
+            }
+            DataType::FixedSizeBinary(n) => {
+                let mut b = ListBuilder::new(FixedSizeBinaryBuilder::new(*n));
+                for v in values {
+                    match v {
+                        Value::ListBytes(xs) => {
+                            for x in xs {
+                                b.values()
+                                    .append_value(x)
+                                    .map_err(|_| format!("{} bytes for a {ty} item", x.len()))?;
+                            }
+                            b.append(true);
+                        }
+                        Value::Null => b.append_null(),
+                        other => return Err(mismatch(ty, other)),
+                    }
+                }
+                Ok(Arc::new(b.finish()))
+            }
+            other => Err(format!("no conversion to a list of {other}")),
+        },
+        other => Err(format!("no conversion to {other}")),
+    }
+}
+
+/// Markdown reference of every table: the ones every dataset has, then each operator's tables
+/// and the columns it adds (named after the operator), for `kelp schema` and the README.
+pub fn markdown(operators: &[(&str, Outputs)]) -> String {
+    let mut schema = DatasetSchema::base();
+    for (name, outputs) in operators {
+        for t in &outputs.tables {
+            if schema.table(t.name).is_none() {
+                schema.tables.push(TableSchema::new(t, name));
+                if let Some(of) = t.mirrors {
+                    schema
+                        .mirrors
+                        .entry(of.to_string())
+                        .or_default()
+                        .push(t.name.to_string());
+                }
+            }
+        }
+    }
+    for (name, outputs) in operators {
+        // Every operator's columns, even ones that could not share a DAG; a table no operator
+        // brings is reported instead of failing.
+        let cols = Outputs {
+            columns: outputs.columns.clone(),
+            ..Default::default()
+        };
+        if let Err(e) = schema.add(name, &cols) {
+            tracing::warn!("kelp schema: {name}: {e}");
+        }
+    }
+    let mut out = String::new();
+    for t in &schema.tables {
+        out.push_str(&format!(
+            "### `{}`\n\n{} (key: {}).\n\n| column | type | unit, range, meaning |\n|---|---|---|\n",
+            t.name,
+            t.doc,
+            t.key.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+        ));
+        for (by, c) in &t.columns {
+            let null = if c.nullable { ", nullable" } else { "" };
+            let from = if by == "kelp" || t.columns.iter().all(|(b, _)| b == by) {
+                String::new()
+            } else {
+                format!(" (`{by}`)")
+            };
+            out.push_str(&format!(
+                "| `{}` | {}{null} | {}{from} |\n",
+                c.name,
+                c.kind.arrow_name(),
+                c.doc
+            ));
         }
         out.push('\n');
     }
     out
 }
 
-fn arrow_type(kind: ValueKind) -> DataType {
-    match kind {
-        ValueKind::Float => DataType::Float64,
-        ValueKind::Int => DataType::Int64,
-        ValueKind::Bool => DataType::Boolean,
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, FixedSizeBinaryArray, StringArray, UInt64Array};
+    use kelp_operators::ColumnSpec;
 
-/// The tables of one DAG's dataset: the base columns plus the columns its operators declare.
-#[derive(Debug, Clone)]
-pub struct DatasetSchema {
-    video_extra: Vec<ColumnSpec>,
-    clip_extra: Vec<ColumnSpec>,
-    pub videos: SchemaRef,
-    pub boundaries: SchemaRef,
-    pub clips: SchemaRef,
-    pub rejections: SchemaRef,
-}
-
-impl DatasetSchema {
-    /// Fails when an operator column collides with a base column or another operator's.
-    pub fn new(extra: &[ColumnSpec]) -> std::result::Result<Self, String> {
-        let mut video_extra = Vec::new();
-        let mut clip_extra = Vec::new();
-        for spec in extra {
-            let (base, list) = match spec.table {
-                Table::Videos => (VIDEOS, &mut video_extra),
-                Table::Clips => (CLIPS, &mut clip_extra),
-            };
-            if base.iter().any(|c| c.name == spec.name)
-                || list.iter().any(|c: &ColumnSpec| c.name == spec.name)
-            {
-                return Err(format!(
-                    "column \"{}\" is produced twice; each operator may appear once per DAG",
-                    spec.name
-                ));
-            }
-            list.push(spec.clone());
-        }
-        let extend = |base: &[Column], extra: &[ColumnSpec]| -> SchemaRef {
-            let mut fields: Vec<Field> = base
-                .iter()
-                .map(|c| Field::new(c.name, c.data_type.clone(), c.nullable))
-                .collect();
-            fields.extend(
-                extra
-                    .iter()
-                    .map(|c| Field::new(c.name, arrow_type(c.kind), true)),
-            );
-            Arc::new(Schema::new(fields))
-        };
-        Ok(DatasetSchema {
-            videos: extend(VIDEOS, &video_extra),
-            clips: extend(CLIPS, &clip_extra),
-            boundaries: schema_of(BOUNDARIES),
-            rejections: schema_of(REJECTIONS),
-            video_extra,
-            clip_extra,
+    fn outputs_with_table() -> Outputs {
+        Outputs::default().table(TableSpec {
+            name: "signatures",
+            key: &["clip_id", "frame"],
+            doc: "test",
+            columns: vec![
+                ColumnSpec::of("signatures", "clip_id", ColumnType::Utf8, "id").required(),
+                ColumnSpec::of(
+                    "signatures",
+                    "hash",
+                    ColumnType::FixedSizeBinary(32),
+                    "hash",
+                ),
+                ColumnSpec::of("signatures", "bits", ColumnType::UInt64, "bits"),
+            ],
+            mirrors: None,
         })
     }
 
-    /// Table names and schemas, in the order they are written.
-    pub fn tables(&self) -> Vec<(&'static str, SchemaRef)> {
-        vec![
-            ("videos", self.videos.clone()),
-            ("boundaries", self.boundaries.clone()),
-            ("clips", self.clips.clone()),
-            ("rejections", self.rejections.clone()),
-        ]
-    }
-
-    /// The rows of every table for a group of finished videos.
-    pub fn batches(&self, group: &[VideoContext]) -> Result<Vec<(&'static str, RecordBatch)>> {
-        Ok(vec![
-            ("videos", self.videos_batch(group)?),
-            ("boundaries", boundaries_batch(group)?),
-            ("clips", self.clips_batch(group)?),
-            ("rejections", rejections_batch(group)?),
+    #[test]
+    fn typed_values_convert_losslessly() {
+        let s = DatasetSchema::build([("sig", &outputs_with_table())]).unwrap();
+        let t = s.table("signatures").unwrap();
+        let mut rows = TableRows::with_columns(&["clip_id", "hash", "bits"]);
+        rows.push(vec![
+            "é✓".into(),
+            vec![0xffu8; 32].into(),
+            Value::U64(u64::MAX),
         ])
+        .unwrap();
+        rows.push(vec!["b".into(), Value::Null, Value::Null])
+            .unwrap();
+        let b = t.batch(&[&rows]).unwrap();
+        let bits = b.column(2).as_any().downcast_ref::<UInt64Array>().unwrap();
+        assert_eq!(bits.value(0), u64::MAX);
+        assert!(bits.is_null(1));
+        let hash = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<FixedSizeBinaryArray>()
+            .unwrap();
+        assert_eq!(hash.value(0), &[0xff; 32]);
+        let id = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(id.value(0), "é✓");
     }
 
-    pub fn videos_batch(&self, group: &[VideoContext]) -> Result<RecordBatch> {
-        let base = videos_batch(group)?;
-        let extra = self.video_extra.iter().map(|spec| {
-            let values = group.iter().map(|v| {
-                v.video_values
-                    .iter()
-                    .find(|(n, _)| n == spec.name)
-                    .and_then(|(_, x)| *x)
-            });
-            values_array(spec.kind, values)
-        });
-        extend_batch(&self.videos, base, extra.collect())
+    #[test]
+    fn wrong_types_and_widths_are_errors_naming_the_column() {
+        let s = DatasetSchema::build([("sig", &outputs_with_table())]).unwrap();
+        let t = s.table("signatures").unwrap();
+        let mut rows = TableRows::with_columns(&["clip_id", "hash"]);
+        rows.push(vec!["a".into(), vec![1u8; 31].into()]).unwrap();
+        let e = t.batch(&[&rows]).unwrap_err().to_string();
+        assert!(
+            e.contains("signatures.hash") && e.contains("31 bytes"),
+            "{e}"
+        );
+        let mut rows = TableRows::with_columns(&["clip_id", "bits"]);
+        rows.push(vec!["a".into(), Value::F64(1.0)]).unwrap();
+        let e = t.batch(&[&rows]).unwrap_err().to_string();
+        assert!(e.contains("signatures.bits") && e.contains("f64"), "{e}");
     }
 
-    pub fn clips_batch(&self, group: &[VideoContext]) -> Result<RecordBatch> {
-        let base = clips_batch(group)?;
-        let extra = self.clip_extra.iter().map(|spec| {
-            let values = group
-                .iter()
-                .flat_map(|v| (0..v.clips.len()).map(move |i| v.clip_value(spec.name, i)));
-            values_array(spec.kind, values)
-        });
-        extend_batch(&self.clips, base, extra.collect())
+    #[test]
+    fn a_table_or_column_declared_twice_or_into_a_missing_table_is_refused() {
+        let o = outputs_with_table();
+        let e = DatasetSchema::build([("a", &o), ("b", &o)]).unwrap_err();
+        assert!(e.contains("brought twice"), "{e}");
+        let col = Outputs::default().columns(&[ColumnSpec::clip("x", ColumnType::Float64, "x")]);
+        let e = DatasetSchema::build([("x", &col)]).unwrap_err();
+        assert!(e.contains("no node before it brings"), "{e}");
     }
-}
-
-fn values_array(kind: ValueKind, values: impl Iterator<Item = Option<f64>>) -> ArrayRef {
-    match kind {
-        ValueKind::Float => Arc::new(
-            values
-                .map(|v| v.filter(|x| x.is_finite()))
-                .collect::<arrow::array::Float64Array>(),
-        ),
-        ValueKind::Int => Arc::new(
-            values
-                .map(|v| v.filter(|x| x.is_finite()).map(|x| x.round() as i64))
-                .collect::<arrow::array::Int64Array>(),
-        ),
-        ValueKind::Bool => Arc::new(
-            values
-                .map(|v| v.map(|x| x != 0.0))
-                .collect::<arrow::array::BooleanArray>(),
-        ),
-    }
-}
-
-fn extend_batch(
-    schema: &SchemaRef,
-    base: RecordBatch,
-    extra: Vec<ArrayRef>,
-) -> Result<RecordBatch> {
-    let mut columns = base.columns().to_vec();
-    columns.extend(extra);
-    RecordBatch::try_new(schema.clone(), columns).map_err(|e| PipelineError::Write {
-        what: "record batch".into(),
-        message: e.to_string(),
-    })
-}
-
-/// `rejections` rows.
-pub fn rejections_batch(videos: &[VideoContext]) -> Result<RecordBatch> {
-    let (mut vid, mut uri, mut node, mut clip, mut reason) = (
-        StringBuilder::new(),
-        StringBuilder::new(),
-        StringBuilder::new(),
-        StringBuilder::new(),
-        StringBuilder::new(),
-    );
-    let (mut start, mut end, mut dur) = (
-        Float64Builder::new(),
-        Float64Builder::new(),
-        Float64Builder::new(),
-    );
-    for v in videos {
-        for r in &v.rejections {
-            vid.append_value(&v.video_id);
-            uri.append_value(&v.source.uri);
-            node.append_value(&r.node);
-            reason.append_value(&r.reason);
-            match &r.clip {
-                Some(c) => {
-                    clip.append_value(&c.clip_id);
-                    start.append_value(c.start_s);
-                    end.append_value(c.end_s);
-                    dur.append_value(c.duration_s());
-                }
-                None => {
-                    clip.append_null();
-                    start.append_null();
-                    end.append_null();
-                    dur.append_option(v.probe.as_ref().map(|p| p.duration_s));
-                }
-            }
-        }
-    }
-    batch(
-        REJECTIONS,
-        vec![
-            Arc::new(vid.finish()),
-            Arc::new(uri.finish()),
-            Arc::new(node.finish()),
-            Arc::new(clip.finish()),
-            Arc::new(start.finish()),
-            Arc::new(end.finish()),
-            Arc::new(dur.finish()),
-            Arc::new(reason.finish()),
-        ],
-    )
 }

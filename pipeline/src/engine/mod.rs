@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kelp_operators::VideoContext;
+use kelp_operators::{TableRows, VideoContext};
 use tokio::sync::{mpsc, Semaphore};
 use tracing::{info, warn};
 
@@ -30,7 +30,6 @@ use crate::dataset::commit::{self, CommitRecord, RunPlan};
 use crate::dataset::schema::DatasetSchema;
 use crate::dataset::{io, manifest, TableManifest, TableWriter, MANIFEST_FILE};
 use crate::error::{PipelineError, Result};
-use crate::filter::SqlFilter;
 use crate::source::{self, SourceEntry};
 use crate::store::instrument::{request_counts, RequestCounts};
 use crate::store::spill::SpillCache;
@@ -82,8 +81,8 @@ pub struct RunSummary {
     pub videos_rejected: u64,
     /// Clips turned away by filters and thresholds.
     pub clips_rejected: u64,
-    pub boundaries: u64,
-    pub clips: u64,
+    /// Rows per table over the committed partitions.
+    pub rows: BTreeMap<String, u64>,
     pub seconds: f64,
     /// Seconds per node id (and `decode`), summed over the videos this process ran.
     pub node_seconds: Vec<(String, f64)>,
@@ -100,6 +99,13 @@ pub struct RunSummary {
     pub complete: bool,
     /// Object-store requests this process made.
     pub requests: RequestCounts,
+}
+
+impl RunSummary {
+    /// Rows committed to `table` (0 when the DAG has no such table).
+    pub fn rows_of(&self, table: &str) -> u64 {
+        self.rows.get(table).copied().unwrap_or(0)
+    }
 }
 
 const VIDEOS_PER_BATCH: usize = 256;
@@ -356,7 +362,7 @@ pub async fn run(compiled: &CompiledDag, opts: &RunOptions) -> Result<RunSummary
     }
     info!(
         videos = summary.videos,
-        clips = summary.clips,
+        clips = summary.rows_of(kelp_operators::output::TABLE_CLIPS),
         partitions = summary.partitions_committed,
         complete = summary.complete,
         seconds = summary.seconds,
@@ -380,8 +386,9 @@ pub(crate) async fn summary_of_records(out: &Location, plan: &RunPlan) -> Result
         s.videos_error += r.videos_error;
         s.videos_rejected += r.videos_rejected;
         s.clips_rejected += r.clips_rejected;
-        s.boundaries += r.boundaries;
-        s.clips += r.clips;
+        for (name, t) in &r.tables {
+            *s.rows.entry(name.clone()).or_default() += t.rows;
+        }
         s.errors.extend(r.errors.iter().cloned());
     }
     s.complete = s.partitions_committed == s.partitions;
@@ -407,12 +414,10 @@ async fn summary_of_dataset(out: &Location) -> Result<RunSummary> {
             partitions: None,
             committed_partitions: None,
         });
-    let rows = |t: &str| m.table(t).map(|t| t.rows).unwrap_or(0);
     Ok(RunSummary {
         output: out.uri.clone(),
-        videos: rows("videos"),
-        clips: rows("clips"),
-        boundaries: rows("boundaries"),
+        videos: m.table("videos").map_or(0, |t| t.rows),
+        rows: m.tables.iter().map(|(n, t)| (n.clone(), t.rows)).collect(),
         partitions: 1,
         partitions_committed: 1,
         complete: true,
@@ -437,11 +442,9 @@ pub(crate) async fn process_partition(
 ) -> Result<PartitionOutput> {
     let compiled = ctx.compiled;
     let total = videos.len();
-    let (tx, mut rx) = mpsc::channel::<Result<(usize, VideoContext)>>(compiled.dag.engine.queue);
+    let (tx, mut rx) = mpsc::channel::<Result<(usize, Finished)>>(compiled.dag.engine.queue);
     let permits = Arc::new(Semaphore::new(ctx.threads));
     let plan = compiled.plan.clone();
-    let filters = compiled.filters.clone();
-    let schema = compiled.schema.clone();
     let spill = ctx.spill.clone();
     let source_opts = ctx.source_opts.clone();
     let videos = videos.to_vec();
@@ -485,13 +488,13 @@ pub(crate) async fn process_partition(
                 (entry.local_video(), None)
             };
             let plan = plan.clone();
-            let filters = filters.clone();
-            let schema = schema.clone();
             let tx = tx.clone();
             tokio::task::spawn_blocking(move || {
-                let ctx = run_video(&plan, video, &filters, &schema);
+                let video = run_video(&plan, video);
                 drop(pinned);
                 drop(permit);
+                let rows = video.rows();
+                let ctx = Finished { video, rows };
                 // The receiver only goes away when the writer failed; that error is reported.
                 let _ = tx.blocking_send(Ok((index, ctx)));
             });
@@ -499,22 +502,28 @@ pub(crate) async fn process_partition(
     });
 
     let shard_rows = compiled.dag.output.shard_rows;
-    let mut writers: Vec<(&str, TableWriter)> = compiled
+    let mut writers: Vec<(String, TableWriter)> = compiled
         .schema
         .tables()
-        .into_iter()
-        .map(|(name, table_schema)| {
+        .iter()
+        .map(|t| {
             (
-                name,
-                TableWriter::new(staging.clone(), name, table_schema, shard_rows, partition),
+                t.name.clone(),
+                TableWriter::new(
+                    staging.clone(),
+                    &t.name,
+                    t.schema.clone(),
+                    shard_rows,
+                    partition,
+                ),
             )
         })
         .collect();
     let mut summary = RunSummary::default();
     let mut progress = Progress::new(total as u64, ctx.opts.progress);
-    let mut reorder: BTreeMap<usize, VideoContext> = BTreeMap::new();
+    let mut reorder: BTreeMap<usize, Finished> = BTreeMap::new();
     let mut next = 0usize;
-    let mut ready: Vec<VideoContext> = Vec::new();
+    let mut ready: Vec<BTreeMap<String, TableRows>> = Vec::new();
     while next < total {
         let Some(msg) = rx.recv().await else { break };
         let (index, vctx) = msg?;
@@ -523,12 +532,12 @@ pub(crate) async fn process_partition(
                 "partition {partition}: another worker took the lease over; stopping this attempt"
             )));
         }
-        progress.video_done(&vctx);
+        progress.video_done(&vctx.video);
         reorder.insert(index, vctx);
-        while let Some(vctx) = reorder.remove(&next) {
+        while let Some(done) = reorder.remove(&next) {
             next += 1;
-            account(&mut summary, &vctx);
-            ready.push(vctx);
+            account(&mut summary, &done);
+            ready.push(done.rows);
         }
         if ready.len() >= VIDEOS_PER_BATCH {
             write_group(&mut writers, &compiled.schema, &ready).await?;
@@ -548,7 +557,7 @@ pub(crate) async fn process_partition(
     progress.finish();
     let mut tables = BTreeMap::new();
     for (name, w) in writers {
-        tables.insert(name.to_string(), w.finish().await?);
+        tables.insert(name, w.finish().await?);
     }
     Ok(PartitionOutput { tables, summary })
 }
@@ -608,8 +617,6 @@ pub(crate) fn record_of(
         videos_error: s.videos_error,
         videos_rejected: s.videos_rejected,
         clips_rejected: s.clips_rejected,
-        boundaries: s.boundaries,
-        clips: s.clips,
         errors: s.errors.clone(),
     }
 }
@@ -620,7 +627,14 @@ fn default_workers() -> usize {
         .unwrap_or(1)
 }
 
-fn account(summary: &mut RunSummary, ctx: &VideoContext) {
+/// A video the plan finished, with its rows for every table.
+struct Finished {
+    video: VideoContext,
+    rows: BTreeMap<String, TableRows>,
+}
+
+fn account(summary: &mut RunSummary, done: &Finished) {
+    let ctx = &done.video;
     summary.videos += 1;
     if ctx.is_ok() {
         summary.videos_ok += 1;
@@ -632,9 +646,14 @@ fn account(summary: &mut RunSummary, ctx: &VideoContext) {
         warn!(uri = %ctx.source.uri, "{reason}");
         summary.errors.push((ctx.source.uri.clone(), reason));
     }
-    summary.boundaries += ctx.boundaries.len() as u64;
-    summary.clips += ctx.clips.len() as u64;
-    summary.clips_rejected += ctx.rejections.iter().filter(|r| r.clip.is_some()).count() as u64;
+    for (name, rows) in &done.rows {
+        *summary.rows.entry(name.clone()).or_default() += rows.len as u64;
+    }
+    summary.clips_rejected += done
+        .rows
+        .get(kelp_operators::output::TABLE_REJECTIONS)
+        .and_then(|r| r.column("clip_id"))
+        .map_or(0, |ids| ids.iter().filter(|v| !v.is_null()).count() as u64);
     for (id, secs) in &ctx.timings {
         match summary.node_seconds.iter_mut().find(|(n, _)| n == id) {
             Some(e) => e.1 += secs,
@@ -644,9 +663,9 @@ fn account(summary: &mut RunSummary, ctx: &VideoContext) {
 }
 
 async fn write_group(
-    writers: &mut [(&str, TableWriter)],
+    writers: &mut [(String, TableWriter)],
     schema: &DatasetSchema,
-    group: &[VideoContext],
+    group: &[BTreeMap<String, TableRows>],
 ) -> Result<()> {
     if group.is_empty() {
         return Ok(());
@@ -660,22 +679,14 @@ async fn write_group(
     Ok(())
 }
 
-/// Runs the `filter` nodes over a finished video; a filter that cannot be evaluated fails the
-/// video (validation already type-checked it, so this is rare).
-/// One video through the plan and the filters. The plan already turns operator panics into error
-/// rows; this is the last line of defence, so a bug anywhere costs one video, never the run.
+/// One video through the plan (filters included). The plan already turns operator panics into
+/// error rows; this is the last line of defence, so a bug anywhere costs one video, never the run.
 pub fn run_video(
     plan: &kelp_operators::VideoPlan,
     video: kelp_operators::SourceVideo,
-    filters: &[SqlFilter],
-    schema: &DatasetSchema,
 ) -> VideoContext {
     let source = video.clone();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut ctx = plan.run(video);
-        apply_filters(&mut ctx, filters, schema);
-        ctx
-    }));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan.run(video)));
     outcome.unwrap_or_else(|payload| {
         let what = payload
             .downcast_ref::<&str>()
@@ -690,19 +701,4 @@ pub fn run_video(
         ));
         ctx
     })
-}
-
-fn apply_filters(ctx: &mut VideoContext, filters: &[SqlFilter], schema: &DatasetSchema) {
-    for f in filters {
-        if !ctx.is_ok() {
-            return;
-        }
-        let _span = tracing::debug_span!("filter", node = %f.node, uri = %ctx.source.uri).entered();
-        let t = Instant::now();
-        if let Err(e) = f.apply(ctx, schema) {
-            ctx.fail(format!("{}: {e}", ctx.source.uri));
-        }
-        ctx.timings
-            .push((f.node.clone(), t.elapsed().as_secs_f64()));
-    }
 }

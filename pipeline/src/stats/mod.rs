@@ -8,8 +8,8 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
 use serde_json::{Map, Value};
 
+use crate::dataset::Dataset;
 use crate::error::{PipelineError, Result};
-use crate::sql;
 
 /// How a section is drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,9 +124,9 @@ fn queries(clip_schema: &SchemaRef) -> Vec<(&'static str, String, String, Chart)
     q
 }
 
-/// Runs every statistic over the dataset at `uri`.
-pub async fn compute(uri: &str) -> Result<Vec<Section>> {
-    let ctx = sql::session_for(uri).await?;
+/// Runs every statistic over the dataset.
+pub async fn compute(dataset: &Dataset) -> Result<Vec<Section>> {
+    let ctx = dataset.session().await?;
     let clips = ctx
         .table("clips")
         .await
