@@ -173,6 +173,31 @@ fn curate_from_a_bucket_into_a_bucket_then_sql_over_it() {
         kelp_env(&a, &f.env())
     };
     assert!(String::from_utf8_lossy(&uris.stdout).contains("s3://kelp-raw/videos/v00.mp4"));
+    // `kelp stats` reads the bucket through the same endpoint options as sql and status.
+    let mut a = vec![
+        "stats",
+        "--dataset",
+        "s3://kelp-out/datasets/tiny",
+        "--format",
+        "json",
+    ];
+    a.extend(ep.iter().map(String::as_str));
+    let st = kelp_env(&a, &f.env());
+    assert!(st.status.success(), "{}", show(&st));
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    let duration = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "duration")
+        .unwrap_or_else(|| panic!("{v}"));
+    let clips: i64 = duration["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["clips"].as_i64().unwrap())
+        .sum();
+    assert_eq!(clips, counts[2], "stats over S3 count the clips sql counts");
 }
 
 #[test]
