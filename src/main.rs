@@ -78,6 +78,19 @@ enum Command {
         #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
         format: StatusFormat,
     },
+    /// Run a dataset-wide pass over a finished dataset and commit its tables (exactly once).
+    Pass {
+        /// The pass, e.g. clip_index (`kelp operators` lists them).
+        name: String,
+        /// Dataset URI.
+        #[arg(long)]
+        dataset: String,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Rows per output shard.
+        #[arg(long, default_value_t = kelp_pipeline::dag::spec::default_shard_rows())]
+        shard_rows: usize,
+    },
     /// Check a DAG file completely without running it.
     Validate { dag: PathBuf },
     /// Run SQL over a dataset's tables (videos, boundaries, clips).
@@ -326,6 +339,35 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
             }
             Ok(())
         }
+        Command::Pass {
+            name,
+            dataset,
+            store,
+            shard_rows,
+        } => {
+            let done = runtime()?.block_on(kelp_pipeline::pass::run_on_dataset(
+                &dataset,
+                &store.options(),
+                &name,
+                shard_rows.max(1),
+            ))?;
+            let rows: Vec<String> = done
+                .rows
+                .iter()
+                .map(|(t, n)| format!("{t} {n} rows"))
+                .collect();
+            println!(
+                "{dataset}: pass {name} {} (unit {}): {}",
+                if done.ran {
+                    "committed"
+                } else {
+                    "was already committed"
+                },
+                done.unit,
+                rows.join(", ")
+            );
+            Ok(())
+        }
         Command::Validate { dag } => {
             let compiled = dag::load(&dag)?;
             let ids: Vec<String> = compiled
@@ -438,12 +480,28 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
             for (name, summary) in kelp_pipeline::dag::validate::ROW_OPERATORS {
                 println!("{name:<12} {summary}");
             }
+            println!("\ndataset-wide passes ([[pass]] in a DAG, or kelp pass NAME --dataset URI):");
+            for p in kelp_pipeline::pass::PASSES {
+                println!("{:<12} {}", p.name, p.summary);
+            }
             Ok(())
         }
         Command::Schema => {
             print!(
                 "{}",
-                kelp_pipeline::dataset::schema::markdown(&kelp_operators::registry::all_outputs())
+                kelp_pipeline::dataset::schema::markdown(&{
+                    let mut all = kelp_operators::registry::all_outputs();
+                    for p in kelp_pipeline::pass::PASSES {
+                        all.push((
+                            p.name,
+                            kelp_operators::Outputs {
+                                tables: (p.tables)(),
+                                ..Default::default()
+                            },
+                        ));
+                    }
+                    all
+                })
             );
             Ok(())
         }
@@ -511,12 +569,17 @@ fn shots(video: PathBuf, format: ShotsFormat, threads: usize) -> Result<()> {
 
 fn print_status(st: &kelp_pipeline::dataset::commit::RunStatus) {
     use kelp_pipeline::dataset::commit::PartitionState as S;
+    let passes = st.partitions.iter().filter(|p| p.pass.is_some()).count();
+    let units = match passes {
+        0 => format!("{} partitions", st.partitions.len()),
+        1 => format!("{} partitions and 1 pass", st.partitions.len() - 1),
+        n => format!("{} partitions and {n} passes", st.partitions.len() - n),
+    };
     println!(
-        "{}: run {} ({}), {} partitions: {} done, {} running, {} failed, {} pending{}",
+        "{}: run {} ({}), {units}: {} done, {} running, {} failed, {} pending{}",
         st.dataset,
         st.run_id,
         st.dag,
-        st.partitions.len(),
         st.count(S::Done),
         st.count(S::Running),
         st.count(S::Failed),
@@ -538,6 +601,9 @@ fn print_status(st: &kelp_pipeline::dataset::commit::RunStatus) {
         };
         let clips = p.clips.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
         let mut detail = Vec::new();
+        if let Some(pass) = &p.pass {
+            detail.push(format!("pass {pass}"));
+        }
         if let Some(o) = &p.owner {
             detail.push(match p.state {
                 S::Done => format!("committed by {o}"),

@@ -85,9 +85,10 @@ fn killed_at_twenty_random_points_and_resumed_the_dataset_equals_an_uninterrupte
         let out = f.out(&format!("crash-{seed}"));
         let mut done = false;
         for round in 0..12 {
-            // Puts in an uninterrupted 3-partition run: plan, 3 leases, 12 shards, 3 commits,
-            // manifest (~20): aborting after 1..=22 puts hits every step of the protocol.
-            let after = 1 + rng.below(22);
+            // Puts in an uninterrupted 3-partition run: plan, 3 leases, 15 shards, 3 commits,
+            // then the clip_index pass's lease, shard and commit, and the manifest (~27):
+            // aborting after 1..=30 puts hits every step of the protocol, the pass included.
+            let after = 1 + rng.below(30);
             let o = f.run(
                 &out,
                 &["--partitions", "3", "--resume"],
@@ -191,14 +192,28 @@ fn three_worker_processes_give_the_same_dataset_as_one() {
     let f = fixture("");
     let reference = f.reference("4");
     let out = f.out("three");
-    let o = f.run(&out, &["--partitions", "4", "--workers", "3"], &[]);
+    let trace = f.root.join("pass-trace.txt");
+    let o = f.run(
+        &out,
+        &["--partitions", "4", "--workers", "3"],
+        &[("KELP_PASS_TRACE", trace.display().to_string())],
+    );
     assert!(o.status.success(), "{}", show(&o));
     assert_same_dataset(Path::new(&reference), Path::new(&out), "3 workers");
     assert_no_duplicates(&out);
+    // The three workers finish together; the clip_index pass still ran once.
+    let runs = std::fs::read_to_string(&trace).unwrap();
+    assert_eq!(
+        runs.lines().count(),
+        1,
+        "the pass ran more than once: {runs}"
+    );
     let st = kelp_env(&["status", &out, "--format", "json"], &[]);
     let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
-    let parts = v["partitions"].as_array().unwrap();
+    let all = v["partitions"].as_array().unwrap();
+    let parts: Vec<&serde_json::Value> = all.iter().filter(|p| p["pass"].is_null()).collect();
     assert_eq!(parts.len(), 4);
+    assert_eq!(all.len(), 5, "4 partitions and the clip_index pass: {v}");
     assert!(parts.iter().all(|p| p["state"] == "done"), "{v}");
     assert!(
         parts
@@ -321,6 +336,82 @@ fn a_crashed_workers_lease_is_taken_over_after_it_expires() {
 }
 
 #[test]
+fn a_pass_runs_on_its_own_over_a_finished_dataset_exactly_once() {
+    let f = fixture("");
+    let reference = f.reference("2");
+    let text = std::fs::read_to_string(&f.dag).unwrap();
+    let without = text.replace("[[pass]]\nop = \"clip_index\"\n", "");
+    assert_ne!(text, without);
+    let dag = f.root.join("nopass.toml");
+    std::fs::write(&dag, without).unwrap();
+    let out = f.out("standalone");
+    let dag_s = dag.display().to_string();
+    let args = [
+        "run",
+        &dag_s,
+        "--source",
+        &f.src,
+        "--output",
+        &out,
+        "--quiet",
+        "--partitions",
+        "2",
+    ];
+    let o = kelp_env(&args, &[]);
+    assert!(o.status.success(), "{}", show(&o));
+    let none = kelp_env(&["sql", "SELECT * FROM clip_index", "--dataset", &out], &[]);
+    assert!(!none.status.success(), "no clip_index before the pass");
+
+    let first = kelp_env(&["pass", "clip_index", "--dataset", &out], &[]);
+    assert!(first.status.success(), "{}", show(&first));
+    assert!(String::from_utf8_lossy(&first.stdout).contains("pass clip_index committed"));
+    let index = |d: &str| -> Vec<String> {
+        let o = kelp_env(
+            &[
+                "sql",
+                "SELECT clip_id, \"row\", shard, shard_row FROM clip_index ORDER BY \"row\"",
+                "--dataset",
+                d,
+                "--format",
+                "csv",
+            ],
+            &[],
+        );
+        assert!(o.status.success(), "{}", show(&o));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let got = index(&out);
+    let clips = sql_int(&out, "SELECT count(*) FROM clips", &[], &[]);
+    assert_eq!(
+        got.len() as i64,
+        clips + 1,
+        "one row per clip (plus the header)"
+    );
+    assert_eq!(
+        got,
+        index(&reference),
+        "the same index as the pass run inside the DAG"
+    );
+    let rows = sql_int(
+        &out,
+        "SELECT count(DISTINCT \"row\") - max(\"row\") FROM clip_index",
+        &[],
+        &[],
+    );
+    assert_eq!(rows, 1, "rows are 0..n-1");
+
+    let again = kelp_env(&["pass", "clip_index", "--dataset", &out], &[]);
+    assert!(again.status.success(), "{}", show(&again));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("was already committed"));
+    assert_eq!(index(&out), got);
+    let st = kelp_env(&["status", &out], &[]);
+    assert!(String::from_utf8_lossy(&st.stdout).contains("pass clip_index"));
+}
+
+#[test]
 fn an_unfinished_run_needs_resume_and_status_shows_it() {
     let f = fixture("");
     let out = f.out("unfinished");
@@ -334,7 +425,7 @@ fn an_unfinished_run_needs_resume_and_status_shows_it() {
     let st = kelp_env(&["status", &out], &[]);
     let text = String::from_utf8_lossy(&st.stdout);
     assert!(
-        text.contains("3 partitions:") && text.contains("pending"),
+        text.contains("3 partitions and 1 pass:") && text.contains("pending"),
         "{text}"
     );
     let again = f.run(&out, &["--partitions", "3"], &[]);
@@ -351,7 +442,7 @@ fn an_unfinished_run_needs_resume_and_status_shows_it() {
     assert!(ok.status.success(), "{}", show(&ok));
     let st = kelp_env(&["status", &out], &[]);
     assert!(String::from_utf8_lossy(&st.stdout)
-        .contains("3 done, 0 running, 0 failed, 0 pending; complete"));
+        .contains("3 partitions and 1 pass: 4 done, 0 running, 0 failed, 0 pending; complete"));
 }
 
 #[test]

@@ -18,6 +18,7 @@ pub mod dataset;
 pub mod engine;
 pub mod error;
 pub mod filter;
+pub mod pass;
 pub mod source;
 pub mod sql;
 pub mod stats;

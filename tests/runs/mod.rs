@@ -55,14 +55,16 @@ pub fn tiny_videos(dir: &Path, n: usize) -> Vec<PathBuf> {
         .collect()
 }
 
-/// A DAG for the tiny videos: probe, shots, 0.3–0.5 s clips; `engine` lines go into [engine].
+/// A DAG for the tiny videos: probe, shots, 0.3–0.5 s clips, and the `clip_index` pass (so every
+/// crash, fault and worker test covers a dataset-wide pass too); `engine` lines go into [engine].
 pub fn tiny_dag(dir: &Path, engine: &str) -> PathBuf {
     let path = dir.join("tiny.toml");
     std::fs::write(
         &path,
         format!(
             "[source]\nuri = \"unused\"\n[output]\nuri = \"unused\"\n[engine]\n{engine}\n\
-             [[node]]\nop = \"probe\"\n[[node]]\nop = \"shots\"\n[[node]]\nop = \"window\"\nmin_s = 0.3\nmax_s = 0.5\n"
+             [[node]]\nop = \"probe\"\n[[node]]\nop = \"shots\"\n[[node]]\nop = \"window\"\nmin_s = 0.3\nmax_s = 0.5\n\
+             [[pass]]\nop = \"clip_index\"\n"
         ),
     )
     .unwrap();

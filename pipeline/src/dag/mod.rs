@@ -4,5 +4,5 @@
 pub mod spec;
 pub mod validate;
 
-pub use spec::{Dag, EngineSpec, NodeSpec, OutputSpec, SourceSpec};
+pub use spec::{Dag, EngineSpec, NodeSpec, OutputSpec, PassSpec, SourceSpec};
 pub use validate::{load, parse, parse_with, CompiledDag};

@@ -16,6 +16,8 @@
 //! op = "window"
 //! after = ["shots"]            # defaults to the node above
 //! min_s = 3.0
+//! [[pass]]
+//! op = "clip_index"            # a dataset-wide pass, run once after every partition commits
 //! ```
 
 use serde::Deserialize;
@@ -81,7 +83,7 @@ impl OutputSpec {
     }
 }
 
-fn default_shard_rows() -> usize {
+pub fn default_shard_rows() -> usize {
     50_000
 }
 
@@ -147,4 +149,13 @@ pub struct Dag {
     pub output: OutputSpec,
     pub engine: EngineSpec,
     pub nodes: Vec<NodeSpec>,
+    /// Dataset-wide passes run after every partition commits (`[[pass]]`), in file order.
+    pub passes: Vec<PassSpec>,
+}
+
+/// One `[[pass]]` entry: the pass's name and its parameters.
+#[derive(Debug, Clone)]
+pub struct PassSpec {
+    pub op: String,
+    pub params: toml::Table,
 }

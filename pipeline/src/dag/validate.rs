@@ -10,7 +10,7 @@ use kelp_operators::{Operator, OperatorError, Product};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
-use super::spec::{Dag, EngineSpec, NodeSpec, OutputSpec, SourceSpec};
+use super::spec::{Dag, EngineSpec, NodeSpec, OutputSpec, PassSpec, SourceSpec};
 use crate::dataset::schema::DatasetSchema;
 use crate::error::{PipelineError, Result};
 use crate::filter::{self, FilterConfig, SqlFilter};
@@ -40,6 +40,7 @@ const TOP_KEYS: &[&str] = &[
     "engine",
     "limits",
     "node",
+    "pass",
 ];
 const NODE_KEYS: &[&str] = &["id", "op", "after"];
 
@@ -166,6 +167,7 @@ pub fn parse_with(file: &str, text: &str, extra: &[OperatorInfo]) -> Result<Comp
         }
         other => fail(other.to_string()),
     })?;
+    let passes = pass_specs(&table).map_err(fail)?;
     let dag = Dag {
         file: file.to_string(),
         description,
@@ -173,8 +175,53 @@ pub fn parse_with(file: &str, text: &str, extra: &[OperatorInfo]) -> Result<Comp
         output,
         engine,
         nodes: ordered,
+        passes,
     };
     Ok(CompiledDag { dag, plan, schema })
+}
+
+/// The `[[pass]]` entries, each built once so a bad name or parameter fails here.
+fn pass_specs(table: &toml::Table) -> std::result::Result<Vec<PassSpec>, String> {
+    let Some(value) = table.get("pass") else {
+        return Ok(Vec::new());
+    };
+    let entries = value
+        .as_array()
+        .ok_or("\"pass\" must be an array of tables: write [[pass]]")?;
+    let mut out: Vec<PassSpec> = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let t = entry
+            .as_table()
+            .ok_or_else(|| format!("pass #{}: must be a table", i + 1))?;
+        let Some(toml::Value::String(op)) = t.get("op") else {
+            return Err(format!("pass #{}: missing \"op\" (the pass name)", i + 1));
+        };
+        let info = crate::pass::lookup(op).ok_or_else(|| {
+            let names = crate::pass::PASSES.iter().map(|p| p.name);
+            let hint = closest(op, names)
+                .map(|s| format!(" (did you mean \"{s}\"?)"))
+                .unwrap_or_default();
+            let known: Vec<&str> = crate::pass::PASSES.iter().map(|p| p.name).collect();
+            format!(
+                "pass \"{op}\": unknown pass{hint}; known passes: {}",
+                known.join(", ")
+            )
+        })?;
+        if out.iter().any(|p| &p.op == op) {
+            return Err(format!("pass \"{op}\": listed twice"));
+        }
+        let params: toml::Table = t
+            .iter()
+            .filter(|(k, _)| k.as_str() != "op")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        (info.build)(&params).map_err(|e| format!("pass \"{op}\": {e}"))?;
+        out.push(PassSpec {
+            op: op.clone(),
+            params,
+        });
+    }
+    Ok(out)
 }
 
 fn unknown_operator(op: &str, extra: &[OperatorInfo]) -> String {

@@ -73,11 +73,41 @@ pub struct RunPlan {
     pub source: String,
     pub created_unix_ms: u64,
     pub partitions: Vec<PartitionPlan>,
+    /// Dataset-wide passes of the run, in order; pass `k` is committed as unit
+    /// `partitions.len() + k` once every partition is (see [`crate::pass`]).
+    #[serde(default)]
+    pub passes: Vec<String>,
 }
 
 impl RunPlan {
+    /// Data partitions (the M of `--partitions M`).
     pub fn count(&self) -> u32 {
         self.partitions.len() as u32
+    }
+
+    /// The commit units of the run's passes.
+    pub fn pass_units(&self) -> std::ops::Range<u32> {
+        self.count()..self.count() + self.passes.len() as u32
+    }
+
+    /// Every unit that must commit before the manifest: partitions, then passes.
+    pub fn units(&self) -> std::ops::Range<u32> {
+        0..self.pass_units().end
+    }
+
+    /// The pass committed as `unit` (one of the run's, or one run on its own by `kelp pass`).
+    pub fn pass_at(&self, unit: u32) -> Option<&str> {
+        let m = self.count();
+        if unit < m {
+            return None;
+        }
+        if let Some(p) = self.passes.get((unit - m) as usize) {
+            return Some(p);
+        }
+        crate::pass::PASSES
+            .iter()
+            .find(|p| crate::pass::standalone_unit(m, p.name) == Some(unit))
+            .map(|p| p.name)
     }
 
     pub fn videos(&self) -> usize {
@@ -311,7 +341,9 @@ pub fn derive_manifest(plan: &RunPlan, records: &BTreeMap<u32, CommitRecord>) ->
     let mut latest = 0;
     let mut n = 0;
     for rec in records.values().filter(|r| r.run_id == plan.run_id) {
-        n += 1;
+        if rec.partition < plan.count() {
+            n += 1;
+        }
         latest = latest.max(rec.committed_unix_ms);
         for (name, t) in &rec.tables {
             let entry = tables.entry(name.clone()).or_default();
@@ -357,7 +389,7 @@ pub async fn finalize(out: &Location, plan: &RunPlan) -> Result<Option<Manifest>
         }
     }
     let recs = records(out).await?;
-    if (0..plan.count()).any(|p| !recs.contains_key(&p)) {
+    if plan.units().any(|p| !recs.contains_key(&p)) {
         return Ok(None);
     }
     if let Some(r) = recs.values().find(|r| r.run_id != plan.run_id) {
@@ -366,6 +398,23 @@ pub async fn finalize(out: &Location, plan: &RunPlan) -> Result<Option<Manifest>
             out.uri, r.partition, r.run_id, plan.run_id
         )));
     }
+    promote_staged(out, &recs).await?;
+    // Leases and failure records are moot once every partition is committed; they go before
+    // the manifest so that a finished dataset never keeps them.
+    lease::clear_all(out).await?;
+    for f in io::list(out, FAILURES).await? {
+        io::delete(out, &f.location).await?;
+    }
+    remove_empty_dirs(out, KELP_DIR);
+    let m = derive_manifest(plan, &recs);
+    manifest::write(out, &m).await?;
+    info!(dataset = %out.uri, partitions = plan.count(), "manifest written");
+    Ok(Some(m))
+}
+
+/// Finishes the promotion of every committed unit whose staging is still there (its committer
+/// crashed between commit and promotion). Idempotent.
+pub async fn promote_staged(out: &Location, recs: &BTreeMap<u32, CommitRecord>) -> Result<()> {
     let staged: BTreeSet<u32> = io::list(out, STAGING)
         .await?
         .iter()
@@ -380,17 +429,25 @@ pub async fn finalize(out: &Location, plan: &RunPlan) -> Result<Option<Manifest>
             promote(out, rec).await?;
         }
     }
-    // Leases and failure records are moot once every partition is committed; they go before
-    // the manifest so that a finished dataset never keeps them.
-    lease::clear_all(out).await?;
-    for f in io::list(out, FAILURES).await? {
-        io::delete(out, &f.location).await?;
-    }
-    remove_empty_dirs(out, KELP_DIR);
+    Ok(())
+}
+
+/// The data partitions' committed tables as a manifest: what a pass reads.
+pub fn data_manifest(plan: &RunPlan, records: &BTreeMap<u32, CommitRecord>) -> Manifest {
+    let data: BTreeMap<u32, CommitRecord> = records
+        .iter()
+        .filter(|(p, _)| **p < plan.count())
+        .map(|(p, r)| (*p, r.clone()))
+        .collect();
+    derive_manifest(plan, &data)
+}
+
+/// Writes the manifest again from every record of the run (after `kelp pass` added a unit).
+pub async fn rewrite_manifest(out: &Location, plan: &RunPlan) -> Result<Manifest> {
+    let recs = records(out).await?;
     let m = derive_manifest(plan, &recs);
     manifest::write(out, &m).await?;
-    info!(dataset = %out.uri, partitions = plan.count(), "manifest written");
-    Ok(Some(m))
+    Ok(m)
 }
 
 /// The last failure of a partition, for `kelp status`.
@@ -501,6 +558,9 @@ pub struct PartitionStatus {
     pub clips: Option<u64>,
     pub error: Option<String>,
     pub failures: u32,
+    /// The pass this unit runs (`None` for a data partition).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pass: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -542,14 +602,21 @@ pub async fn status(out: &Location) -> Result<Option<RunStatus>> {
     }
     let now = io::now_ms();
     let mut parts = Vec::with_capacity(plan.partitions.len());
-    for (i, pp) in plan.partitions.iter().enumerate() {
-        let p = i as u32;
+    let mut units: Vec<u32> = plan.units().collect();
+    units.extend(recs.keys().filter(|p| **p >= plan.units().end));
+    for p in units {
+        let videos = plan
+            .partitions
+            .get(p as usize)
+            .map_or(0, |pp| pp.videos.len());
+        let pass = plan.pass_at(p).map(str::to_string);
         let fail = failures.get(&p);
         let st = if let Some(r) = recs.get(&p) {
             PartitionStatus {
                 partition: p,
                 state: PartitionState::Done,
-                videos: pp.videos.len(),
+                videos,
+                pass,
                 owner: Some(r.owner.to_string()),
                 clips: r.tables.get("clips").map(|t| t.rows),
                 error: None,
@@ -565,7 +632,8 @@ pub async fn status(out: &Location) -> Result<Option<RunStatus>> {
             PartitionStatus {
                 partition: p,
                 state,
-                videos: pp.videos.len(),
+                videos,
+                pass,
                 owner: holder.map(|h| h.owner.to_string()),
                 clips: None,
                 error: fail.map(|f| f.error.clone()),

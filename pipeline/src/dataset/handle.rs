@@ -69,6 +69,48 @@ impl Dataset {
             .unwrap_or(&[])
     }
 
+    /// Reads one shard of a table, only `columns` (all when empty), in its stored row order.
+    pub async fn read_shard(
+        &self,
+        shard: &ShardInfo,
+        columns: &[&str],
+    ) -> Result<Vec<RecordBatch>> {
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        use parquet::arrow::ProjectionMask;
+        let loc = &self.location;
+        let path = loc.child(&shard.path);
+        let bytes = super::io::retry(&shard.path, || async {
+            object_store::ObjectStoreExt::get(loc.store.as_ref(), &path)
+                .await?
+                .bytes()
+                .await
+        })
+        .await
+        .map_err(|e| super::io::store_err(loc, &shard.path, "reading", e))?;
+        let bad = |e: parquet::errors::ParquetError| {
+            super::io::store_err(loc, &shard.path, "not a readable Parquet shard", e)
+        };
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(bad)?;
+        let builder = if columns.is_empty() {
+            builder
+        } else {
+            let fields = builder.schema().fields();
+            let mut roots = Vec::with_capacity(columns.len());
+            for c in columns {
+                let i = fields.iter().position(|f| f.name() == c).ok_or_else(|| {
+                    super::io::store_err(loc, &shard.path, "reading", format!("no column {c}"))
+                })?;
+                roots.push(i);
+            }
+            let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+            builder.with_projection(mask)
+        };
+        let reader = builder.build().map_err(bad)?;
+        reader
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| super::io::store_err(loc, &shard.path, "decoding", e))
+    }
+
     /// A DataFusion session with every table registered, reading only listed shards.
     pub async fn session(&self) -> Result<SessionContext> {
         let loc = &self.location;

@@ -193,6 +193,13 @@ pub fn fingerprint(compiled: &CompiledDag) -> String {
         h.update(n.params.to_string().as_bytes());
         h.update(b"\n");
     }
+    for p in &compiled.dag.passes {
+        h.update(b"pass\0");
+        h.update(p.op.as_bytes());
+        h.update(b"\0");
+        h.update(p.params.to_string().as_bytes());
+        h.update(b"\n");
+    }
     h.update(&(compiled.dag.output.shard_rows as u64).to_le_bytes());
     h.finalize().to_hex().as_str()[..32].to_string()
 }
@@ -266,6 +273,13 @@ pub(crate) async fn prepare(ctx: &RunContext<'_>) -> Result<Prepared> {
         source: spec.uri.clone(),
         created_unix_ms: io::now_ms(),
         partitions: commit::split(&videos, count),
+        passes: ctx
+            .compiled
+            .dag
+            .passes
+            .iter()
+            .map(|p| p.op.clone())
+            .collect(),
     };
     let (plan, created) = commit::create_or_join(out, &plan).await?;
     if created {
@@ -337,7 +351,18 @@ pub async fn run(compiled: &CompiledDag, opts: &RunOptions) -> Result<RunSummary
         Some(i) => vec![i],
         None => (0..plan.count()).collect(),
     };
-    let outcome = worker::work(&ctx, &plan, &targets).await?;
+    let mut outcome = worker::work(&ctx, &plan, &targets).await?;
+    // Whoever sees every partition committed runs the passes (one at a time through their
+    // leases; the others wait for the commit), so they run once after the last partition.
+    if !plan.passes.is_empty() && outcome.given_up.is_empty() {
+        let done = commit::committed(&ctx.out).await?;
+        if (0..plan.count()).all(|p| done.contains(&p)) {
+            let passes: Vec<u32> = plan.pass_units().collect();
+            let more = worker::work(&ctx, &plan, &passes).await?;
+            outcome.committed.extend(more.committed);
+            outcome.given_up.extend(more.given_up);
+        }
+    }
     let finished = commit::finalize(&ctx.out, &plan).await?;
     let mut summary = summary_of_records(&ctx.out, &plan).await?;
     summary.complete = finished.is_some();
@@ -380,7 +405,9 @@ pub(crate) async fn summary_of_records(out: &Location, plan: &RunPlan) -> Result
         ..Default::default()
     };
     for r in recs.values().filter(|r| r.run_id == plan.run_id) {
-        s.partitions_committed += 1;
+        if r.partition < plan.count() {
+            s.partitions_committed += 1;
+        }
         s.videos += r.videos;
         s.videos_ok += r.videos_ok;
         s.videos_error += r.videos_error;
@@ -391,7 +418,9 @@ pub(crate) async fn summary_of_records(out: &Location, plan: &RunPlan) -> Result
         }
         s.errors.extend(r.errors.iter().cloned());
     }
-    s.complete = s.partitions_committed == s.partitions;
+    s.complete = plan
+        .units()
+        .all(|p| recs.get(&p).is_some_and(|r| r.run_id == plan.run_id));
     Ok(s)
 }
 
@@ -560,6 +589,45 @@ pub(crate) async fn process_partition(
         tables.insert(name, w.finish().await?);
     }
     Ok(PartitionOutput { tables, summary })
+}
+
+/// Runs the pass committed as `unit` over the run's committed partitions, staging its tables.
+pub(crate) async fn process_pass(
+    ctx: &RunContext<'_>,
+    plan: &RunPlan,
+    unit: u32,
+    staging: &Location,
+) -> Result<PartitionOutput> {
+    let name = plan
+        .pass_at(unit)
+        .ok_or_else(|| PipelineError::Other(format!("unit {unit} is no pass of the run plan")))?;
+    let info = crate::pass::lookup(name).ok_or_else(|| {
+        PipelineError::Other(format!("the run plan names an unknown pass {name}"))
+    })?;
+    let params = ctx
+        .compiled
+        .dag
+        .passes
+        .iter()
+        .find(|p| p.op == name)
+        .map(|p| p.params.clone())
+        .unwrap_or_default();
+    let pass =
+        (info.build)(&params).map_err(|e| PipelineError::Other(format!("pass {name}: {e}")))?;
+    let records = commit::records(&ctx.out).await?;
+    // A partition committed by a worker that crashed before promoting is still staged.
+    commit::promote_staged(&ctx.out, &records).await?;
+    let input = crate::dataset::Dataset {
+        location: ctx.out.clone(),
+        manifest: commit::data_manifest(plan, &records),
+    };
+    let shard_rows = ctx.compiled.dag.output.shard_rows;
+    let tables =
+        crate::pass::execute(info, pass.as_ref(), &input, staging, unit, shard_rows).await?;
+    Ok(PartitionOutput {
+        tables,
+        summary: RunSummary::default(),
+    })
 }
 
 /// Fetches a remote video into the spill cache, retrying transient failures; `None` when the

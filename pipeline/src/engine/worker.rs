@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tracing::{info, info_span, warn, Instrument};
 
-use super::{process_partition, record_of, RunContext};
+use super::{process_partition, process_pass, record_of, RunContext};
 use crate::dataset::commit::{self, Commit, RunPlan};
 use crate::dataset::io;
 use crate::dataset::lease::{self, Claim, Lease, Owner};
@@ -68,6 +68,17 @@ pub(crate) async fn work(
             .collect();
         if todo.is_empty() {
             break;
+        }
+        // A pass waits for every data partition.
+        let data_done = (0..plan.count()).all(|p| committed.contains(&p));
+        let todo: Vec<u32> = todo
+            .into_iter()
+            .filter(|p| *p < plan.count() || data_done)
+            .collect();
+        if todo.is_empty() {
+            tokio::time::sleep(idle).await;
+            idle = (idle * 2).min(Duration::from_secs(2));
+            continue;
         }
         let start = offset % todo.len();
         let mut wait = idle;
@@ -158,17 +169,17 @@ async fn attempt_partition(
         return Ok(Done::AlreadyCommitted);
     }
     let attempt = lease.record.attempt.clone();
-    let videos = plan
-        .partitions
-        .get(p as usize)
-        .map(|pp| pp.videos.as_slice())
-        .ok_or_else(|| PipelineError::Other(format!("partition {p} is not in the run plan")))?;
-    info!(videos = videos.len(), "processing partition {p}");
     let lost = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let heartbeat = tokio::spawn(heartbeat(out.clone(), lease, lost.clone(), stop_rx));
     let staging = out.at(&commit::staging_rel(p, &attempt));
-    let processed = process_partition(ctx, p, videos, &staging, &lost).await;
+    let processed = match plan.partitions.get(p as usize) {
+        Some(pp) => {
+            info!(videos = pp.videos.len(), "processing partition {p}");
+            process_partition(ctx, p, &pp.videos, &staging, &lost).await
+        }
+        None => process_pass(ctx, plan, p, &staging).await,
+    };
     let _ = stop_tx.send(());
     let lease = heartbeat
         .await
