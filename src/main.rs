@@ -182,17 +182,6 @@ impl StoreArgs {
             allow_http: self.allow_http,
         }
     }
-
-    fn to_args(&self) -> Vec<String> {
-        let mut v = Vec::new();
-        if let Some(e) = &self.endpoint {
-            v.extend(["--endpoint".to_string(), e.clone()]);
-        }
-        if self.allow_http {
-            v.push("--allow-http".into());
-        }
-        v
-    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -289,32 +278,13 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
             };
             let rt = runtime()?;
             let summary = if workers > 1 && worker_index.is_none() {
-                let exe = std::env::current_exe().context("locating the kelp binary")?;
-                let child = |k: usize| {
-                    let mut c = std::process::Command::new(&exe);
-                    c.arg("run").arg(&dag).arg("--quiet");
-                    c.args(["--worker-index", &k.to_string()]);
-                    if let Some(s) = &source {
-                        c.args(["--source", s]);
-                    }
-                    if let Some(o) = &output {
-                        c.args(["--output", o]);
-                    }
-                    if let Some(t) = threads {
-                        c.args(["--threads", &t.to_string()]);
-                    }
-                    c.args(store.to_args());
-                    if verbose > 0 {
-                        c.arg(format!("-{}", "v".repeat(verbose as usize)));
-                    }
-                    c
-                };
-                rt.block_on(engine::fleet::run(&compiled, &opts, workers, &child))?
+                rt.block_on(engine::fleet::run(&compiled, &opts, workers, verbose))?
             } else {
                 rt.block_on(engine::run(&compiled, &opts))?
             };
             if worker_index.is_none() {
-                print_summary(&summary);
+                print!("{summary}");
+                tracing::info!("object store: {}", summary.requests);
             }
             Ok(())
         }
@@ -335,7 +305,7 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
             };
             match format {
                 StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&st)?),
-                StatusFormat::Table => print_status(&st),
+                StatusFormat::Table => print!("{st}"),
             }
             Ok(())
         }
@@ -517,166 +487,14 @@ fn shots(video: PathBuf, format: ShotsFormat, threads: usize) -> Result<()> {
     if let Some(e) = &ctx.error {
         bail!("{e}");
     }
-    let mut out = std::io::stdout().lock();
-    match format {
-        ShotsFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &ctx.boundaries)?;
-            writeln!(out)?;
-        }
-        ShotsFormat::Csv => {
-            writeln!(out, "frame,time_s,kind,span_start,span_frames,score")?;
-            for b in &ctx.boundaries {
-                writeln!(
-                    out,
-                    "{},{:.3},{},{},{},{:.3}",
-                    b.frame,
-                    b.time_s,
-                    b.kind.as_str(),
-                    b.span_start,
-                    b.span_frames,
-                    b.score
-                )?;
-            }
-        }
-        ShotsFormat::Table => {
-            writeln!(
-                out,
-                "{:>8}  {:>9}  {:<8}  {:>6}  {:>7}",
-                "frame", "time_s", "kind", "span", "score"
-            )?;
-            for b in &ctx.boundaries {
-                writeln!(
-                    out,
-                    "{:>8}  {:>9.3}  {:<8}  {:>6}  {:>7.2}",
-                    b.frame,
-                    b.time_s,
-                    b.kind.as_str(),
-                    b.span_frames,
-                    b.score
-                )?;
-            }
-            writeln!(
-                out,
-                "{} boundaries, {} shots, {} frames decoded",
-                ctx.boundaries.len(),
-                ctx.shots.len(),
-                ctx.frame_times.len()
-            )?;
-        }
-    }
+    let format = match format {
+        ShotsFormat::Table => kelp_operators::shots::report::Format::Table,
+        ShotsFormat::Csv => kelp_operators::shots::report::Format::Csv,
+        ShotsFormat::Json => kelp_operators::shots::report::Format::Json,
+    };
+    print!(
+        "{}",
+        kelp_operators::shots::report::render(&ctx, format).map_err(anyhow::Error::msg)?
+    );
     Ok(())
-}
-
-fn print_status(st: &kelp_pipeline::dataset::commit::RunStatus) {
-    use kelp_pipeline::dataset::commit::PartitionState as S;
-    let passes = st.partitions.iter().filter(|p| p.pass.is_some()).count();
-    let units = match passes {
-        0 => format!("{} partitions", st.partitions.len()),
-        1 => format!("{} partitions and 1 pass", st.partitions.len() - 1),
-        n => format!("{} partitions and {n} passes", st.partitions.len() - n),
-    };
-    println!(
-        "{}: run {} ({}), {units}: {} done, {} running, {} failed, {} pending{}",
-        st.dataset,
-        st.run_id,
-        st.dag,
-        st.count(S::Done),
-        st.count(S::Running),
-        st.count(S::Failed),
-        st.count(S::Pending),
-        if st.complete { "; complete" } else { "" }
-    );
-    let rows: Vec<String> = st.tables.iter().map(|(t, n)| format!("{t} {n}")).collect();
-    println!("rows committed: {}", rows.join(", "));
-    println!(
-        "{:>9}  {:<8}  {:>6}  {:>6}  detail",
-        "partition", "state", "videos", "clips"
-    );
-    for p in &st.partitions {
-        let state = match p.state {
-            S::Done => "done",
-            S::Running => "running",
-            S::Failed => "failed",
-            S::Pending => "pending",
-        };
-        let clips = p.clips.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
-        let mut detail = Vec::new();
-        if let Some(pass) = &p.pass {
-            detail.push(format!("pass {pass}"));
-        }
-        if let Some(o) = &p.owner {
-            detail.push(match p.state {
-                S::Done => format!("committed by {o}"),
-                _ => format!("leased by {o}"),
-            });
-        }
-        if let Some(e) = &p.error {
-            if p.state != S::Done {
-                detail.push(format!("{} failed attempt(s), last: {e}", p.failures));
-            }
-        }
-        println!(
-            "{:>9}  {:<8}  {:>6}  {:>6}  {}",
-            p.partition,
-            state,
-            p.videos,
-            clips,
-            detail.join("; ")
-        );
-    }
-}
-
-fn print_summary(s: &engine::RunSummary) {
-    let rejected = if s.videos_rejected > 0 {
-        format!(", {} rejected", s.videos_rejected)
-    } else {
-        String::new()
-    };
-    let clips_rejected = if s.clips_rejected > 0 {
-        format!(" ({} rejected)", s.clips_rejected)
-    } else {
-        String::new()
-    };
-    let what = if s.complete {
-        format!("committed {}", s.output)
-    } else {
-        format!(
-            "committed partition(s) {:?} of {} ({} of {} partitions committed; the manifest is written with the last)",
-            s.partitions_mine, s.output, s.partitions_committed, s.partitions
-        )
-    };
-    println!(
-        "{what}: {} videos ({} ok, {} error{rejected}), {} boundaries, {} clips{clips_rejected} in {:.1} s",
-        s.videos, s.videos_ok, s.videos_error, s.rows_of("boundaries"), s.rows_of("clips"), s.seconds
-    );
-    if s.partitions > 1 {
-        println!(
-            "{} partitions, {} by this process; object store: {}",
-            s.partitions,
-            s.partitions_mine.len(),
-            s.requests
-        );
-    } else {
-        tracing::info!("object store: {}", s.requests);
-    }
-    let total: f64 = s.node_seconds.iter().map(|(_, t)| t).sum();
-    if total > 0.0 {
-        let parts: Vec<String> = s
-            .node_seconds
-            .iter()
-            .map(|(n, t)| format!("{n} {:.0}%", 100.0 * t / total))
-            .collect();
-        println!("time by step: {}", parts.join(", "));
-    }
-    for (uri, reason) in &s.errors {
-        // Reasons already name their input; add the URI only where one does not.
-        if reason.contains(uri.as_str()) {
-            println!("error: {reason}");
-        } else {
-            println!("error: {uri}: {reason}");
-        }
-    }
-    for p in &s.listing_problems {
-        println!("skipped while listing: {p}");
-    }
 }

@@ -7,6 +7,7 @@
 pub mod detect;
 pub mod eval;
 pub mod features;
+pub mod report;
 
 use tracing::debug_span;
 

@@ -16,14 +16,51 @@ use crate::dataset::commit;
 use crate::error::{PipelineError, Result};
 use crate::store::instrument::request_counts;
 
-/// Plans the run, runs `workers` processes built by `command(k)` (the `kelp` binary with
-/// `--worker-index k`), then writes the manifest.
+/// The command line of worker `k`: this same binary, `kelp run <dag> --worker-index k`, with the
+/// options that decide what it works on.
+pub fn worker_command(
+    exe: &std::path::Path,
+    dag: &std::path::Path,
+    opts: &RunOptions,
+    verbose: u8,
+    k: usize,
+) -> std::process::Command {
+    let mut c = std::process::Command::new(exe);
+    c.arg("run").arg(dag).arg("--quiet");
+    c.args(["--worker-index", &k.to_string()]);
+    if let Some(s) = &opts.source {
+        c.args(["--source", s]);
+    }
+    if let Some(o) = &opts.output {
+        c.args(["--output", o]);
+    }
+    if let Some(t) = opts.threads {
+        c.args(["--threads", &t.to_string()]);
+    }
+    if let Some(e) = &opts.store.endpoint {
+        c.args(["--endpoint", e]);
+    }
+    if opts.store.allow_http {
+        c.arg("--allow-http");
+    }
+    if verbose > 0 {
+        c.arg(format!("-{}", "v".repeat(verbose as usize)));
+    }
+    c
+}
+
+/// Plans the run, runs `workers` processes of this binary ([`worker_command`]), then writes the
+/// manifest.
 pub async fn run(
     compiled: &CompiledDag,
     opts: &RunOptions,
     workers: usize,
-    command: &dyn Fn(usize) -> std::process::Command,
+    verbose: u8,
 ) -> Result<RunSummary> {
+    let exe = std::env::current_exe()
+        .map_err(|e| PipelineError::Other(format!("locating the kelp binary: {e}")))?;
+    let dag = std::path::PathBuf::from(&compiled.dag.file);
+    let command = |k: usize| worker_command(&exe, &dag, opts, verbose, k);
     let started = Instant::now();
     let before = request_counts();
     let ctx = RunContext::new(compiled, opts)?;
