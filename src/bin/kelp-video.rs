@@ -1,0 +1,180 @@
+//! `kelp-video`: the commands that decode video (`run`, `shots`, `validate`, `operators`,
+//! `schema`, `bench dag`, `bench shots`), and every other command too. `kelp` hands these over to
+//! it, so only this binary loads FFmpeg and OpenCV.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Parser;
+use kelp_cli::cli::{init_logging, runtime, BenchCommand, Cli, Command, ShotsFormat};
+use kelp_operators::shots::ShotsConfig;
+use kelp_operators::SourceVideo;
+use kelp_pipeline::{dag, engine};
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = kelp_cli::data::dispatch(cli.command).and_then(|rest| match rest {
+        None => Ok(()),
+        Some(command) => dispatch(command, cli.verbose),
+    });
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(command: Command, verbose: u8) -> Result<()> {
+    match command {
+        Command::Run {
+            dag,
+            source,
+            output,
+            overwrite,
+            resume,
+            workers,
+            threads,
+            partitions,
+            partition,
+            store,
+            quiet,
+            worker_index,
+        } => {
+            let compiled = dag::load(&dag)?;
+            let workers = workers.max(1);
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let threads = threads
+                .or(compiled.dag.engine.workers)
+                .or((workers > 1).then(|| (cores / workers).max(1)));
+            let opts = engine::RunOptions {
+                overwrite,
+                resume,
+                threads,
+                source: source.clone(),
+                output: output.clone(),
+                store: store.options(),
+                partitions,
+                partition,
+                worker_index,
+                progress: !quiet && worker_index.is_none(),
+            };
+            let rt = runtime()?;
+            let summary = if workers > 1 && worker_index.is_none() {
+                rt.block_on(engine::fleet::run(&compiled, &opts, workers, verbose))?
+            } else {
+                rt.block_on(engine::run(&compiled, &opts))?
+            };
+            if worker_index.is_none() {
+                print!("{summary}");
+                tracing::info!("object store: {}", summary.requests);
+            }
+            Ok(())
+        }
+        Command::Validate { dag } => {
+            let compiled = dag::load(&dag)?;
+            let ids: Vec<String> = compiled
+                .dag
+                .nodes
+                .iter()
+                .map(|n| format!("{} ({})", n.id, n.op))
+                .collect();
+            println!(
+                "{}: ok: {} nodes: {}",
+                dag.display(),
+                ids.len(),
+                ids.join(" → ")
+            );
+            Ok(())
+        }
+        Command::Shots {
+            video,
+            format,
+            threads,
+        } => shots(video, format, threads),
+        Command::Bench(BenchCommand::Dag { dag, videos }) => {
+            if videos.is_empty() {
+                bail!("name at least one video: kelp bench dag DAG VIDEO...");
+            }
+            let compiled = dag::load(&dag)?;
+            let rows = kelp_pipeline::bench::run_dag(&compiled, &videos)?;
+            print!("{}", kelp_pipeline::bench::dag_table(&rows));
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Shots {
+            videos,
+            labels,
+            no_peer,
+            no_decode,
+        }) => {
+            if videos.is_empty() {
+                bail!("name at least one video: kelp bench shots VIDEO...");
+            }
+            let opts = kelp_operators::bench::BenchOptions {
+                videos,
+                labels_dir: labels,
+                peer: !no_peer,
+                decode: !no_decode,
+            };
+            let rows = kelp_operators::bench::run(&opts).map_err(anyhow::Error::msg)?;
+            print!("{}", kelp_operators::bench::table(&rows));
+            Ok(())
+        }
+        Command::Operators => {
+            for op in kelp_operators::registry::OPERATORS {
+                println!("{:<12} {}", op.name, op.summary);
+            }
+            for (name, summary) in kelp_pipeline::dag::validate::ROW_OPERATORS {
+                println!("{name:<12} {summary}");
+            }
+            println!("\ndataset-wide passes ([[pass]] in a DAG, or kelp pass NAME --dataset URI):");
+            for p in kelp_pipeline::pass::PASSES {
+                println!("{:<12} {}", p.name, p.summary);
+            }
+            Ok(())
+        }
+        Command::Schema => {
+            print!(
+                "{}",
+                kelp_pipeline::dataset::schema::markdown(&{
+                    let mut all = kelp_operators::registry::all_outputs();
+                    for p in kelp_pipeline::pass::PASSES {
+                        all.push((
+                            p.name,
+                            kelp_operators::Outputs {
+                                tables: (p.tables)(),
+                                ..Default::default()
+                            },
+                        ));
+                    }
+                    all
+                })
+            );
+            Ok(())
+        }
+        other => bail!(
+            "kelp-video cannot run this command: {}",
+            kelp_cli::cli::name_of(&other)
+        ),
+    }
+}
+
+fn shots(video: PathBuf, format: ShotsFormat, threads: usize) -> Result<()> {
+    let plan = kelp_operators::shots::plan(ShotsConfig::default(), threads);
+    let ctx = plan.run(SourceVideo {
+        uri: video.display().to_string(),
+        path: video.clone(),
+    });
+    if let Some(e) = &ctx.error {
+        bail!("{e}");
+    }
+    let format = match format {
+        ShotsFormat::Table => kelp_operators::shots::report::Format::Table,
+        ShotsFormat::Csv => kelp_operators::shots::report::Format::Csv,
+        ShotsFormat::Json => kelp_operators::shots::report::Format::Json,
+    };
+    print!(
+        "{}",
+        kelp_operators::shots::report::render(&ctx, format).map_err(anyhow::Error::msg)?
+    );
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! The commands that read datasets (`sql`, `stats`, `status`, `pass`, `bench sql`): they link
+//! no video library, so the `kelp` binary that runs them starts in milliseconds.
+
+use std::io::Write;
+
+use anyhow::{bail, Context, Result};
+use kelp_pipeline::sql;
+
+use crate::cli::{runtime, BenchCommand, Command, SqlFormat, StatsFormat, StatusFormat};
+
+/// Runs `command` when it is a dataset command; gives it back otherwise.
+pub fn dispatch(command: Command) -> Result<Option<Command>> {
+    match command {
+        Command::Status {
+            dataset,
+            store,
+            format,
+        } => {
+            use kelp_pipeline::dataset::handle::{self, DatasetStatus};
+            let st = match runtime()?.block_on(handle::status(&dataset, &store.options()))? {
+                DatasetStatus::Run(st) => st,
+                DatasetStatus::Legacy => {
+                    println!(
+                        "{dataset}: complete (written before partitioned runs: no run record)"
+                    );
+                    return Ok(None);
+                }
+            };
+            match format {
+                StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&st)?),
+                StatusFormat::Table => print!("{st}"),
+            }
+            Ok(None)
+        }
+        Command::Pass {
+            name,
+            dataset,
+            store,
+            shard_rows,
+        } => {
+            let done = runtime()?.block_on(kelp_pipeline::pass::run_on_dataset(
+                &dataset,
+                &store.options(),
+                &name,
+                shard_rows.max(1),
+            ))?;
+            let rows: Vec<String> = done
+                .rows
+                .iter()
+                .map(|(t, n)| format!("{t} {n} rows"))
+                .collect();
+            println!(
+                "{dataset}: pass {name} {} (unit {}): {}",
+                if done.ran {
+                    "committed"
+                } else {
+                    "was already committed"
+                },
+                done.unit,
+                rows.join(", ")
+            );
+            Ok(None)
+        }
+        Command::Sql {
+            query,
+            dataset,
+            store,
+            format,
+            out,
+        } => {
+            let (schema, batches) =
+                runtime()?.block_on(sql::query_with(&dataset, &query, &store.options()))?;
+            let fmt = match format {
+                SqlFormat::Table => sql::Format::Table,
+                SqlFormat::Csv => sql::Format::Csv,
+                SqlFormat::Json => sql::Format::Json,
+                SqlFormat::Parquet => sql::Format::Parquet,
+            };
+            if matches!(format, SqlFormat::Parquet) && out.is_none() {
+                bail!("--format parquet writes a file: add --out result.parquet");
+            }
+            let bytes = sql::render(&schema, &batches, fmt)?;
+            match out {
+                Some(path) => std::fs::write(&path, bytes)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => std::io::stdout().write_all(&bytes)?,
+            }
+            Ok(None)
+        }
+        Command::Stats {
+            dataset,
+            store,
+            show_sql,
+            format,
+            html,
+            png,
+        } => {
+            let sections = runtime()?.block_on(async {
+                let ds = kelp_pipeline::dataset::Dataset::open(&dataset, &store.options()).await?;
+                kelp_pipeline::stats::compute(&ds).await
+            })?;
+            match format {
+                StatsFormat::Text => print!(
+                    "{}",
+                    kelp_pipeline::stats::render_text(&sections, show_sql)?
+                ),
+                StatsFormat::Json => println!("{}", kelp_pipeline::stats::render_json(&sections)?),
+            }
+            if let Some(path) = html {
+                kelp_pipeline::stats::plots::write_html(&sections, &path)?;
+                eprintln!("wrote {}", path.display());
+            }
+            if let Some(dir) = png {
+                for p in kelp_pipeline::stats::plots::write_pngs(&sections, &dir)? {
+                    eprintln!("wrote {}", p.display());
+                }
+            }
+            Ok(None)
+        }
+        Command::Bench(BenchCommand::Sql {
+            rows,
+            dir,
+            runs,
+            no_peer,
+        }) => {
+            use kelp_pipeline::bench::sql;
+            if !dir.join("_manifest.json").exists() {
+                eprintln!("writing {rows} synthetic clip rows to {}", dir.display());
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                runtime()?.block_on(sql::make_dataset(&dir, rows))?;
+            }
+            let exe = std::env::current_exe().context("locating the kelp binary")?;
+            let start = sql::startup(&exe, runs.max(1))?;
+            let table = sql::run(&exe, &dir, runs.max(1), !no_peer)?;
+            print!("{}", sql::table(&table, start));
+            Ok(None)
+        }
+        other => Ok(Some(other)),
+    }
+}

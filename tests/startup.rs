@@ -1,0 +1,34 @@
+//! The `kelp` binary that runs dataset commands loads no FFmpeg library (that is most of a
+//! process's start-up cost); `kelp-video`, which decodes, does, and `kelp` hands it video commands.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+
+fn needed(bin: &str) -> String {
+    let o = std::process::Command::new("ldd")
+        .arg(bin)
+        .output()
+        .expect("ldd runs");
+    assert!(o.status.success(), "ldd {bin}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn kelp_links_no_ffmpeg_and_hands_video_commands_to_kelp_video() {
+    let thin = needed(env!("CARGO_BIN_EXE_kelp"));
+    assert!(
+        !thin.contains("libavformat") && !thin.contains("libavcodec"),
+        "{thin}"
+    );
+    let video = needed(env!("CARGO_BIN_EXE_kelp-video"));
+    assert!(
+        video.contains("libavformat") && video.contains("libavcodec"),
+        "{video}"
+    );
+    // A video command through `kelp` reaches kelp-video (the operator registry lives there).
+    let ops = kelp_ok(&["operators"]);
+    assert!(ops.contains("shots") && ops.contains("clip_index"), "{ops}");
+}
