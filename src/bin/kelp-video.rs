@@ -78,8 +78,14 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
                 .iter()
                 .map(|n| format!("{} ({})", n.id, n.op))
                 .collect();
+            let passes: Vec<&str> = compiled.dag.passes.iter().map(|p| p.op.as_str()).collect();
+            let passes = if passes.is_empty() {
+                String::new()
+            } else {
+                format!("; then passes: {}", passes.join(", "))
+            };
             println!(
-                "{}: ok: {} nodes: {}",
+                "{}: ok: {} nodes: {}{passes}",
                 dag.display(),
                 ids.len(),
                 ids.join(" → ")

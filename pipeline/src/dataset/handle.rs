@@ -114,7 +114,10 @@ impl Dataset {
     /// A DataFusion session with every table registered, reading only listed shards.
     pub async fn session(&self) -> Result<SessionContext> {
         let loc = &self.location;
-        let ctx = SessionContext::new();
+        // DATAFUSION_* environment variables tune the session (e.g.
+        // DATAFUSION_EXECUTION_TARGET_PARTITIONS); the defaults suit most datasets.
+        let config = datafusion::prelude::SessionConfig::from_env()?;
+        let ctx = SessionContext::new_with_config(config);
         ctx.register_object_store(&loc.base_url, loc.store.clone());
         for (name, table) in self.tables() {
             if table.shards.is_empty() {
