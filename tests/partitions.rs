@@ -336,6 +336,42 @@ fn a_crashed_workers_lease_is_taken_over_after_it_expires() {
 }
 
 #[test]
+fn a_pass_killed_mid_way_is_completed_by_resume_with_the_same_output() {
+    let f = fixture("");
+    let reference = f.reference("3");
+    let out = f.out("pass-killed");
+    let o = f.run(
+        &out,
+        &["--partitions", "3"],
+        &[("KELP_FAULT_IN_PASS", "1".into())],
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("aborting inside pass clip_index"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        !Path::new(&out).join("_manifest.json").exists(),
+        "no manifest before the pass commits"
+    );
+    let st = kelp_env(&["status", &out], &[]);
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(text.contains("3 partitions and 1 pass: 3 done"), "{text}");
+    let ok = f.run(&out, &["--resume"], &[]);
+    assert!(ok.status.success(), "{}", show(&ok));
+    assert_same_dataset(
+        Path::new(&reference),
+        Path::new(&out),
+        "pass killed, then resumed",
+    );
+    assert!(
+        walk(Path::new(&out)).iter().all(|p| !p.contains("staging")),
+        "staging cleaned"
+    );
+}
+
+#[test]
 fn a_pass_runs_on_its_own_over_a_finished_dataset_exactly_once() {
     let f = fixture("");
     let reference = f.reference("2");

@@ -38,12 +38,13 @@ impl Dataset {
 
     /// [`Dataset::open`] for a resolved location.
     pub async fn at(location: Location) -> Result<Dataset> {
-        let manifest =
-            manifest::open(&location)
-                .await?
-                .ok_or_else(|| PipelineError::NoDataset {
-                    uri: location.uri.clone(),
-                })?;
+        let manifest = match manifest::read(&location).await? {
+            Some(m) => Some(m),
+            None => commit::view(&location).await?,
+        };
+        let manifest = manifest.ok_or_else(|| PipelineError::NoDataset {
+            uri: location.uri.clone(),
+        })?;
         Ok(Dataset { location, manifest })
     }
 

@@ -2,51 +2,14 @@
 //! conditional create that decides every race (`PutMode::Create`: If-None-Match on S3,
 //! create-new on a local disk).
 
-use std::future::Future;
-use std::time::Duration;
-
 use object_store::{ObjectStoreExt, PutMode, PutPayload};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tracing::debug;
 
 use crate::error::{PipelineError, Result};
 use crate::store::Location;
 
-/// Attempts per request before an error is returned (transient failures: timeouts, 5xx, resets).
-const TRIES: u32 = 4;
-
-fn transient(e: &object_store::Error) -> bool {
-    !matches!(
-        e,
-        object_store::Error::NotFound { .. }
-            | object_store::Error::AlreadyExists { .. }
-            | object_store::Error::Precondition { .. }
-            | object_store::Error::NotSupported { .. }
-            | object_store::Error::NotImplemented { .. }
-            | object_store::Error::InvalidPath { .. }
-    )
-}
-
-/// Runs `op` again (with a short backoff) while it fails transiently.
-pub async fn retry<T, F, Fut>(what: &str, mut op: F) -> std::result::Result<T, object_store::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = std::result::Result<T, object_store::Error>>,
-{
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match op().await {
-            Ok(v) => return Ok(v),
-            Err(e) if attempt < TRIES && transient(&e) => {
-                debug!(what, attempt, "retrying after: {e}");
-                tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
+pub use crate::store::retry::{retry, TRIES};
 
 pub fn store_err(
     loc: &Location,

@@ -1,7 +1,7 @@
 //! `_manifest.json`: the list of committed shards. Readers trust only what it lists. It is
 //! derived from the partitions' commit records ([`super::commit`]) once every partition is
-//! committed; while a run is unfinished, [`open`] derives the same structure from the commit
-//! records there are, so readers see committed partitions and nothing else.
+//! committed; while a run is unfinished, [`super::Dataset`] reads the same structure derived from
+//! the commit records there are, so readers see committed partitions and nothing else.
 
 use std::collections::BTreeMap;
 
@@ -56,15 +56,6 @@ impl Manifest {
 /// Reads the manifest at `loc`, `None` when there is none (transient failures retried).
 pub async fn read(loc: &Location) -> Result<Option<Manifest>> {
     super::io::get_json(loc, MANIFEST_FILE).await
-}
-
-/// What readers should see at `loc`: the manifest when the run finished, else a view derived
-/// from the commit records of an unfinished run, `None` when there is no dataset at all.
-pub async fn open(loc: &Location) -> Result<Option<Manifest>> {
-    if let Some(m) = read(loc).await? {
-        return Ok(Some(m));
-    }
-    super::commit::view(loc).await
 }
 
 /// Writes the manifest (one atomic put, retried).

@@ -139,7 +139,16 @@ pub async fn execute(
         let mut out = PassWriter::new(staging, unit, &(info.tables)(), shard_rows)
             .map_err(|e| PipelineError::Other(format!("pass {}: {e}", info.name)))?;
         pass.run(input, &mut out).await?;
-        out.finish().await
+        let tables = out.finish().await?;
+        // Test hook: die after the pass staged its shards, before its commit.
+        if std::env::var_os("KELP_FAULT_IN_PASS").is_some() {
+            eprintln!(
+                "kelp: KELP_FAULT_IN_PASS: aborting inside pass {} (injected crash)",
+                info.name
+            );
+            std::process::abort();
+        }
+        Ok(tables)
     }
     .instrument(span)
     .await

@@ -13,6 +13,7 @@
 //! file.
 
 pub mod instrument;
+pub mod retry;
 pub mod spill;
 
 use std::collections::HashMap;
@@ -230,7 +231,7 @@ pub async fn put_object(
         message: e.to_string(),
     };
     if bytes.len() < threshold.max(1) {
-        crate::dataset::io::retry(path.as_ref(), || {
+        retry::retry(path.as_ref(), || {
             loc.store.put(path, PutPayload::from(bytes.clone()))
         })
         .await
@@ -239,7 +240,7 @@ pub async fn put_object(
     }
     // S3 parts are at least 5 MiB (the last excepted).
     let chunk = MULTIPART_CHUNK.min(threshold.max(5 << 20));
-    crate::dataset::io::retry(path.as_ref(), || async {
+    retry::retry(path.as_ref(), || async {
         let upload = loc.store.put_multipart(path).await?;
         let mut w = WriteMultipart::new_with_chunk_size(upload, chunk);
         w.put(bytes.clone());
