@@ -41,7 +41,7 @@ pub enum Command {
         /// Worker processes on this machine, claiming partitions (default 1: this process).
         #[arg(long, default_value_t = 1)]
         workers: usize,
-        /// Videos processed at once in each process (default: the DAG's [engine] workers, else
+        /// Videos processed at once in each process (default: the DAG's [engine] threads, else
         /// the cores divided among the worker processes).
         #[arg(long)]
         threads: Option<usize>,

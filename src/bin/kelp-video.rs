@@ -44,7 +44,7 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
             let workers = workers.max(1);
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             let threads = threads
-                .or(compiled.dag.engine.workers)
+                .or(compiled.dag.engine.threads)
                 .or((workers > 1).then(|| (cores / workers).max(1)));
             let opts = engine::RunOptions {
                 overwrite,

@@ -92,8 +92,10 @@ pub fn default_shard_rows() -> usize {
 #[serde(deny_unknown_fields, default)]
 pub struct EngineSpec {
     /// Videos processed at once inside one process (default: the number of cores; under
-    /// `kelp run --workers N`, cores / N). `kelp run --threads` overrides it.
-    pub workers: Option<usize>,
+    /// `kelp run --workers N`, cores / N). `kelp run --threads` overrides it. "Workers" are
+    /// processes (`--workers`); the old key `workers` is still read as this one.
+    #[serde(alias = "workers")]
+    pub threads: Option<usize>,
     /// Decoder threads per video.
     pub decode_threads: usize,
     /// Finished videos buffered before the writer (backpressure bound).
@@ -117,7 +119,7 @@ pub struct EngineSpec {
 impl Default for EngineSpec {
     fn default() -> Self {
         EngineSpec {
-            workers: None,
+            threads: None,
             decode_threads: 1,
             queue: 64,
             partition_videos: 64,

@@ -91,14 +91,14 @@ pub fn parse_with(file: &str, text: &str, extra: &[OperatorInfo]) -> Result<Comp
     }
     if engine.decode_threads == 0
         || engine.queue == 0
-        || engine.workers == Some(0)
+        || engine.threads == Some(0)
         || engine.partition_videos == 0
         || engine.partition_bytes == 0
         || engine.partition_attempts == 0
         || engine.spill_bytes == 0
     {
         return Err(fail(
-            "[engine] workers, decode_threads, queue, partition_videos, partition_bytes, partition_attempts and spill_bytes must be at least 1".into(),
+            "[engine] threads, decode_threads, queue, partition_videos, partition_bytes, partition_attempts and spill_bytes must be at least 1".into(),
         ));
     }
     if !(engine.lease_s.is_finite() && engine.lease_s >= 0.1) {
@@ -512,6 +512,16 @@ mod tests {
             e.contains("after = \"shotz\" names no node (did you mean \"shots\"?)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn engine_threads_is_read_under_its_old_name_too() {
+        let with = |line: &str| {
+            let text = GOOD.replace("[output]", &format!("[engine]\n{line}\n[output]"));
+            parse("dags/t.toml", &text).unwrap().dag.engine.threads
+        };
+        assert_eq!(with("threads = 3"), Some(3));
+        assert_eq!(with("workers = 2"), Some(2));
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub struct RunOptions {
     pub overwrite: bool,
     /// Continue an unfinished run at the output (a finished one is left as it is).
     pub resume: bool,
-    /// Videos processed at once in this process; overrides the DAG's `[engine] workers`.
+    /// Videos processed at once in this process; overrides the DAG's `[engine] threads`.
     pub threads: Option<usize>,
     /// Overrides the DAG's source / output URIs.
     pub source: Option<String>,

@@ -40,7 +40,7 @@ impl<'a> RunContext<'a> {
             store::resolve_with(&output_uri, &dag.output.store_options().merged(&opts.store))?;
         let threads = opts
             .threads
-            .or(dag.engine.workers)
+            .or(dag.engine.threads)
             .unwrap_or_else(default_workers)
             .max(1);
         if let (Some(i), Some(m)) = (opts.partition, opts.partitions) {
