@@ -174,10 +174,16 @@ impl std::fmt::Display for RunStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use PartitionState as S;
         let passes = self.partitions.iter().filter(|p| p.pass.is_some()).count();
+        let data = self.partitions.len() - passes;
+        let plural =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         let units = match passes {
-            0 => format!("{} partitions", self.partitions.len()),
-            1 => format!("{} partitions and 1 pass", self.partitions.len() - 1),
-            n => format!("{} partitions and {n} passes", self.partitions.len() - n),
+            0 => plural(data, "partition", "partitions"),
+            n => format!(
+                "{} and {}",
+                plural(data, "partition", "partitions"),
+                plural(n, "pass", "passes")
+            ),
         };
         writeln!(
             f,
