@@ -270,10 +270,11 @@ pub fn window_tables() -> (Vec<TableSpec>, Vec<ColumnSpec>) {
 }
 
 impl VideoContext {
-    /// Every table's rows for this video. Columns a DAG does not declare are ignored by the
-    /// writer, so the facts of every built-in table are always exported.
-    pub fn rows(&self) -> BTreeMap<String, TableRows> {
-        let mut out = self.tables.clone();
+    /// Every table's rows for this video; the rows of operator-brought tables are moved out, not
+    /// copied (call once, when the video is finished). Columns a DAG does not declare are ignored
+    /// by the writer, so the facts of every built-in table are always exported.
+    pub fn take_rows(&mut self) -> BTreeMap<String, TableRows> {
+        let mut out = std::mem::take(&mut self.tables);
         out.insert(TABLE_VIDEOS.into(), self.video_row());
         out.insert(TABLE_BOUNDARIES.into(), self.boundary_rows());
         out.insert(TABLE_CLIPS.into(), self.clip_rows());

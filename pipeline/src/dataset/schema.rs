@@ -112,21 +112,36 @@ impl DatasetSchema {
     /// brings.
     pub fn add(&mut self, node: &str, outputs: &Outputs) -> std::result::Result<(), String> {
         for t in &outputs.tables {
-            if self.table(t.name).is_some() {
-                return Err(format!(
-                    "table \"{}\" is brought twice; each table comes from one node",
-                    t.name
-                ));
-            }
-            self.tables.push(TableSchema::new(t, node));
-            if let Some(of) = t.mirrors {
-                self.mirrors
-                    .entry(of.to_string())
-                    .or_default()
-                    .push(t.name.to_string());
-            }
+            self.add_table(node, t)?;
         }
-        for c in &outputs.columns {
+        self.add_columns(node, &outputs.columns)
+    }
+
+    /// Adds a table `node` brings (and registers it as a mirror of another, if it is one).
+    fn add_table(&mut self, node: &str, t: &TableSpec) -> std::result::Result<(), String> {
+        if self.table(t.name).is_some() {
+            return Err(format!(
+                "table \"{}\" is brought twice; each table comes from one node",
+                t.name
+            ));
+        }
+        self.tables.push(TableSchema::new(t, node));
+        if let Some(of) = t.mirrors {
+            self.mirrors
+                .entry(of.to_string())
+                .or_default()
+                .push(t.name.to_string());
+        }
+        Ok(())
+    }
+
+    /// Adds columns `node` puts into existing tables (and into the tables mirroring them).
+    fn add_columns(
+        &mut self,
+        node: &str,
+        columns: &[ColumnSpec],
+    ) -> std::result::Result<(), String> {
+        for c in columns {
             let mut targets = vec![c.table.to_string()];
             targets.extend(self.mirrors.get(c.table).cloned().unwrap_or_default());
             for (i, table) in targets.iter().enumerate() {
@@ -343,28 +358,17 @@ fn array_of<'a>(
 /// and the columns it adds (named after the operator), for `kelp schema` and the README.
 pub fn markdown(operators: &[(&str, Outputs)]) -> String {
     let mut schema = DatasetSchema::base();
+    // Every table first, then every operator's columns (even ones that could not share a DAG);
+    // a conflict is reported instead of failing.
     for (name, outputs) in operators {
         for t in &outputs.tables {
-            if schema.table(t.name).is_none() {
-                schema.tables.push(TableSchema::new(t, name));
-                if let Some(of) = t.mirrors {
-                    schema
-                        .mirrors
-                        .entry(of.to_string())
-                        .or_default()
-                        .push(t.name.to_string());
-                }
+            if let Err(e) = schema.add_table(name, t) {
+                tracing::warn!("kelp schema: {name}: {e}");
             }
         }
     }
     for (name, outputs) in operators {
-        // Every operator's columns, even ones that could not share a DAG; a table no operator
-        // brings is reported instead of failing.
-        let cols = Outputs {
-            columns: outputs.columns.clone(),
-            ..Default::default()
-        };
-        if let Err(e) = schema.add(name, &cols) {
+        if let Err(e) = schema.add_columns(name, &outputs.columns) {
             tracing::warn!("kelp schema: {name}: {e}");
         }
     }

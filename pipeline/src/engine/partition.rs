@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tracing::warn;
 
 use super::{run_video, Progress, RunContext, RunSummary};
-use crate::dataset::commit::{self, CommitRecord, RunPlan};
+use crate::dataset::commit::{CommitRecord, RunPlan};
 use crate::dataset::schema::DatasetSchema;
 use crate::dataset::{io, TableManifest, TableWriter};
 use crate::error::{PipelineError, Result};
@@ -87,10 +87,10 @@ pub(crate) async fn process_partition(
             let plan = plan.clone();
             let tx = tx.clone();
             tokio::task::spawn_blocking(move || {
-                let video = run_video(&plan, video);
+                let mut video = run_video(&plan, video);
                 drop(pinned);
                 drop(permit);
-                let rows = video.rows();
+                let rows = video.take_rows();
                 let ctx = Finished { video, rows };
                 // The receiver only goes away when the writer failed; that error is reported.
                 let _ = tx.blocking_send(Ok((index, ctx)));
@@ -180,18 +180,9 @@ pub(crate) async fn process_pass(
         .find(|p| p.op == name)
         .map(|p| p.params.clone())
         .unwrap_or_default();
-    let pass =
-        (info.build)(&params).map_err(|e| PipelineError::Other(format!("pass {name}: {e}")))?;
-    let records = commit::records(&ctx.out).await?;
-    // A partition committed by a worker that crashed before promoting is still staged.
-    commit::promote_staged(&ctx.out, &records).await?;
-    let input = crate::dataset::Dataset {
-        location: ctx.out.clone(),
-        manifest: commit::data_manifest(plan, &records),
-    };
     let shard_rows = ctx.compiled.dag.output.shard_rows;
     let tables =
-        crate::pass::execute(info, pass.as_ref(), &input, staging, unit, shard_rows).await?;
+        crate::pass::execute(&ctx.out, plan, info, &params, staging, unit, shard_rows).await?;
     Ok(PartitionOutput {
         tables,
         summary: RunSummary::default(),

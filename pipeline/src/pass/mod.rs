@@ -119,8 +119,31 @@ impl PassWriter {
     }
 }
 
-/// Runs `pass` over `input`, staging its shards under `staging` as unit `unit`.
+/// Runs the pass `info` (built from `params`) as commit unit `unit` of the run at `out`: its input
+/// is the run's committed data partitions (any still staged by a crashed committer are promoted
+/// first), its shards are staged under `staging`.
 pub async fn execute(
+    out: &Location,
+    plan: &crate::dataset::commit::RunPlan,
+    info: &PassInfo,
+    params: &toml::Table,
+    staging: &Location,
+    unit: u32,
+    shard_rows: usize,
+) -> Result<BTreeMap<String, TableManifest>> {
+    use crate::dataset::commit;
+    let pass = (info.build)(params)
+        .map_err(|e| PipelineError::Other(format!("pass {}: {e}", info.name)))?;
+    let records = commit::records(out).await?;
+    commit::promote_staged(out, &records).await?;
+    let input = Dataset {
+        location: out.clone(),
+        manifest: commit::data_manifest(plan, &records),
+    };
+    run_pass(info, pass.as_ref(), &input, staging, unit, shard_rows).await
+}
+
+async fn run_pass(
     info: &PassInfo,
     pass: &dyn Pass,
     input: &Dataset,
@@ -230,14 +253,8 @@ pub async fn run_on_dataset(
             }
         };
         let staging = out.at(&commit::staging_rel(unit, &attempt));
-        let records = commit::records(&out).await?;
-        let input = Dataset {
-            location: out.clone(),
-            manifest: commit::data_manifest(&plan, &records),
-        };
-        let pass = (info.build)(&toml::Table::new())
-            .map_err(|e| PipelineError::Other(format!("pass {name}: {e}")))?;
-        let tables = match execute(info, pass.as_ref(), &input, &staging, unit, shard_rows).await {
+        let params = toml::Table::new();
+        let tables = match execute(&out, &plan, info, &params, &staging, unit, shard_rows).await {
             Ok(t) => t,
             Err(e) => {
                 let _ = commit::discard(&out, unit, &attempt).await;
