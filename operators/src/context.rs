@@ -169,6 +169,12 @@ pub struct VideoContext {
     pub probe: Option<ProbeInfo>,
     /// Presentation time (seconds) of every decoded frame, once the decoder has run.
     pub frame_times: Vec<f64>,
+    /// The decoder's timestamp of every decoded frame (stream time base), when it had one.
+    pub frame_pts: Vec<Option<i64>>,
+    /// Indices of the decoded frames that are keyframes.
+    pub key_frames: Vec<u64>,
+    /// What the clip stage did, when one ran.
+    pub clip_stage: Option<crate::clip_stage::ClipStageReport>,
     pub boundaries: Vec<Boundary>,
     pub shots: Vec<Shot>,
     pub clips: Vec<Clip>,
@@ -196,6 +202,9 @@ impl VideoContext {
             error: None,
             probe: None,
             frame_times: Vec::new(),
+            frame_pts: Vec::new(),
+            key_frames: Vec::new(),
+            clip_stage: None,
             boundaries: Vec::new(),
             shots: Vec::new(),
             clips: Vec::new(),

@@ -155,6 +155,11 @@ pub struct Subscription<'a> {
 pub struct DecodeReport {
     /// Presentation time of every decoded frame, seconds from the stream start, non-decreasing.
     pub frame_times: Vec<f64>,
+    /// The decoder's timestamp of every decoded frame (stream time base), when it has one; the
+    /// clip stage finds frames again by these after a seek.
+    pub frame_pts: Vec<Option<i64>>,
+    /// Indices of the frames the decoder marked as keyframes (where a seek can land).
+    pub key_frames: Vec<u64>,
     /// Packets the decoder rejected as corrupt and skipped.
     pub corrupt_packets: u64,
     pub seconds: f64,
@@ -264,6 +269,10 @@ pub fn decode(
             report.frame_times.last().copied(),
         );
         report.frame_times.push(time_s);
+        report.frame_pts.push(decoded.timestamp());
+        if decoded.is_key() {
+            report.key_frames.push(index);
+        }
         for (i, sub) in subs.iter_mut().enumerate() {
             if let Some(fps) = sub.request.sample_fps {
                 if time_s + 1e-9 < next_due[i] {

@@ -13,12 +13,15 @@
 
 pub mod attributes;
 pub mod bench;
+pub mod bucket;
+pub mod clip_stage;
 pub mod context;
 pub mod crop;
 pub mod cv;
 pub mod decode;
 pub mod error;
 pub mod exposure;
+pub mod media;
 pub mod models;
 pub mod motion;
 pub mod nr_quality;

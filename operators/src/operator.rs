@@ -3,8 +3,11 @@
 //! A DAG node becomes one `Operator`. For each video the plan calls, in DAG order,
 //! [`Operator::start`] (cheap per-video work such as probing; an operator that analyses pixels
 //! returns a [`FrameSink`] here), then runs the one decoder feeding every sink, then in DAG order
-//! hands each sink its [`FrameSink::finish`] and calls [`Operator::finish`].
+//! hands each sink its [`FrameSink::finish`] and calls [`Operator::finish`]. Last, operators that
+//! work on the kept clips' pictures return a [`ClipSink`] from [`Operator::clip_sink`], fed by the
+//! clip stage's one decode of the kept ranges.
 
+use crate::clip_stage::ClipSink;
 use crate::context::VideoContext;
 use crate::error::Result;
 use crate::output::Outputs;
@@ -113,5 +116,10 @@ pub trait Operator: Send + Sync {
     /// Per-video work after decoding (and after this operator's sink finished).
     fn finish(&self, _ctx: &mut VideoContext) -> Result<()> {
         Ok(())
+    }
+    /// After every node has finished: a sink for the kept clips' pictures, when this operator
+    /// works on them (the clip stage decodes only when some node returns one).
+    fn clip_sink(&self, _ctx: &VideoContext) -> Result<Option<Box<dyn ClipSink>>> {
+        Ok(None)
     }
 }

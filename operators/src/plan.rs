@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use tracing::info_span;
 
+use crate::clip_stage;
 use crate::context::{content_id, text_id, SourceVideo, VideoContext};
 use crate::decode::{decode, DecodeOptions, Subscription};
 use crate::error::{OperatorError, Result};
@@ -127,7 +128,11 @@ impl VideoPlan {
             ctx.timings
                 .push(("decode".into(), (total - analysis).max(0.0)));
             match decoded {
-                Ok(report) => ctx.frame_times = report.frame_times,
+                Ok(report) => {
+                    ctx.frame_times = report.frame_times;
+                    ctx.frame_pts = report.frame_pts;
+                    ctx.key_frames = report.key_frames;
+                }
                 Err(OperatorError::Limit { limit, .. }) => {
                     ctx.node = "decode".into();
                     ctx.reject(limit);
@@ -163,7 +168,39 @@ impl VideoPlan {
                 ctx.fail(e.to_string());
             }
         }
+        if ctx.is_ok() && !ctx.clips.is_empty() {
+            self.run_clip_stage(&mut ctx);
+        }
         ctx
+    }
+
+    /// The clip stage: one decode of the kept clips' ranges for the nodes that asked for it.
+    fn run_clip_stage(&self, ctx: &mut VideoContext) {
+        let mut sinks = Vec::new();
+        for node in &self.nodes {
+            ctx.node = node.id.clone();
+            match guarded(&node.id, || node.op.clip_sink(ctx)) {
+                Ok(Some(sink)) => sinks.push((node.id.clone(), sink)),
+                Ok(None) => {}
+                Err(e) => {
+                    ctx.fail(e.to_string());
+                    return;
+                }
+            }
+        }
+        if sinks.is_empty() {
+            return;
+        }
+        let t = Instant::now();
+        let opts = DecodeOptions {
+            skip_loop_filter: false,
+            ..self.decode.clone()
+        };
+        if let Err(e) = guarded("clip_stage", || clip_stage::run(ctx, sinks, &opts)) {
+            ctx.fail(e.to_string());
+        }
+        ctx.timings
+            .push(("clip_stage".into(), t.elapsed().as_secs_f64()));
     }
 }
 

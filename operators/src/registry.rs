@@ -7,8 +7,11 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 use crate::attributes::{Attributes, AttributesConfig};
+use crate::bucket::{Bucket, BucketConfig};
 use crate::crop::{Crop, CropConfig};
 use crate::exposure::{Exposure, ExposureConfig};
+use crate::media::preview::{Preview, PreviewConfig};
+use crate::media::transcode::{Transcode, TranscodeConfig};
 use crate::motion::{Motion, MotionConfig};
 use crate::nr_quality::{NrQuality, NrQualityConfig};
 use crate::operator::Operator;
@@ -123,6 +126,39 @@ pub static OPERATORS: &[OperatorInfo] = &[
                     key: None,
                     message: e.to_string(),
                 })
+        },
+    },
+    OperatorInfo {
+        name: "bucket",
+        outputs: crate::bucket::outputs,
+        summary: "training bucket per clip: resolution x aspect ratio x frame count from its cropped, upright picture; rejects clips fitting none",
+        build: |p| {
+            Bucket::new(params::<BucketConfig>(p)?)
+                .map(|b| Arc::new(b) as Arc<dyn Operator>)
+                .map_err(|e| ParamError {
+                    key: None,
+                    message: e.to_string(),
+                })
+        },
+    },
+    OperatorInfo {
+        name: "transcode",
+        outputs: crate::media::transcode::outputs,
+        summary: "clip media: each kept clip cut frame-accurately, cropped, upright, scaled to its bucket, H.264/MP4 in the `media` table",
+        build: |p| {
+            Transcode::new(params::<TranscodeConfig>(p)?)
+                .map(|t| Arc::new(t) as Arc<dyn Operator>)
+                .map_err(|e| ParamError { key: None, message: e.to_string() })
+        },
+    },
+    OperatorInfo {
+        name: "preview",
+        outputs: crate::media::preview::outputs,
+        summary: "per kept clip: JPEG thumbnail (middle frame) and looping animated WebP, in the `previews` table",
+        build: |p| {
+            Preview::new(params::<PreviewConfig>(p)?)
+                .map(|t| Arc::new(t) as Arc<dyn Operator>)
+                .map_err(|e| ParamError { key: None, message: e.to_string() })
         },
     },
 ];
