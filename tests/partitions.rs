@@ -79,16 +79,24 @@ fn killed_at_twenty_random_points_and_resumed_the_dataset_equals_an_uninterrupte
     let reference = f.reference("3");
     let expected_clips = clip_ids(&reference, &[], &[]);
     assert!(expected_clips.len() >= VIDEOS, "the tiny videos give clips");
+    let media = sql_int(&reference, "SELECT count(*) FROM media", &[], &[]);
+    let previews = sql_int(&reference, "SELECT count(*) FROM previews", &[], &[]);
+    assert_eq!(
+        (media, previews),
+        (expected_clips.len() as i64, expected_clips.len() as i64),
+        "every kept clip has media and a preview, so crashes hit their shards too"
+    );
     let mut crashes = 0;
     for seed in 1..=20u64 {
         let mut rng = Rng(seed);
         let out = f.out(&format!("crash-{seed}"));
         let mut done = false;
         for round in 0..12 {
-            // Puts in an uninterrupted 3-partition run: plan, 3 leases, 15 shards, 3 commits,
-            // then the clip_index pass's lease, shard and commit, and the manifest (~27):
-            // aborting after 1..=30 puts hits every step of the protocol, the pass included.
-            let after = 1 + rng.below(30);
+            // Puts in an uninterrupted 3-partition run: plan, 3 leases, 21 shards (seven tables:
+            // videos, boundaries, clips, rejections, rejected_clips, media, previews), 3 commits,
+            // then the clip_index pass's lease, shard and commit, and the manifest (~33):
+            // aborting after 1..=36 puts hits every step of the protocol, media and pass included.
+            let after = 1 + rng.below(36);
             let o = f.run(
                 &out,
                 &["--partitions", "3", "--resume"],

@@ -84,6 +84,33 @@ fn quickstart_dag_then_sql_counts_match_the_samples() {
         "SELECT count(*) AS n FROM clips c JOIN boundaries b USING (video_id) WHERE b.span_start < c.end_frame AND b.span_start + greatest(b.span_frames, 1) > c.start_frame",
     );
     assert_eq!(int(&crossing[0], "n"), 0);
+
+    // Training-ready: every kept clip has its bucket's media (the samples are 320x180, so 144p
+    // 16:9 at 256x144, never upscaled) whose stored bytes match their checksum, and a preview.
+    let media = sql_json(
+        &out,
+        "SELECT count(*) AS n, count(DISTINCT m.clip_id) AS clips, \
+         sum(CASE WHEN encode(digest(m.data, 'blake3'), 'hex') = m.checksum THEN 1 ELSE 0 END) AS good, \
+         sum(CASE WHEN m.width = 256 AND m.height = 144 AND m.frames = c.target_frames \
+             AND m.bucket LIKE '144p-16:9-%' THEN 1 ELSE 0 END) AS sized \
+         FROM media m JOIN clips c USING (clip_id)",
+    );
+    let m = &media[0];
+    assert_eq!(
+        [
+            int(m, "n"),
+            int(m, "clips"),
+            int(m, "good"),
+            int(m, "sized")
+        ],
+        [14; 4],
+        "{m:?}"
+    );
+    let previews = sql_json(
+        &out,
+        "SELECT count(*) AS n FROM previews WHERE thumbnail IS NOT NULL AND animation IS NOT NULL",
+    );
+    assert_eq!(int(&previews[0], "n"), 14);
 }
 
 #[test]
@@ -114,6 +141,31 @@ fn rerunning_into_a_committed_dataset_needs_overwrite() {
     kelp_ok(&with);
     let n = sql_json(&out, "SELECT count(*) AS n FROM videos");
     assert_eq!(int(&n[0], "n"), 3, "overwrite must replace, not append");
+    let media = sql_json(
+        &out,
+        "SELECT count(*) AS n, count(DISTINCT clip_id) AS d FROM media",
+    );
+    assert_eq!(
+        (int(&media[0], "n"), int(&media[0], "d")),
+        (14, 14),
+        "media replaced, not appended"
+    );
+    // A run without the media nodes, with --overwrite, leaves no media behind.
+    let dag = tmp.path().join("no-media.toml");
+    let text = std::fs::read_to_string(repo_root().join("dags/quickstart.toml")).unwrap();
+    let cut = text.find("[[node]]\nop = \"bucket\"").unwrap();
+    let pass = text.find("# A dataset-wide pass").unwrap();
+    std::fs::write(&dag, format!("{}{}", &text[..cut], &text[pass..])).unwrap();
+    let mut without = with.clone();
+    without[1] = dag.to_str().unwrap();
+    kelp_ok(&without);
+    for table in ["media", "previews"] {
+        let dir = out.join(table);
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "--overwrite left {table} shards: {left:?}");
+    }
 }
 
 #[test]

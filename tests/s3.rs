@@ -109,20 +109,24 @@ impl S3Fixture {
         self.moto.env()
     }
 
-    /// Clip ids and per-table row counts of a dataset in the bucket.
-    fn contents(&self, out: &str) -> (Vec<String>, Vec<i64>) {
+    /// Clip ids, per-table row counts and media digests of a dataset in the bucket.
+    fn contents(&self, out: &str) -> (Vec<String>, Vec<i64>, Vec<String>) {
         let ep = self.endpoint_args();
         let ep: Vec<&str> = ep.iter().map(String::as_str).collect();
         let env = self.env();
-        let counts = ["videos", "boundaries", "clips", "rejections"]
+        let counts = TABLES
             .iter()
             .map(|t| sql_int(out, &format!("SELECT count(*) AS n FROM {t}"), &ep, &env))
             .collect();
-        (clip_ids(out, &ep, &env), counts)
+        (
+            clip_ids(out, &ep, &env),
+            counts,
+            media_digests(out, &ep, &env),
+        )
     }
 
-    fn reference_contents(&self) -> (Vec<String>, Vec<i64>) {
-        let counts = ["videos", "boundaries", "clips", "rejections"]
+    fn reference_contents(&self) -> (Vec<String>, Vec<i64>, Vec<String>) {
+        let counts = TABLES
             .iter()
             .map(|t| {
                 sql_int(
@@ -133,7 +137,11 @@ impl S3Fixture {
                 )
             })
             .collect();
-        (clip_ids(&self.reference, &[], &[]), counts)
+        (
+            clip_ids(&self.reference, &[], &[]),
+            counts,
+            media_digests(&self.reference, &[], &[]),
+        )
     }
 }
 
@@ -144,14 +152,16 @@ fn curate_from_a_bucket_into_a_bucket_then_sql_over_it() {
     assert!(o.status.success(), "{}", show(&o));
     let summary = String::from_utf8_lossy(&o.stdout);
     assert!(summary.contains("5 videos (5 ok, 0 error)"), "{summary}");
-    let (ids, counts) = f.contents("s3://kelp-out/datasets/tiny");
-    let (ref_ids, ref_counts) = f.reference_contents();
+    let (ids, counts, media) = f.contents("s3://kelp-out/datasets/tiny");
+    let (ref_ids, ref_counts, ref_media) = f.reference_contents();
     assert_eq!(
         counts, ref_counts,
         "row counts of the bucket dataset vs a local run"
     );
-    // Clip ids hash the video bytes and frame ranges, not the URI: the same as local.
+    // Clip ids hash the video bytes and frame ranges, not the URI: the same as local; so do
+    // the media bytes.
     assert_eq!(ids, ref_ids);
+    assert_eq!(media, ref_media, "media in the bucket equal a local run's");
     let ep = f.endpoint_args();
     let mut args = vec!["status", "s3://kelp-out/datasets/tiny", "--format", "json"];
     args.extend(ep.iter().map(String::as_str));
@@ -200,10 +210,21 @@ fn curate_from_a_bucket_into_a_bucket_then_sql_over_it() {
     assert_eq!(clips, counts[2], "stats over S3 count the clips sql counts");
 }
 
+/// The tables whose row counts must survive crashes (media and previews included).
+const TABLES: [&str; 6] = [
+    "videos",
+    "boundaries",
+    "clips",
+    "rejections",
+    "media",
+    "previews",
+];
+
 #[test]
 fn crashes_and_store_failures_on_s3_resume_to_the_uninterrupted_dataset() {
     let f = fixture();
     let expected = f.reference_contents();
+    assert_eq!(expected.2.len(), expected.0.len(), "every clip has media");
     let mut interrupted = 0;
     for seed in 1..=4u64 {
         let mut rng = Rng(seed * 31);

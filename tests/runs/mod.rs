@@ -55,8 +55,9 @@ pub fn tiny_videos(dir: &Path, n: usize) -> Vec<PathBuf> {
         .collect()
 }
 
-/// A DAG for the tiny videos: probe, shots, 0.3–0.5 s clips, and the `clip_index` pass (so every
-/// crash, fault and worker test covers a dataset-wide pass too); `engine` lines go into [engine].
+/// A DAG for the tiny videos: probe, shots, 0.3–0.5 s clips, their media and previews, and the
+/// `clip_index` pass (so every crash, fault and worker test covers clip media and a dataset-wide
+/// pass too); `engine` lines go into [engine].
 pub fn tiny_dag(dir: &Path, engine: &str) -> PathBuf {
     let path = dir.join("tiny.toml");
     std::fs::write(
@@ -64,6 +65,7 @@ pub fn tiny_dag(dir: &Path, engine: &str) -> PathBuf {
         format!(
             "[source]\nuri = \"unused\"\n[output]\nuri = \"unused\"\n[engine]\n{engine}\n\
              [[node]]\nop = \"probe\"\n[[node]]\nop = \"shots\"\n[[node]]\nop = \"window\"\nmin_s = 0.3\nmax_s = 0.5\n\
+             [[node]]\nop = \"transcode\"\npreset = \"ultrafast\"\n[[node]]\nop = \"preview\"\n\
              [[pass]]\nop = \"clip_index\"\n"
         ),
     )
@@ -152,6 +154,24 @@ pub fn sql_int(dataset: &str, query: &str, extra: &[&str], env: &[(&str, String)
         .and_then(|r| r.values().next())
         .and_then(|x| x.as_i64())
         .unwrap_or_else(|| panic!("no integer in {v}"))
+}
+
+/// Every clip's media and preview bytes, as sorted `clip_id:digest` lines (BLAKE3 computed by
+/// the SQL engine over the stored bytes): equal lists mean byte-identical media.
+pub fn media_digests(dataset: &str, extra: &[&str], env: &[(&str, String)]) -> Vec<String> {
+    let query = "SELECT m.clip_id || ':' || encode(digest(m.data, 'blake3'), 'hex') || ':' || \
+         encode(digest(p.thumbnail, 'blake3'), 'hex') || ':' || \
+         encode(digest(p.animation, 'blake3'), 'hex') AS d \
+         FROM media m JOIN previews p ON m.clip_id = p.clip_id ORDER BY d";
+    let mut args = vec!["sql", query, "--dataset", dataset, "--format", "csv"];
+    args.extend_from_slice(extra);
+    let o = kelp_env(&args, env);
+    assert!(o.status.success(), "{}", show(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect()
 }
 
 /// Sorted clip ids of a dataset.
