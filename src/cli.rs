@@ -160,6 +160,27 @@ pub enum BenchCommand {
     },
     /// A whole DAG's per-video work (every analysis, one decode) vs the bare decode.
     Dag { dag: PathBuf, videos: Vec<PathBuf> },
+    /// Clip media storage: clips packed in the `media` table's Parquet shards vs one object per
+    /// clip, read in random order from a moto S3 server (requests and bytes per 1,000 clips).
+    MediaLayout {
+        /// A dataset with a `media` table (its clips are repeated up to --clips).
+        #[arg(long, default_value = "out/quickstart")]
+        dataset: String,
+        #[arg(long, default_value_t = 1000)]
+        clips: usize,
+        /// Seed of the random read order.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// Clip media: the clip stage with the DAG's `transcode` over each video's kept clips vs the
+    /// ffmpeg CLI once per clip (same filters and encoder settings), and its decode vs a bare
+    /// decode of the same ranges.
+    Transcode {
+        /// The DAG whose analysis picks the clips and whose `transcode` node sets the encoder.
+        #[arg(long, default_value = "dags/quickstart.toml")]
+        dag: PathBuf,
+        videos: Vec<PathBuf>,
+    },
     /// Shot detection vs the bare decode (ffmpeg CLI, 1 thread) and PySceneDetect, with F1 where
     /// `<file>.labels.csv` sits beside a video (or in --labels).
     Shots {

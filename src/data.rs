@@ -136,6 +136,17 @@ pub fn dispatch(command: Command) -> Result<Option<Command>> {
             print!("{}", sql::table(&table, start));
             Ok(None)
         }
+        Command::Bench(BenchCommand::MediaLayout {
+            dataset,
+            clips,
+            seed,
+        }) => {
+            use kelp_pipeline::bench::media;
+            let rows =
+                runtime()?.block_on(media::run_media_layout(&dataset, clips.max(1), seed))?;
+            print!("{}", media::media_layout_table(&rows));
+            Ok(None)
+        }
         other => Ok(Some(other)),
     }
 }

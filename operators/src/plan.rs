@@ -55,8 +55,18 @@ impl VideoPlan {
         &self.nodes
     }
 
-    /// Runs every node over `source`. Never fails: problems end up in the context's error.
+    /// Runs every node over `source`, then the clip stage. Never fails: problems end up in the
+    /// context's error.
     pub fn run(&self, source: SourceVideo) -> VideoContext {
+        let mut ctx = self.analyse(source);
+        if ctx.is_ok() && !ctx.clips.is_empty() {
+            self.clip_stage(&mut ctx, None);
+        }
+        ctx
+    }
+
+    /// Every node's per-video analysis (one decode), without the clip stage.
+    pub fn analyse(&self, source: SourceVideo) -> VideoContext {
         let _span = info_span!("video", uri = %source.uri).entered();
         let (video_id, size) = match std::fs::metadata(&source.path) {
             Ok(m) if m.is_file() => match content_id(&source.path) {
@@ -168,16 +178,17 @@ impl VideoPlan {
                 ctx.fail(e.to_string());
             }
         }
-        if ctx.is_ok() && !ctx.clips.is_empty() {
-            self.run_clip_stage(&mut ctx);
-        }
         ctx
     }
 
-    /// The clip stage: one decode of the kept clips' ranges for the nodes that asked for it.
-    fn run_clip_stage(&self, ctx: &mut VideoContext) {
+    /// The clip stage: one decode of the kept clips' ranges for the nodes that asked for it
+    /// (only those named in `only`, when given: benchmarks time one operator).
+    pub fn clip_stage(&self, ctx: &mut VideoContext, only: Option<&[&str]>) {
         let mut sinks = Vec::new();
         for node in &self.nodes {
+            if only.is_some_and(|ids| !ids.contains(&node.id.as_str())) {
+                continue;
+            }
             ctx.node = node.id.clone();
             match guarded(&node.id, || node.op.clip_sink(ctx)) {
                 Ok(Some(sink)) => sinks.push((node.id.clone(), sink)),

@@ -2,9 +2,9 @@
 //! `schema`, `bench dag`, `bench shots`), and every other command too. `kelp` hands these over to
 //! it, so only this binary loads FFmpeg and OpenCV.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 use kelp_cli::cli::{init_logging, runtime, BenchCommand, Cli, Command, ShotsFormat};
 use kelp_operators::shots::ShotsConfig;
@@ -106,6 +106,7 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
             print!("{}", kelp_pipeline::bench::dag_table(&rows));
             Ok(())
         }
+        Command::Bench(BenchCommand::Transcode { dag, videos }) => bench_transcode(&dag, &videos),
         Command::Bench(BenchCommand::Shots {
             videos,
             labels,
@@ -182,5 +183,38 @@ fn shots(video: PathBuf, format: ShotsFormat, threads: usize) -> Result<()> {
         "{}",
         kelp_operators::shots::report::render(&ctx, format).map_err(anyhow::Error::msg)?
     );
+    Ok(())
+}
+
+/// `kelp bench transcode`: the DAG's analysis picks the clips, then its `transcode` node is timed
+/// against the per-clip ffmpeg CLI.
+fn bench_transcode(dag_path: &Path, videos: &[PathBuf]) -> Result<()> {
+    if videos.is_empty() {
+        bail!("name at least one video: kelp bench transcode [--dag DAG] VIDEO...");
+    }
+    let compiled = dag::load(dag_path)?;
+    let node = compiled
+        .dag
+        .nodes
+        .iter()
+        .find(|n| n.op == "transcode")
+        .with_context(|| format!("{}: no transcode node to time", dag_path.display()))?;
+    let config: kelp_operators::media::transcode::TranscodeConfig =
+        kelp_operators::registry::params(&node.params)
+            .map_err(|e| anyhow::anyhow!("{}: node {}: {e}", dag_path.display(), node.id))?;
+    let scratch = std::env::temp_dir().join(format!("kelp-bench-transcode-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    let mut rows = Vec::new();
+    for video in videos {
+        let row =
+            kelp_operators::media::bench::run(&compiled.plan, &node.id, &config, video, &scratch)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", video.display()));
+        match row {
+            Ok(r) => rows.push(r),
+            Err(e) => eprintln!("skipped: {e:#}"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    print!("{}", kelp_operators::media::bench::table(&rows));
     Ok(())
 }

@@ -27,7 +27,10 @@ pub struct ClipStageReport {
     /// Clips asked for, and those whose frames could not be read.
     pub clips: u32,
     pub failed: u32,
+    /// Wall-clock seconds of the whole stage, and of reading and decoding alone (one decoder
+    /// thread by default, so about its CPU time).
     pub seconds: f64,
+    pub decode_seconds: f64,
 }
 
 /// A sink's view of one clip while it is being decoded.
@@ -248,13 +251,16 @@ fn decode_jobs(
                 }
             }
         }
-        let got = match next_frame(
+        let t = Instant::now();
+        let next = next_frame(
             &mut input,
             &mut decoder,
             stream_index,
             &mut packet,
             &mut decoded,
-        ) {
+        );
+        report.decode_seconds += t.elapsed().as_secs_f64();
+        let got = match next {
             Ok(got) => got,
             Err(e) => {
                 last_error = Some(e);

@@ -2,6 +2,7 @@
 //! ([`transcode`]) and previews for the browser ([`preview`]) — and the in-memory encoders they
 //! share ([`encode`]).
 
+pub mod bench;
 pub mod encode;
 pub mod preview;
 pub mod transcode;

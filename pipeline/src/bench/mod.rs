@@ -1,8 +1,11 @@
 //! Benchmarks printed as Markdown tables with the peer's numbers from the same run: a whole DAG
 //! against the bare decode ([`dag`]), and `kelp sql` against DuckDB on a synthetic dataset
-//! ([`sql`]). The shots benchmark lives with the detector (`kelp_operators::bench`).
+//! ([`sql`]), and the two ways to store clip media on object storage ([`media`]). The shots and
+//! transcode benchmarks live with the video code (`kelp_operators::bench`,
+//! `kelp_operators::media::bench`).
 
 pub mod dag;
+pub mod media;
 pub mod sql;
 
 pub use dag::{dag_table, run_dag, DagRow};

@@ -20,6 +20,7 @@ pub mod handle;
 pub mod io;
 pub mod lease;
 pub mod manifest;
+pub mod ranged;
 pub mod schema;
 pub mod writer;
 

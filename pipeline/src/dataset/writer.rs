@@ -4,7 +4,7 @@
 //!
 //! Tables of large binary values (encoded clips, previews) are laid out for ranged reads: a shard
 //! closes at [`MAX_SHARD_BYTES`] whatever its row count, those columns are stored as they are
-//! (already compressed; no dictionary), pages hold about one value each and the offset index is
+//! (already compressed; no dictionary), pages hold one value each and the offset index is
 //! written, so a reader fetches one clip's bytes with one range request after the footer.
 
 use arrow::datatypes::SchemaRef;
@@ -138,12 +138,12 @@ pub fn encode(batch: &RecordBatch) -> std::result::Result<Vec<u8>, String> {
     ));
     let blobs = blob_columns(batch);
     if !blobs.is_empty() {
-        // Pages are checked against their size limit after every row, so each holds about one
-        // large value; row groups stay small enough to fetch whole when a reader wants to.
+        // Pages are checked against their size limit after every row, so each holds exactly one
+        // large value; row groups stay small (a reader may fetch a whole one).
         builder = builder
             .set_write_batch_size(1)
-            .set_data_page_size_limit(64 << 10)
-            .set_max_row_group_bytes(Some(64 << 20))
+            .set_data_page_size_limit(1)
+            .set_max_row_group_bytes(Some(4 << 20))
             .set_offset_index_disabled(false);
         for name in blobs {
             let path = ColumnPath::from(name);

@@ -40,6 +40,9 @@ pub struct RequestCounts {
     pub list: u64,
     pub delete: u64,
     pub copy: u64,
+    /// Bytes the gets returned (not a request count; not in `total`).
+    #[serde(default)]
+    pub get_bytes: u64,
 }
 
 impl RequestCounts {
@@ -57,6 +60,7 @@ impl RequestCounts {
             list: self.list - earlier.list,
             delete: self.delete - earlier.delete,
             copy: self.copy - earlier.copy,
+            get_bytes: self.get_bytes - earlier.get_bytes,
         }
     }
 }
@@ -87,6 +91,7 @@ struct Counters {
     list: AtomicU64,
     delete: AtomicU64,
     copy: AtomicU64,
+    get_bytes: AtomicU64,
 }
 
 fn counters() -> &'static Counters {
@@ -105,7 +110,29 @@ pub fn request_counts() -> RequestCounts {
         list: c.list.load(Ordering::Relaxed),
         delete: c.delete.load(Ordering::Relaxed),
         copy: c.copy.load(Ordering::Relaxed),
+        get_bytes: c.get_bytes.load(Ordering::Relaxed),
     }
+}
+
+/// Requests an object store makes for `ranges`: it merges ranges less than
+/// `object_store::OBJECT_STORE_COALESCE_DEFAULT` (1 MiB) apart into one request.
+fn merged_requests(ranges: &[Range<u64>]) -> u64 {
+    let mut sorted: Vec<&Range<u64>> = ranges.iter().collect();
+    sorted.sort_by_key(|r| r.start);
+    let mut requests = 0;
+    let mut end: Option<u64> = None;
+    for r in sorted {
+        match end {
+            Some(e) if r.start <= e + object_store::OBJECT_STORE_COALESCE_DEFAULT => {
+                end = Some(e.max(r.end));
+            }
+            _ => {
+                requests += 1;
+                end = Some(r.end);
+            }
+        }
+    }
+    requests
 }
 
 /// Injected faults (see the module docs).
@@ -297,15 +324,23 @@ impl ObjectStore for Instrumented {
         if self.faults().and_then(Faults::fail).is_some() {
             return Err(injected("get", location.as_ref()));
         }
-        self.inner.get_opts(location, options).await
+        let result = self.inner.get_opts(location, options).await?;
+        c.get_bytes
+            .fetch_add(result.range.end - result.range.start, Ordering::Relaxed);
+        Ok(result)
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        counters().get.fetch_add(1, Ordering::Relaxed);
+        // The inner store merges nearby ranges and sends one request per merged range.
+        let c = counters();
+        c.get.fetch_add(merged_requests(ranges), Ordering::Relaxed);
         if self.faults().and_then(Faults::fail).is_some() {
             return Err(injected("get", location.as_ref()));
         }
-        self.inner.get_ranges(location, ranges).await
+        let parts = self.inner.get_ranges(location, ranges).await?;
+        let bytes: usize = parts.iter().map(Bytes::len).sum();
+        c.get_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        Ok(parts)
     }
 
     fn delete_stream(
