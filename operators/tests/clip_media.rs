@@ -241,6 +241,20 @@ fn clips_between_sparse_keyframes_are_frame_accurate_with_one_decoder_and_one_se
             "{id}: neighbour {off:.1} dB vs {p_first:.1} dB"
         );
     }
+
+    // Without a node working on clip pictures, no clip stage runs at all.
+    let nodes = vec![
+        node("probe", ""),
+        node("shots", ""),
+        node("window", CLIPS_2S),
+    ];
+    let keep = Keep {
+        starts: vec![],
+        truncate_to: None,
+    };
+    let ctx = run(&src, nodes, keep);
+    assert_eq!(ctx.clips.len(), 8);
+    assert!(ctx.clip_stage.is_none(), "{:?}", ctx.clip_stage);
 }
 
 #[test]

@@ -251,6 +251,16 @@ fn decode_jobs(
                 }
             }
         }
+        // Before the next clip (none being read), frames nothing refers to need no decoding.
+        let skip_before = if can_seek && !jobs.iter().any(|j| !j.done && j.next > j.start) {
+            jobs.iter()
+                .filter(|j| !j.done)
+                .map(|j| j.start)
+                .min()
+                .and_then(|s| ctx.frame_pts.get(s as usize).copied().flatten())
+        } else {
+            None
+        };
         let t = Instant::now();
         let next = next_frame(
             &mut input,
@@ -258,6 +268,7 @@ fn decode_jobs(
             stream_index,
             &mut packet,
             &mut decoded,
+            skip_before,
         );
         report.decode_seconds += t.elapsed().as_secs_f64();
         let got = match next {
@@ -497,13 +508,16 @@ fn seek(input: &mut ffmpeg::format::context::Input, stream: usize, pts: i64) {
     }
 }
 
-/// The next decoded frame of the video stream; `Ok(false)` at the end.
+/// The next decoded frame of the video stream; `Ok(false)` at the end. Frames shown before
+/// `skip_before` (a timestamp) that no other frame refers to are not decoded at all: they lie
+/// between a seek's keyframe and the next clip, and would be dropped anyway.
 fn next_frame(
     input: &mut ffmpeg::format::context::Input,
     decoder: &mut ffmpeg::decoder::Video,
     stream_index: usize,
     packet: &mut ffmpeg::Packet,
     out: &mut VideoFrame,
+    skip_before: Option<i64>,
 ) -> std::result::Result<bool, String> {
     loop {
         if decoder.receive_frame(out).is_ok() {
@@ -522,6 +536,13 @@ fn next_frame(
         if packet.stream() != stream_index {
             continue;
         }
+        let skip = match (skip_before, packet.pts()) {
+            (Some(limit), Some(pts)) if pts < limit => ffmpeg::ffi::AVDiscard::AVDISCARD_NONREF,
+            _ => ffmpeg::ffi::AVDiscard::AVDISCARD_DEFAULT,
+        };
+        // SAFETY: the decoder's context is open and ours; skip_frame is a plain enum field the
+        // decoder reads for each packet it is sent.
+        unsafe { (*decoder.as_mut_ptr()).skip_frame = skip };
         // A corrupt packet is skipped; missing frames show up as a gap in the frame indices.
         let _ = decoder.send_packet(packet);
     }
