@@ -14,6 +14,7 @@
 
 use serde::Deserialize;
 
+use crate::clip_stage::Target;
 use crate::context::VideoContext;
 use crate::error::{OperatorError, Result};
 use crate::operator::{FrameSink, Operator};
@@ -297,12 +298,9 @@ fn parse_ratio(text: &str) -> std::result::Result<Ratio, String> {
 }
 
 /// The picture a clip's media is cut from: the crop box (or the coded picture), turned upright.
-pub fn clip_picture(ctx: &VideoContext, clip: usize) -> Option<(u32, u32)> {
+pub fn clip_picture(ctx: &VideoContext, clip: Target) -> Option<(u32, u32)> {
     let probe = ctx.probe.as_ref()?;
-    let (w, h) = match (
-        ctx.clip_value("crop_w", clip),
-        ctx.clip_value("crop_h", clip),
-    ) {
+    let (w, h) = match (clip.value(ctx, "crop_w"), clip.value(ctx, "crop_h")) {
         (Some(w), Some(h)) if w >= 1.0 && h >= 1.0 => (w as u32, h as u32),
         _ => (probe.width, probe.height),
     };
@@ -327,7 +325,7 @@ impl Operator for Bucket {
         let fps = 1.0 / ctx.mean_frame_step();
         let mut assigned: Vec<std::result::Result<Assignment, String>> = Vec::new();
         for (i, clip) in ctx.clips.iter().enumerate() {
-            assigned.push(match clip_picture(ctx, i) {
+            assigned.push(match clip_picture(ctx, Target::Kept(i)) {
                 Some((w, h)) => self.assign(w, h, clip.frames(), fps),
                 None => Err("no probe facts (add a `probe` node)".into()),
             });

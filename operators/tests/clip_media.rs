@@ -405,3 +405,50 @@ fn the_filter_chain_crops_then_rotates_then_scales() {
     assert!(crop < turn && turn < scale, "{chain}");
     assert!(chain.contains("flags=area"), "shrinking averages: {chain}");
 }
+
+#[test]
+fn previews_of_rejected_clips_come_from_the_same_pass_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = sparse_keyframes(dir.path(), &[], "null", "previews.mp4");
+    let nodes = vec![
+        node("probe", ""),
+        node("shots", ""),
+        node("window", CLIPS_2S),
+        node("transcode", "preset = \"ultrafast\""),
+        node("preview", "rejected = true"),
+    ];
+    let ctx = run(
+        &src,
+        nodes,
+        Keep {
+            starts: vec![100],
+            truncate_to: None,
+        },
+    );
+    assert!(ctx.error.is_none(), "{:?}", ctx.error);
+    assert_eq!(media(&ctx).len(), 1, "media for the kept clip only");
+    let previews = &ctx.tables["previews"];
+    assert_eq!(previews.len, 8, "the kept clip and the 7 rejected ones");
+    let kept: Vec<bool> = previews
+        .column("kept")
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64() == Some(1.0))
+        .collect();
+    assert_eq!(kept.iter().filter(|k| **k).count(), 1);
+    for v in previews.column("thumbnail").unwrap() {
+        let Value::Bytes(jpeg) = v else { panic!() };
+        assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "a JPEG");
+    }
+    for v in previews.column("animation").unwrap() {
+        let Value::Bytes(webp) = v else { panic!() };
+        assert!(&webp[..4] == b"RIFF" && &webp[8..12] == b"WEBP", "a WebP");
+    }
+    let report = ctx.clip_stage.clone().unwrap();
+    assert_eq!((report.decoder_opens, report.clips), (1, 8), "{report:?}");
+    assert_eq!(
+        ctx.clips.len(),
+        1,
+        "previewing a rejected clip does not keep it"
+    );
+}

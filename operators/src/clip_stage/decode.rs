@@ -10,7 +10,7 @@ use ffmpeg_next as ffmpeg;
 use tracing::debug;
 
 use super::graph::{filter_chain, pack, ClipGraph, CropBox};
-use super::{ClipDone, ClipFrame, ClipRequest, ClipSink, Rate};
+use super::{ClipDone, ClipFrame, ClipRequest, ClipSink, Rate, Target};
 use crate::context::VideoContext;
 use crate::decode::{describe, init_ffmpeg, DecodeOptions};
 use crate::error::{OperatorError, Result};
@@ -43,7 +43,8 @@ struct Feed {
 
 /// One clip to read: its range and the sinks that want it.
 struct Job {
-    clip: usize,
+    clip: Target,
+    clip_id: String,
     start: u64,
     end: u64,
     crop: Option<CropBox>,
@@ -83,24 +84,34 @@ pub fn run(
             for job in jobs.iter_mut().filter(|j| !j.done) {
                 job.error = Some(format!(
                     "frames {}..{} of clip {} could not be read: {e}",
-                    job.start, job.end, ctx.clips[job.clip].clip_id
+                    job.start, job.end, job.clip_id
                 ));
                 job.done = true;
             }
         }
     }
-    let failed: Vec<(usize, String)> = jobs
+    let failed: Vec<(Target, String)> = jobs
         .iter()
         .filter_map(|j| j.error.clone().map(|e| (j.clip, e)))
         .collect();
     report.failed = failed.len() as u32;
-    let failed_ids: Vec<usize> = failed.iter().map(|(c, _)| *c).collect();
+    let failed_ids: Vec<Target> = failed.iter().map(|(c, _)| *c).collect();
     for (node, sink) in sinks {
         ctx.node = node;
         sink.finish(ctx, &failed_ids)?;
     }
     ctx.node = "clip_stage".into();
-    for (clip, reason) in failed.into_iter().rev() {
+    // Kept clips whose frames could not be read are rejected (highest index first, so the
+    // others keep their place); a rejected clip's missing preview needs nothing more.
+    let mut kept: Vec<(usize, String)> = failed
+        .into_iter()
+        .filter_map(|(t, reason)| match t {
+            Target::Kept(i) => Some((i, reason)),
+            Target::Rejected(_) => None,
+        })
+        .collect();
+    kept.sort_by_key(|(i, _)| *i);
+    for (clip, reason) in kept.into_iter().rev() {
         ctx.reject_clip(clip, reason);
     }
     report.seconds = started.elapsed().as_secs_f64();
@@ -109,13 +120,18 @@ pub fn run(
 }
 
 fn jobs_of(ctx: &VideoContext, sinks: &[(String, Box<dyn ClipSink>)]) -> Vec<Job> {
+    let kept = (0..ctx.clips.len()).map(Target::Kept);
+    let rejected = (0..ctx.rejections.len()).map(Target::Rejected);
     let mut jobs: Vec<Job> = Vec::new();
-    for (i, clip) in ctx.clips.iter().enumerate() {
+    for target in kept.chain(rejected) {
+        let Some(clip) = target.clip(ctx) else {
+            continue;
+        };
         let feeds: Vec<Feed> = sinks
             .iter()
             .enumerate()
             .filter_map(|(s, (_, sink))| {
-                sink.request(ctx, i).map(|request| Feed {
+                sink.request(ctx, target).map(|request| Feed {
                     sink: s,
                     request,
                     graph: None,
@@ -126,7 +142,7 @@ fn jobs_of(ctx: &VideoContext, sinks: &[(String, Box<dyn ClipSink>)]) -> Vec<Job
         if feeds.is_empty() || clip.end_frame <= clip.start_frame {
             continue;
         }
-        let cell = |n: &str| ctx.clip_value(n, i).filter(|v| *v >= 0.0).map(|v| v as u32);
+        let cell = |n: &str| target.value(ctx, n).filter(|v| *v >= 0.0).map(|v| v as u32);
         let crop = match (
             cell("crop_x"),
             cell("crop_y"),
@@ -137,7 +153,8 @@ fn jobs_of(ctx: &VideoContext, sinks: &[(String, Box<dyn ClipSink>)]) -> Vec<Job
             _ => None,
         };
         jobs.push(Job {
-            clip: i,
+            clip: target,
+            clip_id: clip.clip_id.clone(),
             start: clip.start_frame,
             end: clip.end_frame,
             crop,
@@ -308,7 +325,7 @@ fn decode_jobs(
                 }
                 job.error = Some(format!(
                     "{}: frames {}..{} of clip {} could not be read: frame {} missing",
-                    ctx.source.uri, job.start, job.end, ctx.clips[job.clip].clip_id, job.next
+                    ctx.source.uri, job.start, job.end, job.clip_id, job.next
                 ));
                 job.done = true;
                 continue;
@@ -333,23 +350,13 @@ fn decode_jobs(
                 sinks,
                 &mut scratch,
             ) {
-                job.error = Some(format!(
-                    "{}: clip {}: {e}",
-                    ctx.source.uri, ctx.clips[job.clip].clip_id
-                ));
+                job.error = Some(format!("{}: clip {}: {e}", ctx.source.uri, job.clip_id));
                 job.done = true;
                 continue;
             }
             job.next = index + 1;
             if job.next >= job.end || !job.wants_more() {
-                finish_job(
-                    job,
-                    source_rate,
-                    sinks,
-                    &mut scratch,
-                    &ctx.clips[job.clip].clip_id,
-                    &ctx.source.uri,
-                );
+                finish_job(job, source_rate, sinks, &mut scratch, &ctx.source.uri);
             }
         }
         if rescue {
@@ -372,7 +379,7 @@ fn decode_jobs(
         };
         job.error = Some(format!(
             "{}: frames {}..{} of clip {} could not be read: {why}",
-            ctx.source.uri, job.start, job.end, ctx.clips[job.clip].clip_id
+            ctx.source.uri, job.start, job.end, job.clip_id
         ));
         job.done = true;
     }
@@ -422,7 +429,7 @@ fn feed(
 
 /// Hands every frame ready in a feed's graph to its sink (up to the request's frame count).
 fn drain(
-    clip: usize,
+    clip: Target,
     f: &mut Feed,
     source_rate: Rate,
     sinks: &mut [(String, Box<dyn ClipSink>)],
@@ -462,10 +469,10 @@ fn finish_job(
     source_rate: Rate,
     sinks: &mut [(String, Box<dyn ClipSink>)],
     scratch: &mut Scratch,
-    clip_id: &str,
     uri: &str,
 ) {
     job.done = true;
+    let clip_id = job.clip_id.clone();
     for f in job.feeds.iter_mut() {
         let flushed = match f.graph.as_mut() {
             Some(g) => g.flush(),

@@ -12,11 +12,52 @@
 mod decode;
 mod graph;
 
-use crate::context::VideoContext;
+use crate::context::{Clip, VideoContext};
 use crate::error::Result;
+use crate::output::Value;
 
 pub use decode::{run, ClipStageReport};
 pub use graph::filter_chain;
+
+/// A clip the stage reads: a kept one (an index into `ctx.clips`) or, for sinks that ask for
+/// them, a rejected one (an index into `ctx.rejections`), decoded in the same pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    Kept(usize),
+    Rejected(usize),
+}
+
+impl Target {
+    /// The clip itself.
+    pub fn clip(self, ctx: &VideoContext) -> Option<&Clip> {
+        match self {
+            Target::Kept(i) => ctx.clips.get(i),
+            Target::Rejected(r) => ctx.rejections.get(r).and_then(|r| r.clip.as_ref()),
+        }
+    }
+
+    /// One of its column values (a rejected clip has those it had when it was turned away).
+    pub fn cell(self, ctx: &VideoContext, name: &str) -> Option<Value> {
+        match self {
+            Target::Kept(i) => ctx.clip_cell(name, i).cloned(),
+            Target::Rejected(r) => ctx.rejections.get(r).and_then(|r| {
+                r.values
+                    .iter()
+                    .find(|(n, v)| n == name && !v.is_null())
+                    .map(|(_, v)| v.clone())
+            }),
+        }
+    }
+
+    /// A numeric column value.
+    pub fn value(self, ctx: &VideoContext, name: &str) -> Option<f64> {
+        self.cell(ctx, name).and_then(|v| v.as_f64())
+    }
+
+    pub fn is_kept(self) -> bool {
+        matches!(self, Target::Kept(_))
+    }
+}
 
 /// Pixel layout of clip frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -106,15 +147,16 @@ pub struct ClipDone {
     pub rate: Rate,
 }
 
-/// Per-video state of an operator working on kept clips' pictures.
+/// Per-video state of an operator working on clip pictures.
 pub trait ClipSink: Send {
-    /// What this sink wants of clip `clip` (an index into `ctx.clips`); `None` skips it.
-    fn request(&self, ctx: &VideoContext, clip: usize) -> Option<ClipRequest>;
-    /// One frame of clip `clip`, in order.
-    fn frame(&mut self, clip: usize, frame: &ClipFrame<'_>) -> Result<()>;
+    /// What this sink wants of a clip (every kept clip and every rejected one is offered);
+    /// `None` skips it.
+    fn request(&self, ctx: &VideoContext, target: Target) -> Option<ClipRequest>;
+    /// One frame of a clip, in order.
+    fn frame(&mut self, target: Target, frame: &ClipFrame<'_>) -> Result<()>;
     /// After the clip's last frame.
-    fn end_clip(&mut self, clip: usize, done: ClipDone) -> Result<()>;
-    /// After every clip; `failed` lists the clips whose frames could not be read (they are
+    fn end_clip(&mut self, target: Target, done: ClipDone) -> Result<()>;
+    /// After every clip; `failed` lists the clips whose frames could not be read (kept ones are
     /// rejected after every sink has finished, so per-clip columns still cover them).
-    fn finish(self: Box<Self>, ctx: &mut VideoContext, failed: &[usize]) -> Result<()>;
+    fn finish(self: Box<Self>, ctx: &mut VideoContext, failed: &[Target]) -> Result<()>;
 }

@@ -78,7 +78,8 @@ pub fn run(
     let mut cli = Timing::default();
     let mut ranges: Vec<(String, String, u64)> = Vec::new();
     for (i, clip) in analysed.clips.iter().enumerate() {
-        let Some(request) = media_request(&analysed, i, fit) else {
+        let Some(request) = media_request(&analysed, crate::clip_stage::Target::Kept(i), fit)
+        else {
             continue;
         };
         let cell = |n: &str| analysed.clip_value(n, i).map(|v| v as u32);

@@ -8,7 +8,9 @@ use serde::Deserialize;
 
 use super::encode::{jpeg, ClipEncoder, EncoderSpec};
 use crate::bucket::clip_picture;
-use crate::clip_stage::{ClipDone, ClipFrame, ClipLayout, ClipRequest, ClipSink, Fit, Rate};
+use crate::clip_stage::{
+    ClipDone, ClipFrame, ClipLayout, ClipRequest, ClipSink, Fit, Rate, Target,
+};
 use crate::context::VideoContext;
 use crate::error::{OperatorError, Result};
 use crate::operator::{FrameSink, Operator};
@@ -33,6 +35,8 @@ pub struct PreviewConfig {
     pub jpeg_qscale: u32,
     /// Make the animation (off: thumbnails only).
     pub animation: bool,
+    /// Previews of rejected clips too (decoded in the same pass), so a browser can show why.
+    pub rejected: bool,
 }
 
 impl Default for PreviewConfig {
@@ -44,6 +48,7 @@ impl Default for PreviewConfig {
             webp_quality: 60,
             jpeg_qscale: 4,
             animation: true,
+            rejected: false,
         }
     }
 }
@@ -66,6 +71,11 @@ fn preview_columns() -> Vec<ColumnSpec> {
             "animated WebP (looping), null when off",
         ),
         c("animation_frames", T::Int32, "frames in `animation`, ≥ 0"),
+        c(
+            "kept",
+            T::Boolean,
+            "false for a rejected clip's preview (`rejected = true`)",
+        ),
     ]
 }
 
@@ -150,8 +160,8 @@ struct Made {
 
 struct PreviewSink {
     config: PreviewConfig,
-    frames: BTreeMap<usize, Sampled>,
-    done: BTreeMap<usize, Made>,
+    frames: BTreeMap<Target, Sampled>,
+    done: BTreeMap<Target, Made>,
 }
 
 /// Scales `(w, h)` so its short side is at most `short` (even sides, aspect kept).
@@ -162,10 +172,13 @@ fn preview_size(w: u32, h: u32, short: u32) -> (u32, u32) {
 }
 
 impl ClipSink for PreviewSink {
-    fn request(&self, ctx: &VideoContext, clip: usize) -> Option<ClipRequest> {
+    fn request(&self, ctx: &VideoContext, clip: Target) -> Option<ClipRequest> {
+        if !clip.is_kept() && !self.config.rejected {
+            return None;
+        }
         let (w, h) = clip_picture(ctx, clip)?;
         let (w, h) = preview_size(w, h, self.config.short_side);
-        let c = ctx.clips.get(clip)?;
+        let c = clip.clip(ctx)?;
         // Enough frames spread over the whole clip for the animation (and its middle frame).
         let duration = c.duration_s().max(ctx.mean_frame_step());
         let rate =
@@ -180,7 +193,7 @@ impl ClipSink for PreviewSink {
         })
     }
 
-    fn frame(&mut self, clip: usize, frame: &ClipFrame<'_>) -> Result<()> {
+    fn frame(&mut self, clip: Target, frame: &ClipFrame<'_>) -> Result<()> {
         let s = self.frames.entry(clip).or_insert_with(|| Sampled {
             width: frame.width,
             height: frame.height,
@@ -190,9 +203,9 @@ impl ClipSink for PreviewSink {
         Ok(())
     }
 
-    fn end_clip(&mut self, clip: usize, _done: ClipDone) -> Result<()> {
+    fn end_clip(&mut self, clip: Target, _done: ClipDone) -> Result<()> {
         let Some(s) = self.frames.remove(&clip) else {
-            return Err(preview_error(clip, "no frame reached the preview".into()));
+            return Err(preview_error("no frame reached the preview".into()));
         };
         let middle = s.frames.len() / 2;
         let thumbnail = jpeg(
@@ -201,7 +214,7 @@ impl ClipSink for PreviewSink {
             s.height,
             self.config.jpeg_qscale,
         )
-        .map_err(|r| preview_error(clip, r))?;
+        .map_err(preview_error)?;
         let animation = if self.config.animation {
             let spec = EncoderSpec {
                 codec: "libwebp_anim".into(),
@@ -212,12 +225,12 @@ impl ClipSink for PreviewSink {
                 muxer_options: vec![("loop".into(), "0".into())],
             };
             let rate = Rate::from_fps(self.config.animation_fps);
-            let mut enc = ClipEncoder::new(&spec, s.width, s.height, rate)
-                .map_err(|r| preview_error(clip, r))?;
+            let mut enc =
+                ClipEncoder::new(&spec, s.width, s.height, rate).map_err(preview_error)?;
             for f in &s.frames {
-                enc.push(f).map_err(|r| preview_error(clip, r))?;
+                enc.push(f).map_err(preview_error)?;
             }
-            Some(enc.finish().map_err(|r| preview_error(clip, r))?)
+            Some(enc.finish().map_err(preview_error)?)
         } else {
             None
         };
@@ -238,13 +251,13 @@ impl ClipSink for PreviewSink {
         Ok(())
     }
 
-    fn finish(self: Box<Self>, ctx: &mut VideoContext, failed: &[usize]) -> Result<()> {
+    fn finish(self: Box<Self>, ctx: &mut VideoContext, failed: &[Target]) -> Result<()> {
         let names: Vec<&str> = preview_columns().iter().map(|c| c.name).collect();
         for (clip, made) in self.done {
             if failed.contains(&clip) {
                 continue;
             }
-            let Some(c) = ctx.clips.get(clip) else {
+            let Some(c) = clip.clip(ctx) else {
                 continue;
             };
             let row: Vec<Value> = vec![
@@ -255,6 +268,7 @@ impl ClipSink for PreviewSink {
                 made.thumbnail.into(),
                 made.animation.into(),
                 (made.frames as i32).into(),
+                clip.is_kept().into(),
             ];
             ctx.add_row(TABLE_PREVIEWS, &names, row)?;
         }
@@ -262,10 +276,11 @@ impl ClipSink for PreviewSink {
     }
 }
 
-fn preview_error(clip: usize, reason: String) -> OperatorError {
+/// A preview failure; the clip stage names the file and the clip around it.
+fn preview_error(reason: String) -> OperatorError {
     OperatorError::Failed {
         op: "preview".into(),
         path: Default::default(),
-        reason: format!("clip {clip}: {reason}"),
+        reason,
     }
 }

@@ -8,7 +8,9 @@ use serde::Deserialize;
 
 use super::encode::{has_encoder, ClipEncoder, EncoderSpec};
 use crate::bucket::clip_picture;
-use crate::clip_stage::{ClipDone, ClipFrame, ClipLayout, ClipRequest, ClipSink, Fit, Rate};
+use crate::clip_stage::{
+    ClipDone, ClipFrame, ClipLayout, ClipRequest, ClipSink, Fit, Rate, Target,
+};
 use crate::context::VideoContext;
 use crate::error::{OperatorError, Result};
 use crate::operator::{FrameSink, Operator};
@@ -196,14 +198,14 @@ struct Encoded {
 struct TranscodeSink {
     spec: EncoderSpec,
     fit: Fit,
-    open: BTreeMap<usize, (ClipEncoder, u32, u32)>,
-    done: BTreeMap<usize, Encoded>,
+    open: BTreeMap<Target, (ClipEncoder, u32, u32)>,
+    done: BTreeMap<Target, Encoded>,
 }
 
 /// The media size and length of a clip: its bucket's when a `bucket` node ran, else its own
 /// picture (rounded down to even sides) and every frame at the source rate.
-pub fn media_request(ctx: &VideoContext, clip: usize, fit: Fit) -> Option<ClipRequest> {
-    let cell = |n: &str| ctx.clip_value(n, clip);
+pub fn media_request(ctx: &VideoContext, clip: Target, fit: Fit) -> Option<ClipRequest> {
+    let cell = |n: &str| clip.value(ctx, n);
     let source_fps = 1.0 / ctx.mean_frame_step();
     let (w, h) = match (cell("target_width"), cell("target_height")) {
         (Some(w), Some(h)) if w >= 2.0 && h >= 2.0 => (w as u32, h as u32),
@@ -228,31 +230,30 @@ pub fn media_request(ctx: &VideoContext, clip: usize, fit: Fit) -> Option<ClipRe
 }
 
 impl ClipSink for TranscodeSink {
-    fn request(&self, ctx: &VideoContext, clip: usize) -> Option<ClipRequest> {
-        media_request(ctx, clip, self.fit)
+    fn request(&self, ctx: &VideoContext, clip: Target) -> Option<ClipRequest> {
+        // Media are for kept clips only.
+        clip.is_kept()
+            .then(|| media_request(ctx, clip, self.fit))
+            .flatten()
     }
 
-    fn frame(&mut self, clip: usize, frame: &ClipFrame<'_>) -> Result<()> {
+    fn frame(&mut self, clip: Target, frame: &ClipFrame<'_>) -> Result<()> {
         if !self.open.contains_key(&clip) {
             let encoder = ClipEncoder::new(&self.spec, frame.width, frame.height, frame.rate)
-                .map_err(|reason| encode_error(clip, reason))?;
+                .map_err(encode_error)?;
             self.open.insert(clip, (encoder, frame.width, frame.height));
         }
         if let Some((encoder, ..)) = self.open.get_mut(&clip) {
-            encoder
-                .push(frame.pixels)
-                .map_err(|reason| encode_error(clip, reason))?;
+            encoder.push(frame.pixels).map_err(encode_error)?;
         }
         Ok(())
     }
 
-    fn end_clip(&mut self, clip: usize, done: ClipDone) -> Result<()> {
+    fn end_clip(&mut self, clip: Target, done: ClipDone) -> Result<()> {
         let Some((encoder, width, height)) = self.open.remove(&clip) else {
-            return Err(encode_error(clip, "no frame reached the encoder".into()));
+            return Err(encode_error("no frame reached the encoder".into()));
         };
-        let bytes = encoder
-            .finish()
-            .map_err(|reason| encode_error(clip, reason))?;
+        let bytes = encoder.finish().map_err(encode_error)?;
         self.done.insert(
             clip,
             Encoded {
@@ -266,7 +267,7 @@ impl ClipSink for TranscodeSink {
         Ok(())
     }
 
-    fn finish(self: Box<Self>, ctx: &mut VideoContext, failed: &[usize]) -> Result<()> {
+    fn finish(self: Box<Self>, ctx: &mut VideoContext, failed: &[Target]) -> Result<()> {
         let names: Vec<&str> = media_columns().iter().map(|c| c.name).collect();
         let codec = if self.spec.codec.contains("264") {
             "h264"
@@ -277,13 +278,10 @@ impl ClipSink for TranscodeSink {
             if failed.contains(&clip) {
                 continue;
             }
-            let Some(c) = ctx.clips.get(clip) else {
+            let Some(c) = clip.clip(ctx) else {
                 continue;
             };
-            let bucket = ctx
-                .clip_cell("bucket", clip)
-                .cloned()
-                .unwrap_or(Value::Null);
+            let bucket = clip.cell(ctx, "bucket").unwrap_or(Value::Null);
             let row: Vec<Value> = vec![
                 c.clip_id.clone().into(),
                 ctx.video_id.clone().into(),
@@ -305,10 +303,11 @@ impl ClipSink for TranscodeSink {
     }
 }
 
-fn encode_error(clip: usize, reason: String) -> OperatorError {
+/// An encoder failure; the clip stage names the file and the clip around it.
+fn encode_error(reason: String) -> OperatorError {
     OperatorError::Failed {
         op: "transcode".into(),
         path: Default::default(),
-        reason: format!("clip {clip}: {reason}"),
+        reason,
     }
 }
