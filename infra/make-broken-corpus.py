@@ -157,9 +157,14 @@ def main():
     for i in range(len(mid) // 2, len(mid) // 2 + 4096):
         mid[i] = 0
     b("zeroed-middle.mp4", bytes(mid), "4 KB of zeros in the middle of the video data (decoder errors mid-stream)")
-    b("name with spaces ünïcödé.mp4", base, "a good file with spaces and non-ASCII in its name")
+    # Its own content: a byte-for-byte copy of a good file would (rightly) be rejected as an
+    # exact copy of it, which is not what this item tests.
+    ff(*lavfi("rgbtestsrc=size=320x180:rate=25,trim=duration=3"), *X264, "-movflags", "+faststart",
+       os.path.join(bad, "name with spaces ünïcödé.mp4"))
+    note("broken/name with spaces ünïcödé.mp4", "a good file with spaces and non-ASCII in its name")
     locked = os.path.join(bad, "unreadable.mp4")
-    write(locked, base)
+    # A good file plus trailing bytes (distinct from it, so not an exact copy).
+    write(locked, base + b"\0" * 16)
     os.chmod(locked, 0)
     note("broken/unreadable.mp4", "mode 000 (unreadable unless running as root)")
     loop = os.path.join(bad, "loop")

@@ -217,6 +217,18 @@ impl VideoContext {
         }
     }
 
+    /// A source whose bytes equal an earlier one's (`first_uri`): rejected without being read.
+    /// Its `video_id` comes from its URI, since the content id belongs to the first copy.
+    pub fn exact_copy(source: SourceVideo, size_bytes: u64, first_uri: &str) -> Self {
+        let id = text_id(&format!("uri:{}", source.uri));
+        let mut ctx = VideoContext::new(source, id, size_bytes);
+        ctx.node = "exact_copies".into();
+        ctx.reject(format!(
+            "exact copy of {first_uri} (the same bytes; not decoded)"
+        ));
+        ctx
+    }
+
     /// Marks the video failed; later operators are skipped and no clips are kept.
     pub fn fail(&mut self, reason: impl Into<String>) {
         self.status = VideoStatus::Error;

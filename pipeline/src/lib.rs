@@ -13,6 +13,7 @@
 //! tables the DAG's nodes declare ([`dataset::schema`]).
 
 pub mod bench;
+pub mod copies;
 pub mod dag;
 pub mod dataset;
 pub mod engine;

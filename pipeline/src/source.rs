@@ -22,6 +22,10 @@ pub struct SourceEntry {
     pub location: String,
     /// Bytes (0 when the listing could not tell).
     pub size: u64,
+    /// The URI of an earlier source with the same bytes, when this one is an exact copy (set
+    /// when the run plan is made; the copy is rejected without decoding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_of: Option<String>,
 }
 
 impl SourceEntry {
@@ -89,6 +93,7 @@ pub async fn list(
                     uri: spec.uri.clone(),
                     location: path.display().to_string(),
                     size: meta.len(),
+                    copy_of: None,
                 }]
             }
         }
@@ -137,6 +142,7 @@ async fn list_remote(
                     uri: loc.uri.clone(),
                     location: loc.object_url(&key),
                     size: meta.size,
+                    copy_of: None,
                 }]);
             }
             Err(object_store::Error::NotFound { .. }) => {}
@@ -158,6 +164,7 @@ async fn list_remote(
                 uri: url.clone(),
                 location: url,
                 size: meta.size,
+                copy_of: None,
             });
         }
     }
@@ -223,6 +230,7 @@ fn read_manifest(text: &str, base: &Base) -> Vec<SourceEntry> {
             uri: line.to_string(),
             location,
             size,
+            copy_of: None,
         });
     }
     out
@@ -271,6 +279,7 @@ fn walk(root: &Path, exts: &[String], problems: &mut Vec<String>) -> Vec<SourceE
                 uri: p.clone(),
                 location: p,
                 size: entry.metadata().map(|m| m.len()).unwrap_or(0),
+                copy_of: None,
             });
         }
     }

@@ -48,6 +48,19 @@ pub(crate) async fn process_partition(
     let producer = tokio::spawn(async move {
         let mut stores: BTreeMap<String, Location> = BTreeMap::new();
         for (index, entry) in videos.into_iter().enumerate() {
+            if let Some(first) = &entry.copy_of {
+                // An exact copy of an earlier source: rejected as it is, never fetched.
+                let mut video = VideoContext::exact_copy(entry.local_video(), entry.size, first);
+                let rows = video.take_rows();
+                if tx
+                    .send(Ok((index, Finished { video, rows })))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                continue;
+            }
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };

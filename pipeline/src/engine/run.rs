@@ -143,7 +143,8 @@ pub(crate) async fn prepare(ctx: &RunContext<'_>) -> Result<Prepared> {
     if let Some(s) = &opts.source {
         spec.uri = s.clone();
     }
-    let (videos, listing_problems) = source::list(&spec, &ctx.source_opts).await?;
+    let (mut videos, listing_problems) = source::list(&spec, &ctx.source_opts).await?;
+    crate::copies::mark_exact_copies(&mut videos, &ctx.source_opts).await;
     let engine = &ctx.compiled.dag.engine;
     let count = match opts.partitions {
         Some(m) => m.max(1) as usize,

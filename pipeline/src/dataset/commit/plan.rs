@@ -161,6 +161,7 @@ mod tests {
                 uri: format!("v{i:03}.mp4"),
                 location: format!("/v{i:03}.mp4"),
                 size: s,
+                copy_of: None,
             })
             .collect()
     }
