@@ -132,7 +132,7 @@ pub fn hash_rgb(rgb: &[u8], width: usize, height: usize) -> (Pdq, u32) {
 
 /// The Jarosz filter's window for shrinking `dim` to 64 (the reference's rounding).
 fn window(dim: usize) -> usize {
-    (dim + 2 * DOWN - 1) / (2 * DOWN)
+    dim.div_ceil(2 * DOWN)
 }
 
 /// A running box filter over `len` values `stride` apart; edges average what the window holds.
@@ -192,11 +192,9 @@ fn box_1d(input: &[f32], output: &mut [f32], len: usize, stride: usize, window: 
 /// Gradient energy of the 64×64 picture, scaled to 0–100 (the reference's heuristic).
 fn quality(small: &[[f32; DOWN]; DOWN]) -> u32 {
     let mut sum: i64 = 0;
-    for i in 0..DOWN - 1 {
-        for j in 0..DOWN {
-            sum += ((small[i][j] - small[i + 1][j]) * 100.0 / 255.0)
-                .trunc()
-                .abs() as i64;
+    for pair in small.windows(2) {
+        for (u, v) in pair[0].iter().zip(pair[1].iter()) {
+            sum += ((u - v) * 100.0 / 255.0).trunc().abs() as i64;
         }
     }
     for row in small.iter() {
@@ -255,7 +253,7 @@ fn dct_16(a: &[[f32; DOWN]; DOWN]) -> [[f32; 16]; 16] {
 
 /// The ((n + 1) / 2)-th smallest value (the lower median, as Torben's method in the reference).
 fn lower_median(values: &mut [f32]) -> f32 {
-    let k = (values.len() + 1) / 2 - 1;
+    let k = values.len().div_ceil(2).saturating_sub(1);
     let (_, m, _) = values.select_nth_unstable_by(k, |a, b| a.total_cmp(b));
     *m
 }
@@ -274,7 +272,7 @@ mod tests {
     #[test]
     fn similar_pictures_are_close_and_different_ones_far() {
         let base = picture(320, 180, |x, y| {
-            ((x as f32 / 7.0).sin() * (y as f32 / 11.0).cos() * 100.0 + 128.0)
+            (x as f32 / 7.0).sin() * (y as f32 / 11.0).cos() * 100.0 + 128.0
         });
         let brighter: Vec<f32> = base.iter().map(|v| (v * 1.1 + 10.0).min(255.0)).collect();
         let other = picture(320, 180, |x, y| ((x * y) % 97) as f32 * 2.5);
