@@ -36,6 +36,7 @@ pub mod safety;
 pub mod samples;
 pub mod sharpness;
 pub mod shots;
+pub mod signature;
 pub mod text;
 pub mod window;
 

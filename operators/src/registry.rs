@@ -20,6 +20,7 @@ use crate::probe::{Probe, ProbeConfig};
 use crate::safety::{Safety, SafetyConfig};
 use crate::sharpness::{Sharpness, SharpnessConfig};
 use crate::shots::{Shots, ShotsConfig};
+use crate::signature::{Signature, SignatureConfig};
 use crate::text::{Text, TextConfig};
 use crate::window::{Window, WindowConfig};
 
@@ -139,6 +140,16 @@ pub static OPERATORS: &[OperatorInfo] = &[
                     key: None,
                     message: e.to_string(),
                 })
+        },
+    },
+    OperatorInfo {
+        name: "signature",
+        outputs: crate::signature::outputs,
+        summary: "PDQ hashes (and mirror hashes, quality) of sampled frames of each kept clip's crop region, in the `signatures` table",
+        build: |p| {
+            Signature::new(params::<SignatureConfig>(p)?)
+                .map(|s| Arc::new(s) as Arc<dyn Operator>)
+                .map_err(|e| ParamError { key: None, message: e.to_string() })
         },
     },
     OperatorInfo {

@@ -170,21 +170,6 @@ fn media(ctx: &VideoContext) -> Vec<(String, u32, u32, u64, u64, Vec<u8>)> {
         .collect()
 }
 
-/// Writes a display matrix rotating the video track 90° clockwise into its `tkhd` box, as phones
-/// do (FFmpeg 5.1's CLI cannot write one).
-fn rotate_90(path: &Path) {
-    let mut data = std::fs::read(path).unwrap();
-    let i = data.windows(4).position(|w| w == b"tkhd").unwrap();
-    let version = data[i + 4];
-    let at = i + 4 + 4 + if version == 1 { 32 } else { 20 } + 8 + 8;
-    let one = 0x0001_0000i32;
-    let matrix = [0, one, 0, -one, 0, 0, 0, 0, 0x4000_0000];
-    for (k, v) in matrix.iter().enumerate() {
-        data[at + 4 * k..at + 4 * k + 4].copy_from_slice(&v.to_be_bytes());
-    }
-    std::fs::write(path, data).unwrap();
-}
-
 const CLIPS_2S: &str = "min_s = 1.0\nmax_s = 2.0\ntrim_cut_frames = 0";
 
 #[test]
@@ -302,7 +287,7 @@ fn letterbox_is_cropped_and_a_rotated_source_comes_out_upright() {
     // Rotation: a 320x240 coded picture with a 90° display matrix is 240x320 upright, as the
     // ffmpeg CLI (which autorotates) shows it.
     let rotated = sparse_keyframes(dir.path(), &[], "null", "rotated.mp4");
-    rotate_90(&rotated);
+    common::rotate_90(&rotated);
     let nodes = vec![
         node("probe", ""),
         node("shots", ""),
