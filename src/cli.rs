@@ -160,6 +160,12 @@ pub enum BenchCommand {
     },
     /// A whole DAG's per-video work (every analysis, one decode) vs the bare decode.
     Dag { dag: PathBuf, videos: Vec<PathBuf> },
+    /// The near-duplicate index and matching on synthetic signatures: time and peak memory.
+    DedupIndex {
+        /// Signature counts to run, smallest first.
+        #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+        signatures: Vec<usize>,
+    },
     /// Clip media storage: clips packed in the `media` table's Parquet shards vs one object per
     /// clip, read in random order from a moto S3 server (requests and bytes per 1,000 clips).
     MediaLayout {

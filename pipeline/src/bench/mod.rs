@@ -5,6 +5,7 @@
 //! `kelp_operators::media::bench`).
 
 pub mod dag;
+pub mod dedup;
 pub mod media;
 pub mod sql;
 
