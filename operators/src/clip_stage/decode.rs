@@ -263,6 +263,9 @@ fn decode_jobs(
                         seek(&mut input, stream_index, *pts);
                         decoder.flush();
                         report.seeks += 1;
+                        // Counted as there until a decoded frame says where it landed, so frames
+                        // the analysis never saw cannot trigger the same seek again.
+                        last_index = Some(key);
                         debug!(frame = key, "clip stage seek");
                     }
                 }
