@@ -16,6 +16,7 @@
 //! same bytes.
 
 pub mod clip_index;
+pub mod near_dedup;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -49,15 +50,26 @@ pub struct PassInfo {
 }
 
 /// Every pass a DAG or `kelp pass` can name.
-pub static PASSES: &[PassInfo] = &[PassInfo {
-    name: "clip_index",
-    summary: "global row numbers of every clip in shard order, with its shard and row: the loader's random-access index",
-    build: |p| {
-        params::<clip_index::ClipIndexConfig>(p)?;
-        Ok(Arc::new(clip_index::ClipIndex))
+pub static PASSES: &[PassInfo] = &[
+    PassInfo {
+        name: "clip_index",
+        summary: "global row numbers of every clip in shard order, with its shard and row: the loader's random-access index",
+        build: |p| {
+            params::<clip_index::ClipIndexConfig>(p)?;
+            Ok(Arc::new(clip_index::ClipIndex))
+        },
+        tables: clip_index::tables,
     },
-    tables: clip_index::tables,
-}];
+    PassInfo {
+        name: "near_dedup",
+        summary: "near-duplicate groups of clips from their PDQ signatures; the best clip of each is kept (duplicates table)",
+        build: |p| {
+            let config = params::<near_dedup::NearDedupConfig>(p)?;
+            Ok(Arc::new(near_dedup::NearDedup { config }))
+        },
+        tables: near_dedup::tables,
+    },
+];
 
 pub fn lookup(name: &str) -> Option<&'static PassInfo> {
     PASSES.iter().find(|p| p.name == name)
