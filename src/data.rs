@@ -136,11 +136,6 @@ pub fn dispatch(command: Command) -> Result<Option<Command>> {
             print!("{}", sql::table(&table, start));
             Ok(None)
         }
-        Command::Bench(BenchCommand::DedupIndex { signatures }) => {
-            let rows = kelp_pipeline::bench::dedup::run_scale(&signatures);
-            print!("{}", kelp_pipeline::bench::dedup::scale_table(&rows));
-            Ok(None)
-        }
         Command::Bench(BenchCommand::MediaLayout {
             dataset,
             clips,

@@ -19,6 +19,7 @@ pub mod context;
 pub mod crop;
 pub mod cv;
 pub mod decode;
+pub mod dedup;
 pub mod error;
 pub mod exposure;
 pub mod media;

@@ -16,7 +16,6 @@ pub mod bench;
 pub mod copies;
 pub mod dag;
 pub mod dataset;
-pub mod dedup;
 pub mod engine;
 pub mod error;
 pub mod filter;

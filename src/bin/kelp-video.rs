@@ -107,6 +107,11 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
             Ok(())
         }
         Command::Bench(BenchCommand::Transcode { dag, videos }) => bench_transcode(&dag, &videos),
+        Command::Bench(BenchCommand::DedupIndex { signatures }) => {
+            let rows = kelp_operators::dedup::bench::run_scale(&signatures);
+            print!("{}", kelp_operators::dedup::bench::scale_table(&rows));
+            Ok(())
+        }
         Command::Bench(BenchCommand::Shots {
             videos,
             labels,

@@ -142,16 +142,7 @@ fn jobs_of(ctx: &VideoContext, sinks: &[(String, Box<dyn ClipSink>)]) -> Vec<Job
         if feeds.is_empty() || clip.end_frame <= clip.start_frame {
             continue;
         }
-        let cell = |n: &str| target.value(ctx, n).filter(|v| *v >= 0.0).map(|v| v as u32);
-        let crop = match (
-            cell("crop_x"),
-            cell("crop_y"),
-            cell("crop_w"),
-            cell("crop_h"),
-        ) {
-            (Some(x), Some(y), Some(w), Some(h)) if w > 0 && h > 0 => Some((x, y, w, h)),
-            _ => None,
-        };
+        let crop = target.crop_box(ctx);
         jobs.push(Job {
             clip: target,
             clip_id: clip.clip_id.clone(),
@@ -272,7 +263,7 @@ fn decode_jobs(
             }
         }
         // Before the next clip (none being read), frames nothing refers to need no decoding.
-        let skip_before = if can_seek && !jobs.iter().any(|j| !j.done && j.next > j.start) {
+        let skip_before = if can_seek && !active {
             jobs.iter()
                 .filter(|j| !j.done)
                 .map(|j| j.start)

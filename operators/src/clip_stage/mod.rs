@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::output::Value;
 
 pub use decode::{run, ClipStageReport};
-pub use graph::filter_chain;
+pub use graph::{filter_chain, CropBox};
 
 /// A clip the stage reads: a kept one (an index into `ctx.clips`) or, for sinks that ask for
 /// them, a rejected one (an index into `ctx.rejections`), decoded in the same pass.
@@ -52,6 +52,21 @@ impl Target {
     /// A numeric column value.
     pub fn value(self, ctx: &VideoContext, name: &str) -> Option<f64> {
         self.cell(ctx, name).and_then(|v| v.as_f64())
+    }
+
+    /// Its crop box on the coded picture (left, top, width, height), when a `crop` node gave it
+    /// a usable one.
+    pub fn crop_box(self, ctx: &VideoContext) -> Option<graph::CropBox> {
+        let cell = |n: &str| self.value(ctx, n).filter(|v| *v >= 0.0).map(|v| v as u32);
+        match (
+            cell("crop_x"),
+            cell("crop_y"),
+            cell("crop_w"),
+            cell("crop_h"),
+        ) {
+            (Some(x), Some(y), Some(w), Some(h)) if w > 0 && h > 0 => Some((x, y, w, h)),
+            _ => None,
+        }
     }
 
     pub fn is_kept(self) -> bool {

@@ -78,20 +78,11 @@ pub fn run(
     let mut cli = Timing::default();
     let mut ranges: Vec<(String, String, u64)> = Vec::new();
     for (i, clip) in analysed.clips.iter().enumerate() {
-        let Some(request) = media_request(&analysed, crate::clip_stage::Target::Kept(i), fit)
-        else {
+        let target = crate::clip_stage::Target::Kept(i);
+        let Some(request) = media_request(&analysed, target, fit) else {
             continue;
         };
-        let cell = |n: &str| analysed.clip_value(n, i).map(|v| v as u32);
-        let crop = match (
-            cell("crop_x"),
-            cell("crop_y"),
-            cell("crop_w"),
-            cell("crop_h"),
-        ) {
-            (Some(x), Some(y), Some(w), Some(h)) => Some((x, y, w, h)),
-            _ => None,
-        };
+        let crop = target.crop_box(&analysed);
         let chain = filter_chain((probe.width, probe.height), crop, probe.rotation, &request);
         let frames = request.max_frames.unwrap_or(clip.frames()).to_string();
         let start = format!("{:.6}", analysed.time_of(clip.start_frame));

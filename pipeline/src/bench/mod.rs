@@ -5,7 +5,6 @@
 //! `kelp_operators::media::bench`).
 
 pub mod dag;
-pub mod dedup;
 pub mod media;
 pub mod sql;
 

@@ -22,9 +22,9 @@ use serde::Deserialize;
 
 use super::{Pass, PassWriter};
 use crate::dataset::Dataset;
-use crate::dedup::groups::{clip_matches, groups, FrameSignature, MatchRule};
-use crate::dedup::index::hash_of;
 use crate::error::{PipelineError, Result};
+use kelp_operators::dedup::group_signatures;
+use kelp_operators::dedup::groups::MatchRule;
 
 pub const TABLE: &str = "duplicates";
 const SIGNATURES: &str = "signatures";
@@ -134,12 +134,15 @@ async fn clip_ranks(input: &Dataset) -> Result<Vec<Rank>> {
     Ok(ranks)
 }
 
-/// Good-quality frame signatures, with clips numbered by their place in `index`.
-async fn frames(
+/// A signature row kept for matching: its clip's number in `index`, hash and mirror hash.
+type SignatureRow = (u32, Vec<u8>, Vec<u8>);
+
+/// The good-quality signature rows, with clips numbered by their place in `index`.
+async fn signature_rows(
     input: &Dataset,
     index: &HashMap<String, u32>,
     min_quality: i32,
-) -> Result<Vec<FrameSignature>> {
+) -> Result<Vec<SignatureRow>> {
     let mut out = Vec::new();
     for shard in input.shards(SIGNATURES) {
         for batch in input
@@ -174,12 +177,7 @@ async fn frames(
                 let Some(&clip) = index.get(ids.value(i)) else {
                     continue;
                 };
-                let (Some(hash), Some(mirror)) =
-                    (hash_of(hashes.value(i)), hash_of(mirrors.value(i)))
-                else {
-                    continue;
-                };
-                out.push(FrameSignature { clip, hash, mirror });
+                out.push((clip, hashes.value(i).to_vec(), mirrors.value(i).to_vec()));
             }
         }
     }
@@ -205,16 +203,13 @@ impl Pass for NearDedup {
                 .enumerate()
                 .map(|(i, r)| (r.clip_id.clone(), i as u32))
                 .collect();
-            let frames = frames(input, &index, self.config.min_quality).await?;
+            let rows = signature_rows(input, &index, self.config.min_quality).await?;
             let rule = MatchRule {
                 radius: self.config.radius,
                 min_fraction: self.config.min_fraction,
                 mirrors: self.config.mirrors,
             };
             let n = ranks.len();
-            let matches = tokio::task::spawn_blocking(move || clip_matches(&frames, n, rule))
-                .await
-                .map_err(|e| err(format!("matching: {e}")))?;
             let mut order: Vec<u32> = (0..ranks.len() as u32).collect();
             order.sort_by(|&a, &b| {
                 let (x, y) = (&ranks[a as usize], &ranks[b as usize]);
@@ -224,7 +219,15 @@ impl Pass for NearDedup {
                     .then(y.duration.total_cmp(&x.duration))
                     .then(x.clip_id.cmp(&y.clip_id))
             });
-            let members = groups(&order, &matches);
+            let members = tokio::task::spawn_blocking(move || {
+                let refs: Vec<(u32, &[u8], &[u8])> = rows
+                    .iter()
+                    .map(|(c, h, m)| (*c, h.as_slice(), m.as_slice()))
+                    .collect();
+                group_signatures(&refs, n, &order, rule)
+            })
+            .await
+            .map_err(|e| err(format!("matching: {e}")))?;
             let schema = Arc::new(Schema::new(vec![
                 Field::new("clip_id", DataType::Utf8, false),
                 Field::new("group_id", DataType::Utf8, false),

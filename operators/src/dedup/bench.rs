@@ -7,7 +7,8 @@
 use std::time::Instant;
 
 use crate::dedup::groups::{clip_matches, FrameSignature, MatchRule};
-use crate::dedup::index::{Hash, HashIndex};
+use crate::dedup::index::HashIndex;
+use crate::dedup::SplitMix;
 
 /// One size's measurements.
 #[derive(Debug, Clone)]
@@ -22,46 +23,24 @@ pub struct ScaleRow {
     pub peak_rss_mb: f64,
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn hash(&mut self) -> Hash {
-        [self.next(), self.next(), self.next(), self.next()]
-    }
-    fn flip(&mut self, h: &Hash, bits: u32) -> Hash {
-        let mut out = *h;
-        for _ in 0..bits {
-            let b = self.next() % 256;
-            out[(b / 64) as usize] ^= 1 << (b % 64);
-        }
-        out
-    }
-}
-
 const FRAMES_PER_CLIP: usize = 8;
 
 /// Synthetic frames for about `n` signatures, and the planted (original, copy) clip pairs.
 fn synthetic(n: usize, seed: u64) -> (Vec<FrameSignature>, usize, Vec<(u32, u32)>) {
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix(seed);
     let clips = n.div_ceil(FRAMES_PER_CLIP);
     let mut frames: Vec<FrameSignature> = Vec::with_capacity(clips * FRAMES_PER_CLIP);
     let mut planted = Vec::new();
     let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(clips);
     for c in 0..clips as u32 {
         let first = frames.len();
-        let copy_of = (c > 0 && rng.next() % 10 < 3).then(|| (rng.next() % c as u64) as u32);
+        let copy_of =
+            (c > 0 && rng.next_u64() % 10 < 3).then(|| (rng.next_u64() % c as u64) as u32);
         match copy_of {
             Some(orig) => {
                 let (start, len) = ranges[orig as usize];
-                let off = 8 + (rng.next() % 17) as u32;
-                let keep = len - (rng.next() % 4) as usize % len.max(1);
+                let off = 8 + (rng.next_u64() % 17) as u32;
+                let keep = len - (rng.next_u64() % 4) as usize % len.max(1);
                 for k in 0..keep {
                     let f = frames[start + k];
                     let (h, m) = (rng.flip(&f.hash, off), rng.flip(&f.mirror, off));

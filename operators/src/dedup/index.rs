@@ -178,40 +178,15 @@ impl Stamps {
 mod tests {
     use super::*;
 
-    /// A seeded splitmix64 stream.
-    pub fn rng(mut s: u64) -> impl FnMut() -> u64 {
-        move || {
-            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-    }
-
-    fn flip(h: &Hash, bits: u32, next: &mut impl FnMut() -> u64) -> Hash {
-        let mut out = *h;
-        let mut flipped = std::collections::BTreeSet::new();
-        while flipped.len() < bits as usize {
-            flipped.insert(next() % 256);
-        }
-        for b in flipped {
-            out[(b / 64) as usize] ^= 1 << (b % 64);
-        }
-        out
-    }
-
     #[test]
     fn finds_exactly_the_hashes_within_the_radius() {
-        let mut next = rng(3);
-        let mut hashes: Vec<Hash> = (0..5000)
-            .map(|_| [next(), next(), next(), next()])
-            .collect();
+        let mut rng = crate::dedup::SplitMix(3);
+        let mut hashes: Vec<Hash> = (0..5000).map(|_| rng.hash()).collect();
         let base = hashes[10];
         let mut near = Vec::new();
         for d in [0u32, 5, 15, 31, 32, 40] {
             near.push((hashes.len() as u32, d));
-            hashes.push(flip(&base, d, &mut next));
+            hashes.push(rng.flip(&base, d));
         }
         let index = HashIndex::build(hashes.clone());
         let mut seen = Stamps::default();

@@ -2,28 +2,7 @@
 
 use super::*;
 use crate::dedup::index::distance;
-
-fn rng(mut s: u64) -> impl FnMut() -> u64 {
-    move || {
-        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
-fn flip(h: &Hash, bits: u32, next: &mut impl FnMut() -> u64) -> Hash {
-    let mut out = *h;
-    let mut done = std::collections::BTreeSet::new();
-    while done.len() < bits as usize {
-        done.insert(next() % 256);
-    }
-    for b in done {
-        out[(b / 64) as usize] ^= 1 << (b % 64);
-    }
-    out
-}
+use crate::dedup::SplitMix;
 
 const RULE: MatchRule = MatchRule {
     radius: 31,
@@ -32,15 +11,12 @@ const RULE: MatchRule = MatchRule {
 };
 
 /// A clip of `n` random frames.
-fn clip(id: u32, n: usize, next: &mut impl FnMut() -> u64) -> Vec<FrameSignature> {
+fn clip(id: u32, n: usize, rng: &mut SplitMix) -> Vec<FrameSignature> {
     (0..n)
-        .map(|_| {
-            let hash = [next(), next(), next(), next()];
-            FrameSignature {
-                clip: id,
-                hash,
-                mirror: [next(), next(), next(), next()],
-            }
+        .map(|_| FrameSignature {
+            clip: id,
+            hash: rng.hash(),
+            mirror: rng.hash(),
         })
         .collect()
 }
@@ -51,28 +27,28 @@ fn copy(
     id: u32,
     bits: u32,
     share: f64,
-    next: &mut impl FnMut() -> u64,
+    rng: &mut SplitMix,
 ) -> Vec<FrameSignature> {
     let keep = ((base.len() as f64) * share).ceil() as usize;
     base.iter()
         .take(keep)
         .map(|f| FrameSignature {
             clip: id,
-            hash: flip(&f.hash, bits, next),
-            mirror: flip(&f.mirror, bits, next),
+            hash: rng.flip(&f.hash, bits),
+            mirror: rng.flip(&f.mirror, bits),
         })
         .collect()
 }
 
 #[test]
 fn copies_match_unrelated_clips_do_not_and_sub_clips_count_from_the_shorter_side() {
-    let mut next = rng(11);
-    let a = clip(0, 20, &mut next);
+    let mut rng = SplitMix(11);
+    let a = clip(0, 20, &mut rng);
     let mut frames = a.clone();
-    frames.extend(copy(&a, 1, 12, 1.0, &mut next)); // re-encode
-    frames.extend(copy(&a, 2, 12, 0.3, &mut next)); // a 30% sub-clip, every frame found
-    frames.extend(clip(3, 20, &mut next)); // unrelated
-    frames.extend(copy(&a, 4, 45, 1.0, &mut next)); // too far to be a copy
+    frames.extend(copy(&a, 1, 12, 1.0, &mut rng)); // re-encode
+    frames.extend(copy(&a, 2, 12, 0.3, &mut rng)); // a 30% sub-clip, every frame found
+    frames.extend(clip(3, 20, &mut rng)); // unrelated
+    frames.extend(copy(&a, 4, 45, 1.0, &mut rng)); // too far to be a copy
     let matches = clip_matches(&frames, 5, RULE);
     let pairs: Vec<(u32, u32)> = matches.iter().map(|m| (m.a, m.b)).collect();
     assert_eq!(pairs, [(0, 1), (0, 2), (1, 2)]);
@@ -86,14 +62,14 @@ fn copies_match_unrelated_clips_do_not_and_sub_clips_count_from_the_shorter_side
 
 #[test]
 fn mirrored_copies_match_through_the_mirror_hash_only_when_mirrors_count() {
-    let mut next = rng(5);
-    let a = clip(0, 10, &mut next);
+    let mut rng = SplitMix(5);
+    let a = clip(0, 10, &mut rng);
     let mut frames = a.clone();
     // A mirrored copy: its hashes are the original's mirror hashes (and the other way round).
     frames.extend(a.iter().map(|f| FrameSignature {
         clip: 1,
-        hash: flip(&f.mirror, 6, &mut next),
-        mirror: flip(&f.hash, 6, &mut next),
+        hash: rng.flip(&f.mirror, 6),
+        mirror: rng.flip(&f.hash, 6),
     }));
     assert_eq!(clip_matches(&frames, 2, RULE).len(), 1);
     let plain = MatchRule {
@@ -105,16 +81,16 @@ fn mirrored_copies_match_through_the_mirror_hash_only_when_mirrors_count() {
 
 #[test]
 fn groups_form_around_the_best_clip_and_do_not_chain() {
-    let mut next = rng(9);
-    let a = clip(0, 12, &mut next);
-    let b = copy(&a, 1, 20, 1.0, &mut next);
+    let mut rng = SplitMix(9);
+    let a = clip(0, 12, &mut rng);
+    let b = copy(&a, 1, 20, 1.0, &mut rng);
     // c is 20 bits from b but ~40 from a: it matches b, not a.
-    let c = copy(&b, 2, 20, 1.0, &mut next);
+    let c = copy(&b, 2, 20, 1.0, &mut rng);
     assert!(a
         .iter()
         .zip(&c)
         .all(|(x, y)| distance(&x.hash, &y.hash) > 31));
-    let d = copy(&a, 3, 8, 1.0, &mut next);
+    let d = copy(&a, 3, 8, 1.0, &mut rng);
     let mut frames = Vec::new();
     for part in [&a, &b, &c, &d] {
         frames.extend_from_slice(part);
