@@ -1,0 +1,127 @@
+//! One batch: clips of one bucket, all the same shape, as RGB bytes laid out `[B, C, T, H, W]`.
+
+use thiserror::Error;
+
+/// A batch is inconsistent with its shape.
+#[derive(Debug, Error, PartialEq)]
+pub enum BatchError {
+    #[error("batch of bucket {bucket}: {what}")]
+    Shape { bucket: String, what: String },
+}
+
+/// Clips of one bucket, every clip the same shape. `pixels` holds RGB bytes laid out
+/// `[B, C, T, H, W]` (channel-planar, C = 3), the layout video models take, so turning a batch
+/// into a tensor is one copy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// The bucket every clip of the batch belongs to (`clips.bucket`).
+    pub bucket: String,
+    /// `clips.clip_id` of each clip, in batch order.
+    pub clip_ids: Vec<String>,
+    /// Each clip's caption when the dataset has one.
+    pub captions: Vec<Option<String>>,
+    /// `[B, C, T, H, W]`.
+    pub shape: [usize; 5],
+    pub pixels: Vec<u8>,
+}
+
+impl Batch {
+    /// A batch after checking that ids, captions and pixels agree with `shape`.
+    pub fn new(
+        bucket: impl Into<String>,
+        clip_ids: Vec<String>,
+        captions: Vec<Option<String>>,
+        shape: [usize; 5],
+        pixels: Vec<u8>,
+    ) -> Result<Batch, BatchError> {
+        let bucket = bucket.into();
+        let fail = |what: String| {
+            Err(BatchError::Shape {
+                bucket: bucket.clone(),
+                what,
+            })
+        };
+        let [b, c, t, h, w] = shape;
+        if clip_ids.len() != b || captions.len() != b {
+            return fail(format!(
+                "{} ids and {} captions for {b} clips",
+                clip_ids.len(),
+                captions.len()
+            ));
+        }
+        if c != 3 {
+            return fail(format!("{c} channels, expected 3 (RGB)"));
+        }
+        let want = b * c * t * h * w;
+        if pixels.len() != want {
+            return fail(format!(
+                "{} bytes of pixels, shape {shape:?} needs {want}",
+                pixels.len()
+            ));
+        }
+        Ok(Batch {
+            bucket,
+            clip_ids,
+            captions,
+            shape,
+            pixels,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.shape[0]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.shape[0] == 0
+    }
+
+    /// Pixels as floats in [-1, 1] (`x / 127.5 - 1`), same layout.
+    pub fn to_f32(&self) -> Vec<f32> {
+        self.pixels
+            .iter()
+            .map(|&x| x as f32 / 127.5 - 1.0)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pixels_must_match_the_shape() {
+        let ok = Batch::new(
+            "b",
+            vec!["a".into()],
+            vec![None],
+            [1, 3, 1, 2, 2],
+            vec![0; 12],
+        );
+        assert!(ok.is_ok());
+        let short = Batch::new(
+            "b",
+            vec!["a".into()],
+            vec![None],
+            [1, 3, 1, 2, 2],
+            vec![0; 11],
+        );
+        assert!(matches!(short, Err(BatchError::Shape { .. })));
+    }
+
+    #[test]
+    fn floats_span_minus_one_to_one() {
+        let b = Batch::new(
+            "b",
+            vec!["a".into()],
+            vec![None],
+            [1, 3, 1, 1, 1],
+            vec![0, 255, 128],
+        )
+        .unwrap();
+        let f = b.to_f32();
+        assert_eq!(f[0], -1.0);
+        assert_eq!(f[1], 1.0);
+        assert!(f[2].abs() < 0.01);
+    }
+}
