@@ -48,12 +48,25 @@ where
         return Err(format!("nothing to decode: {req:?}"));
     }
     let started = Instant::now();
-    let mut resize_s = 0.0;
-    let open = |what: &str, e: ffmpeg::Error| format!("{what}: {}", describe(e));
     let io = ffmpeg::format::context::StreamIo::from_read_seek(Cursor::new(data))
         .map_err(|e| open("reading the media value", e))?;
-    let mut input = ffmpeg::format::input_from_stream(io, None, None)
+    let input = ffmpeg::format::input_from_stream(io, None, None)
         .map_err(|e| open("not a readable video file", e))?;
+    decode_input(input, req, started)
+}
+
+fn open(what: &str, e: ffmpeg::Error) -> String {
+    format!("{what}: {}", describe(e))
+}
+
+/// The work of [`decode_clip`], not generic so it is compiled (and optimised) here rather than
+/// in each caller's crate.
+fn decode_input(
+    mut input: ffmpeg::format::context::Input,
+    req: &ClipDecodeRequest,
+    started: Instant,
+) -> Result<DecodedClip, String> {
+    let mut resize_s = 0.0;
     let stream = input
         .streams()
         .best(ffmpeg::media::Type::Video)

@@ -39,7 +39,11 @@ pub struct BenchRow {
     pub source: &'static str,
     pub cache: &'static str,
     pub workers: usize,
+    /// Wall seconds from `Loader::new` to the last batch, of which opening (index) took `open_s`.
     pub seconds: f64,
+    pub open_s: f64,
+    /// CPU seconds the process used meanwhile (all threads).
+    pub cpu_s: f64,
     pub stats: LoaderStats,
 }
 
@@ -50,12 +54,14 @@ pub struct PeerRow {
     pub clips: u64,
     pub frames: u64,
     pub seconds: f64,
+    /// CPU seconds of the peer's process and its workers over the same span.
+    pub cpu_s: f64,
     pub media_bytes: u64,
 }
 
 /// The peer's program: the DataLoader pattern PyTorch users write for video clips.
 const PEER: &str = r#"
-import json, sys, time
+import json, resource, sys, time
 import av, numpy as np, torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -70,7 +76,9 @@ class Clips(Dataset):
     def __getitem__(self, i):
         frames = []
         with av.open(self.paths[i]) as container:
-            for frame in container.decode(video=0):
+            stream = container.streams.video[0]
+            stream.thread_count = 1  # one decoder thread, as kelp's workers use
+            for frame in container.decode(stream):
                 frames.append(frame.reformat(width=W, height=H, format="rgb24").to_ndarray())
                 if len(frames) == T:
                     break
@@ -79,12 +87,17 @@ class Clips(Dataset):
 
 loader = DataLoader(Clips(args["paths"]), batch_size=args["batch_size"],
                     num_workers=args["workers"], shuffle=False, drop_last=True)
-start = time.perf_counter()
+def cpu():
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+start, cpu0 = time.perf_counter(), cpu()
 clips = 0
 for batch in loader:
     assert batch.shape[1:] == (3, T, H, W), batch.shape
     clips += batch.shape[0]
-print(json.dumps({"clips": clips, "seconds": time.perf_counter() - start}))
+# the workers have exited and been joined: their CPU time is in RUSAGE_CHILDREN
+print(json.dumps({"clips": clips, "seconds": time.perf_counter() - start, "cpu": cpu() - cpu0}))
 "#;
 
 /// The peer's Python: `infra/install-bench.sh` makes it.
@@ -117,7 +130,9 @@ fn time_run(
     cache: &'static str,
 ) -> Result<BenchRow, String> {
     let started = Instant::now();
+    let cpu0 = cpu_seconds();
     let mut loader = Loader::new(config).map_err(|e| e.to_string())?;
+    let open_s = started.elapsed().as_secs_f64();
     for b in &mut loader {
         b.map_err(|e| e.to_string())?;
     }
@@ -126,6 +141,8 @@ fn time_run(
         cache,
         workers: loader.config().decode_workers,
         seconds: started.elapsed().as_secs_f64(),
+        open_s,
+        cpu_s: cpu_seconds() - cpu0,
         stats: loader.stats(),
     })
 }
@@ -178,6 +195,20 @@ pub fn run(o: &BenchOptions) -> Result<(Vec<BenchRow>, Option<PeerRow>), String>
     };
     let _ = std::fs::remove_dir_all(&scratch);
     Ok((rows, peer))
+}
+
+/// CPU seconds (user + system) of this process so far, all threads.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes one plain struct we own; RUSAGE_SELF is always valid.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut u) != 0 {
+            return f64::NAN;
+        }
+        u
+    };
+    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    s(usage.ru_utime) + s(usage.ru_stime)
 }
 
 fn rt() -> Result<tokio::runtime::Runtime, String> {
@@ -287,6 +318,7 @@ fn run_peer(
         clips,
         frames: clips * o.frames as u64,
         seconds: v["seconds"].as_f64().unwrap_or(f64::NAN),
+        cpu_s: v["cpu"].as_f64().unwrap_or(f64::NAN),
         media_bytes,
     })
 }
@@ -294,13 +326,13 @@ fn run_peer(
 /// The results as Markdown.
 pub fn table(rows: &[BenchRow], peer: Option<&PeerRow>) -> String {
     let mut out = String::from(
-        "| loader | source | cache | decode workers | clips | clips/s | frames/s | media MB/s | fetch ms/clip | decode ms/clip | resize ms/clip | batch ms/clip | remote MB |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| loader | source | cache | decode workers | clips | clips/s | frames/s | media MB/s | clips per CPU-s | open s | fetch ms/clip | decode ms/clip | resize ms/clip | batch ms/clip | remote MB |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let s = &r.stats;
         let n = s.clips.max(1) as f64;
         out.push_str(&format!(
-            "| kelp | {} | {} | {} | {} | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} |\n",
+            "| kelp | {} | {} | {} | {} | {:.1} | {:.0} | {:.2} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} |\n",
             r.source,
             r.cache,
             r.workers,
@@ -308,6 +340,8 @@ pub fn table(rows: &[BenchRow], peer: Option<&PeerRow>) -> String {
             s.clips as f64 / r.seconds,
             s.frames as f64 / r.seconds,
             s.media_bytes as f64 / r.seconds / 1e6,
+            s.clips as f64 / r.cpu_s,
+            r.open_s,
             s.fetch_s * 1e3 / n,
             s.decode_s * 1e3 / n,
             s.resize_s * 1e3 / n,
@@ -317,12 +351,13 @@ pub fn table(rows: &[BenchRow], peer: Option<&PeerRow>) -> String {
     }
     if let Some(p) = peer {
         out.push_str(&format!(
-            "| PyTorch DataLoader + PyAV | local disk (one MP4 per clip) | none | {} | {} | {:.1} | {:.0} | {:.2} | | | | | |\n",
+            "| PyTorch DataLoader + PyAV | local disk (one MP4 per clip) | none | {} | {} | {:.1} | {:.0} | {:.2} | {:.1} | | | | | | |\n",
             p.workers,
             p.clips,
             p.clips as f64 / p.seconds,
             p.frames as f64 / p.seconds,
             p.media_bytes as f64 / p.seconds / 1e6,
+            p.clips as f64 / p.cpu_s,
         ));
         if let Some(k) = rows
             .iter()
@@ -330,10 +365,13 @@ pub fn table(rows: &[BenchRow], peer: Option<&PeerRow>) -> String {
         {
             let kelp = k.stats.clips as f64 / k.seconds;
             let theirs = p.clips as f64 / p.seconds;
+            let kelp_cpu = k.stats.clips as f64 / k.cpu_s;
+            let theirs_cpu = p.clips as f64 / p.cpu_s;
             out.push_str(&format!(
-                "\nkelp ÷ peer, clips/s with {} workers from the local disk: {:.2}x\n",
+                "\nkelp ÷ peer with {} workers from the local disk: {:.2}x the clips/s, {:.2}x the clips per CPU-second\n",
                 p.workers,
-                kelp / theirs
+                kelp / theirs,
+                kelp_cpu / theirs_cpu
             ));
         }
     }

@@ -293,7 +293,7 @@ fn quotas(
         }
     }
     let mut exact: Vec<((u16, u32), f64)> = Vec::new();
-    for d in 0..datasets {
+    for (d, &share_d) in dataset_share.iter().enumerate() {
         let mine: Vec<(&(u16, u32), &Vec<u32>)> = cells
             .iter()
             .filter(|((cd, _), _)| *cd as usize == d)
@@ -312,7 +312,7 @@ fn quotas(
             })
             .collect();
         let sum: f64 = weights.iter().sum();
-        if dataset_share[d] > 0.0 && sum <= 0.0 {
+        if share_d > 0.0 && sum <= 0.0 {
             return Err(LoaderError::Empty(format!(
                 "dataset {}: every bucket it has weighs 0",
                 name(d)
@@ -320,7 +320,7 @@ fn quotas(
         }
         for ((key, _), w) in mine.iter().zip(weights) {
             let share = if sum > 0.0 { w / sum } else { 0.0 };
-            exact.push((**key, n as f64 * dataset_share[d] * share));
+            exact.push((**key, n as f64 * share_d * share));
         }
     }
     // Largest remainder: floors first, then one more to the largest fractions (ties in key
