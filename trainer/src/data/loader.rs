@@ -54,6 +54,8 @@ struct Shared {
     fetcher: Fetcher,
     decodes: Semaphore,
     counters: Arc<Counters>,
+    /// Set when the loader is dropped: work cancelled then is not a skipped clip.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// The streaming loader: an iterator of [`Batch`]es for this rank, across epochs.
@@ -150,6 +152,7 @@ impl Loader {
         let fetcher = Fetcher::new(index.clone(), cache, requests, counters.clone());
         let shared = Arc::new(Shared {
             decodes: Semaphore::new(config.decode_workers),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             config,
             index,
             planner,
@@ -280,6 +283,9 @@ impl Iterator for Loader {
 
 impl Drop for Loader {
     fn drop(&mut self) {
+        self.shared
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.rx.close();
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
@@ -426,6 +432,7 @@ async fn load_batch(shared: Arc<Shared>, plan: Arc<EpochPlan>, g: usize) -> Batc
                 clip_ids.push(sample.clip_id.clone());
                 captions.push(sample.caption.clone());
             }
+            Err(_) if shared.stopping.load(std::sync::atomic::Ordering::SeqCst) => {}
             Err(reason) => {
                 shared.counters.skip(&sample.clip_id, &reason);
                 skipped.push(sample.clip_id.clone());
