@@ -178,6 +178,33 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// The training loader: clips/s, frames/s and MB/s with 1 and 2 decode workers and the time
+    /// per stage, from the local disk and from a moto S3 server (cache cold and warm); with
+    /// --peer, a PyTorch DataLoader decoding the same clips with PyAV.
+    Loader {
+        /// A dataset with clip media (a `transcode` node).
+        #[arg(long, default_value = "out/quickstart")]
+        dataset: String,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Clips per run (the dataset's clips repeated as needed).
+        #[arg(long, default_value_t = 400)]
+        clips: usize,
+        /// Frames per clip.
+        #[arg(long, default_value_t = 17)]
+        frames: u32,
+        /// Output size, WIDTHxHEIGHT.
+        #[arg(long, default_value = "256x256")]
+        size: String,
+        #[arg(long, default_value_t = 4)]
+        batch_size: usize,
+        /// Skip the moto S3 runs.
+        #[arg(long)]
+        no_s3: bool,
+        /// Also run the PyTorch DataLoader + PyAV peer (bash infra/install-bench.sh).
+        #[arg(long)]
+        peer: bool,
+    },
     /// Clip media: the clip stage with the DAG's `transcode` over each video's kept clips vs the
     /// ffmpeg CLI once per clip (same filters and encoder settings), and its decode vs a bare
     /// decode of the same ranges.

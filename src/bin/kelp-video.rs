@@ -1,5 +1,5 @@
 //! `kelp-video`: the commands that decode video (`run`, `shots`, `validate`, `operators`,
-//! `schema`, `bench dag`, `bench shots`), and every other command too. `kelp` hands these over to
+//! `schema`, `bench dag`, `bench shots`, `bench loader`), and every other command too. `kelp` hands these over to
 //! it, so only this binary loads FFmpeg and OpenCV.
 
 use std::path::{Path, PathBuf};
@@ -107,6 +107,36 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
             Ok(())
         }
         Command::Bench(BenchCommand::Transcode { dag, videos }) => bench_transcode(&dag, &videos),
+        Command::Bench(BenchCommand::Loader {
+            dataset,
+            store,
+            clips,
+            frames,
+            size,
+            batch_size,
+            no_s3,
+            peer,
+        }) => {
+            use kelp_trainer::data::bench;
+            let (w, h) = size
+                .split_once('x')
+                .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+                .with_context(|| format!("--size {size}: expected WIDTHxHEIGHT, e.g. 256x256"))?;
+            let opts = bench::BenchOptions {
+                dataset,
+                store: store.options(),
+                clips: clips.max(1),
+                frames: frames.max(1),
+                size: [w, h],
+                batch_size: batch_size.max(1),
+                s3: !no_s3,
+                peer,
+            };
+            let (rows, peer) = bench::run(&opts).map_err(anyhow::Error::msg)?;
+            print!("{}", bench::table(&rows, peer.as_ref()));
+            Ok(())
+        }
+
         Command::Bench(BenchCommand::DedupIndex { signatures }) => {
             let rows = kelp_operators::dedup::bench::run_scale(&signatures);
             print!("{}", kelp_operators::dedup::bench::scale_table(&rows));

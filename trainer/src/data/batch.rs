@@ -23,6 +23,13 @@ pub struct Batch {
     /// `[B, C, T, H, W]`.
     pub shape: [usize; 5],
     pub pixels: Vec<u8>,
+    /// The epoch the batch belongs to (0 for batches not made by a loader).
+    pub epoch: u64,
+    /// Its position in the epoch's global batch order (all ranks together).
+    pub index: u64,
+    /// Clips of this batch that could not be fetched or decoded and were left out (so the
+    /// batch has fewer than `batch_size` clips); the loader logs and counts each.
+    pub skipped: Vec<String>,
 }
 
 impl Batch {
@@ -65,7 +72,16 @@ impl Batch {
             captions,
             shape,
             pixels,
+            epoch: 0,
+            index: 0,
+            skipped: Vec::new(),
         })
+    }
+
+    /// The bytes of clip `i`: `[C, T, H, W]`.
+    pub fn clip(&self, i: usize) -> Option<&[u8]> {
+        let per: usize = self.shape[1..].iter().product();
+        self.pixels.get(i * per..(i + 1) * per)
     }
 
     pub fn len(&self) -> usize {

@@ -1,10 +1,32 @@
-//! `kelp_trainer::data`: what the streaming loader hands the trainer.
+//! `kelp_trainer::data`: the streaming loader that feeds the trainers.
 //!
-//! What lives here: the [`Batch`] type every trainer consumes (and, with the loader issue, the
-//! loader itself: shard reading, buckets, sampler, resume state). What must not: model code or
-//! training policy. This is the only module of the trainer that may call the decoder in
-//! `kelp-operators`.
+//! What lives here: the [`Batch`] every trainer consumes; the [`Loader`] (`Loader::new(config)`
+//! is an iterator of batches) with its [`LoaderConfig`] and [`ResumeState`]; the index of clips
+//! it reads (`index`), the data order — buckets, weights, the deterministic elastic shuffle
+//! and rank slices ([`order`]) —, the shard cache (`cache`), clip fetches (`fetch`) and the
+//! loader benchmark ([`bench`]). What must not: model code or training policy. This is the only
+//! module of the trainer that may call the decoder in `kelp-operators`
+//! (`media::clip_decode`).
 
 mod batch;
+pub mod bench;
+mod cache;
+pub mod config;
+mod error;
+mod fetch;
+mod index;
+mod loader;
+pub mod order;
+mod rng;
+pub mod state;
+mod stats;
+#[doc(hidden)]
+pub mod testing;
 
 pub use batch::{Batch, BatchError};
+pub use config::{BucketWeights, DatasetSource, LoaderConfig};
+pub use error::LoaderError;
+pub use index::LeftOut;
+pub use loader::{IndexSummary, Loader};
+pub use state::ResumeState;
+pub use stats::LoaderStats;
