@@ -105,10 +105,23 @@ fn flat_clips_and_title_cards_do_not_match_each_other() {
     };
     // Black and white clips may have no clip at all (the shot detector sees no shot in them);
     // the plain colours do, and every frame of theirs is too flat to match on.
-    for flat in ["black-a.mp4", "black-b.mp4", "white.mp4", "red.mp4", "navy.mp4"] {
-        assert!(q(flat).is_none_or(|q| q < 50), "{flat}: quality {:?}", q(flat));
+    for flat in [
+        "black-a.mp4",
+        "black-b.mp4",
+        "white.mp4",
+        "red.mp4",
+        "navy.mp4",
+    ] {
+        assert!(
+            q(flat).is_none_or(|q| q < 50),
+            "{flat}: quality {:?}",
+            q(flat)
+        );
     }
-    assert!(q("red.mp4").is_some() && q("navy.mp4").is_some(), "{quality:?}");
+    assert!(
+        q("red.mp4").is_some() && q("navy.mp4").is_some(),
+        "{quality:?}"
+    );
     for card in ["title-one.mp4", "title-two.mp4", "title-end.mp4"] {
         assert!(
             q(card).is_some_and(|q| q >= 50),

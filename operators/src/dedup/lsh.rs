@@ -146,6 +146,9 @@ pub fn comparable(a: Slot, b: Slot, mirrors: bool) -> bool {
 /// What the join needs of the frames: each one's group (its clip) and hashes by slot.
 pub trait Frames: Sync {
     fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     fn group(&self, i: usize) -> u32;
     /// The frame's hash in slot `s` (an index into [`SLOTS`]), when it has one.
     fn slot(&self, i: usize, s: usize) -> Option<&Hash>;

@@ -442,7 +442,7 @@ fn copy_args(base: &Path, t: Transform, shape: Shape, rng: &mut SplitMix) -> Vec
             // A solid box in a corner, about a fifth of the width: a channel logo.
             let corner = rng.next_u64() % 4;
             let (w, h) = (shape.width / 5, shape.height / 6);
-            let x = if corner % 2 == 0 {
+            let x = if corner.is_multiple_of(2) {
                 12
             } else {
                 shape.width - w - 12
