@@ -88,6 +88,21 @@ pub enum Command {
         #[arg(long, default_value_t = kelp_pipeline::dag::spec::default_shard_rows())]
         shard_rows: usize,
     },
+    /// Near-duplicate groups over a finished dataset (the near_dedup pass on its own), also
+    /// against older datasets: this dataset's copies of their clips are rejected.
+    Dedup {
+        /// Dataset URI.
+        #[arg(long)]
+        dataset: String,
+        /// An older dataset whose clips are kept and never rewritten (repeatable).
+        #[arg(long, value_name = "URI")]
+        against: Vec<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Rows per output shard.
+        #[arg(long, default_value_t = kelp_pipeline::dag::spec::default_shard_rows())]
+        shard_rows: usize,
+    },
     /// Check a DAG file completely without running it.
     Validate { dag: PathBuf },
     /// Run SQL over a dataset's tables (videos, boundaries, clips).
@@ -160,6 +175,21 @@ pub enum BenchCommand {
     },
     /// A whole DAG's per-video work (every analysis, one decode) vs the bare decode.
     Dag { dag: PathBuf, videos: Vec<PathBuf> },
+    /// Near-duplicate search on the transformed set (copies and hard negatives of the videos in
+    /// DIR): pairwise precision/recall and wall time next to PyPI videohash, then the matching
+    /// throughput at 1M synthetic signatures.
+    Dedup {
+        /// Folder of real videos laid out as /work/shared/data (generated bases when none is
+        /// there).
+        #[arg(default_value = "/work/shared/data")]
+        dir: PathBuf,
+        /// Skip videohash.
+        #[arg(long)]
+        no_peer: bool,
+        /// Synthetic signatures for the throughput line (0 skips it).
+        #[arg(long, default_value_t = 1_000_000)]
+        signatures: usize,
+    },
     /// The near-duplicate index and matching on synthetic signatures: time and peak memory.
     DedupIndex {
         /// Signature counts to run, smallest first.
@@ -305,6 +335,7 @@ pub fn name_of(command: &Command) -> &'static str {
         Command::Run { .. } => "run",
         Command::Status { .. } => "status",
         Command::Pass { .. } => "pass",
+        Command::Dedup { .. } => "dedup",
         Command::Validate { .. } => "validate",
         Command::Sql { .. } => "sql",
         Command::Shots { .. } => "shots",

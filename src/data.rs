@@ -61,6 +61,21 @@ pub fn dispatch(command: Command) -> Result<Option<Command>> {
             );
             Ok(None)
         }
+        Command::Dedup {
+            dataset,
+            against,
+            store,
+            shard_rows,
+        } => {
+            let done = runtime()?.block_on(kelp_pipeline::pass::near_dedup::run_standalone(
+                &dataset,
+                &store.options(),
+                &against,
+                shard_rows.max(1),
+            ))?;
+            println!("{dataset}: {done}");
+            Ok(None)
+        }
         Command::Sql {
             query,
             dataset,

@@ -1,5 +1,5 @@
 //! `kelp-video`: the commands that decode video (`run`, `shots`, `validate`, `operators`,
-//! `schema`, `bench dag`, `bench shots`, `bench loader`), and every other command too. `kelp` hands these over to
+//! `schema`, `bench dag`, `bench shots`, `bench loader`, `bench dedup`), and every other command too. `kelp` hands these over to
 //! it, so only this binary loads FFmpeg and OpenCV.
 
 use std::path::{Path, PathBuf};
@@ -137,6 +137,16 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
             Ok(())
         }
 
+        Command::Bench(BenchCommand::Dedup {
+            dir,
+            no_peer,
+            signatures,
+        }) => {
+            let report = runtime()?
+                .block_on(kelp_pipeline::bench::dedup::run(&dir, !no_peer, signatures))?;
+            print!("{}", kelp_pipeline::bench::dedup::table(&report));
+            Ok(())
+        }
         Command::Bench(BenchCommand::DedupIndex { signatures }) => {
             let rows = kelp_operators::dedup::bench::run_scale(&signatures);
             print!("{}", kelp_operators::dedup::bench::scale_table(&rows));

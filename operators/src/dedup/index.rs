@@ -1,12 +1,12 @@
-//! A multi-index hash (Norouzi et al., "Fast search in Hamming space with multi-index hashing",
-//! 2012) over 256-bit signatures: each hash is cut into 16 chunks of 16 bits and filed under
-//! each chunk's value. Two hashes within Hamming distance `D` agree within `D / 16` bits on at
-//! least one chunk (pigeonhole), so a query looks up, per chunk, its own value and the values
-//! `D / 16` bit flips away, then checks the full distance of those candidates only: sub-linear
-//! in the number of signatures, never all pairs.
-//!
-//! Memory: 32 bytes a hash plus 4 bytes per chunk entry (16 per hash) = 96 bytes a signature,
-//! plus 16 × 65,537 offsets (4 MB): 1M signatures ≈ 100 MB, 10M ≈ 1 GB.
+//! 256-bit hashes as four words, their distance, and an exact radius search: a multi-index hash
+//! (Norouzi et al., "Fast search in Hamming space with multi-index hashing", 2012) that cuts
+//! each hash into 16 chunks of 16 bits and files it under each chunk's value. Two hashes within
+//! Hamming distance `D` agree within `D / 16` bits on at least one chunk (pigeonhole), so a
+//! query looks up, per chunk, its own value and the values `D / 16` bit flips away, then checks
+//! the full distance of those candidates only. Exact, but each lookup visits ~N/65,536 entries,
+//! so a self-join costs ~272 · N²/65,536 distance checks at D = 31: the dataset-scale search is
+//! the LSH join of [`super::lsh`]; this one is the reference its recall is measured against
+//! (`kelp bench dedup-index`, small sizes).
 
 /// 256 bits as four words.
 pub type Hash = [u64; 4];
@@ -94,14 +94,6 @@ impl HashIndex {
     /// `seen` is scratch space of `len()` entries, reused across queries by the caller.
     pub fn search(&self, query: &Hash, radius: u32, seen: &mut Stamps) -> Vec<(u32, u32)> {
         self.lookup(query, radius, (radius as usize) / CHUNKS, seen)
-    }
-
-    /// The indexed hashes within `radius` of `query` that also share one whole chunk with it:
-    /// 16 lookups instead of 272 at a radius of 31, for finding candidate clips. A hash 31 bits
-    /// away shares a chunk with 9 chances in 10, one 20 bits away 994 in 1,000, so a clip with
-    /// several near frames is all but certain to be found; the pair is then checked in full.
-    pub fn probe(&self, query: &Hash, radius: u32, seen: &mut Stamps) -> Vec<(u32, u32)> {
-        self.lookup(query, radius, 0, seen)
     }
 
     fn lookup(

@@ -1,35 +1,29 @@
 //! Near-duplicate search over frame signatures (the `signatures` table of the `signature`
-//! operator): a sub-linear index over 256-bit hashes ([`index`]), the clip-level matching and
-//! grouping rule ([`groups`]), and its scale benchmark ([`bench`]). The pipeline's `near_dedup`
-//! pass feeds it rows through [`group_signatures`], knowing nothing of frames.
+//! operator): 256-bit hash helpers and an exact multi-index search ([`index`]), the
+//! dataset-scale LSH join that finds candidate pairs ([`lsh`]), the clip-level matching and
+//! grouping rule ([`groups`]), the scale benchmark ([`bench`]) and the transformed set of copies
+//! the tests and `kelp bench dedup` score against ([`transformed`]). The pipeline's `near_dedup`
+//! pass feeds it frame signatures through [`group_frames`], knowing nothing of video.
 
 pub mod bench;
 pub mod groups;
 pub mod index;
+pub mod lsh;
+pub mod transformed;
 
 use groups::{clip_matches, groups, FrameSignature, MatchRule, Membership};
-use index::hash_of;
 
-/// Near-duplicate groups of `clips` clips from their good frames' signatures, given as
-/// (clip number, 32-byte hash, 32-byte mirror hash); `order` lists the clips best first (the
-/// keep rule). Signatures of another width are skipped.
-pub fn group_signatures(
-    signatures: &[(u32, &[u8], &[u8])],
+/// Near-duplicate groups of `clips` clips from their good frames' signatures; `order` lists the
+/// clips best first (the keep rule). Clips numbered below `fixed` belong to older datasets:
+/// they are never paired with each other, always keep their group, and never join another.
+pub fn group_frames(
+    frames: &[FrameSignature],
     clips: usize,
+    fixed: u32,
     order: &[u32],
     rule: MatchRule,
 ) -> Vec<Membership> {
-    let frames: Vec<FrameSignature> = signatures
-        .iter()
-        .filter_map(|&(clip, hash, mirror)| {
-            Some(FrameSignature {
-                clip,
-                hash: hash_of(hash)?,
-                mirror: hash_of(mirror)?,
-            })
-        })
-        .collect();
-    groups(order, &clip_matches(&frames, clips, rule))
+    groups(order, &clip_matches(frames, clips, fixed, rule), fixed)
 }
 
 /// A seeded splitmix64 stream: the synthetic signatures of the benchmark and the tests.

@@ -65,6 +65,9 @@ pub static PASSES: &[PassInfo] = &[
         summary: "near-duplicate groups of clips from their PDQ signatures; the best clip of each is kept (duplicates table)",
         build: |p| {
             let config = params::<near_dedup::NearDedupConfig>(p)?;
+            config
+                .check()
+                .map_err(|message| ParamError { key: None, message })?;
             Ok(Arc::new(near_dedup::NearDedup { config }))
         },
         tables: near_dedup::tables,
@@ -223,6 +226,19 @@ pub async fn run_on_dataset(
     name: &str,
     shard_rows: usize,
 ) -> Result<StandaloneOutcome> {
+    run_on_dataset_with(uri, opts, name, &toml::Table::new(), shard_rows).await
+}
+
+/// [`run_on_dataset`] with the pass's parameters (as a DAG's `[[pass]]` table would give them;
+/// `kelp dedup` passes `against`). They apply when this call runs the pass; a pass already
+/// committed is kept as it is.
+pub async fn run_on_dataset_with(
+    uri: &str,
+    opts: &crate::store::StoreOptions,
+    name: &str,
+    params: &toml::Table,
+    shard_rows: usize,
+) -> Result<StandaloneOutcome> {
     use crate::dataset::commit::{self, Commit, CommitRecord};
     use crate::dataset::{io, lease, manifest};
     let info = lookup(name).ok_or_else(|| {
@@ -265,8 +281,7 @@ pub async fn run_on_dataset(
             }
         };
         let staging = out.at(&commit::staging_rel(unit, &attempt));
-        let params = toml::Table::new();
-        let tables = match execute(&out, &plan, info, &params, &staging, unit, shard_rows).await {
+        let tables = match execute(&out, &plan, info, params, &staging, unit, shard_rows).await {
             Ok(t) => t,
             Err(e) => {
                 let _ = commit::discard(&out, unit, &attempt).await;

@@ -1,41 +1,47 @@
 //! `near_dedup`: near-duplicate groups over the whole dataset, from the `signatures` table of the
-//! `signature` operator ([`crate::dedup`] does the matching). In each group the best clip is kept
-//! — highest resolution (its crop box when it has one), then the higher `sharpness` when that
-//! column exists, then the longer, then the smaller `clip_id` — and the `duplicates` table says,
-//! for every clip of a group, which clip was kept, how close it is and how much of it matched.
-//! Clips with `kept = false` there are the duplicates a training set leaves out.
+//! `signature` operator ([`kelp_operators::dedup`] does the matching). In each group the best
+//! clip is kept — highest resolution (its crop box when it has one), then the higher
+//! `sharpness` when that column exists, then the longer, then the smaller `clip_id` — and the
+//! `duplicates` table says, for every clip of a group, which clip was kept, how close it is and
+//! how much of it matched. Clips with `kept = false` there are the duplicates a training set
+//! leaves out.
 //!
-//! Cost: it holds the good-quality frame signatures of the whole dataset (about 100 bytes each:
-//! 1M ≈ 100 MB) and matches them in one process (1M in ~13 s on 2 cores).
+//! With `against = [URI, ...]` the clips of older datasets join the search as fixed keepers:
+//! they are never paired with each other, never rejected and never rewritten; a clip of this
+//! dataset that matches one is a duplicate of it (`kept_in` names its dataset).
+//!
+//! Clips are numbered by the keep rule (older datasets' first), never by shard order, so the
+//! result is the same whatever partitioning wrote the dataset. Cost: ~210 bytes per good-quality
+//! frame signature held in memory (its six hashes: 10M ≈ 2 GB) plus one LSH table's words per
+//! thread (see the README, "Deduplication").
+
+mod read;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanBuilder, FixedSizeBinaryArray, Float64Builder, RecordBatch,
-    StringArray, StringBuilder,
-};
-use arrow::datatypes::{DataType, Field, Float64Type, Int32Type, Int64Type, Schema};
+use arrow::array::{ArrayRef, BooleanBuilder, Float64Builder, RecordBatch, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema};
 use futures::future::BoxFuture;
+use kelp_operators::dedup::group_frames;
+use kelp_operators::dedup::groups::{FrameSignature, MatchRule, Membership};
 use kelp_operators::{ColumnSpec, ColumnType as T, TableSpec};
 use serde::Deserialize;
 
 use super::{Pass, PassWriter};
 use crate::dataset::Dataset;
 use crate::error::{PipelineError, Result};
-use kelp_operators::dedup::group_signatures;
-use kelp_operators::dedup::groups::MatchRule;
+use crate::store::StoreOptions;
+use read::Rank;
 
 pub const TABLE: &str = "duplicates";
-const SIGNATURES: &str = "signatures";
-const CLIPS: &str = "clips";
 
 /// Parameters of the `near_dedup` pass.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NearDedupConfig {
     /// Largest Hamming distance (of 256 bits) between two matching frames. PDQ's authors call
-    /// ≤ 31 a confident match; copies of one clip measured 2–6 (see the README).
+    /// ≤ 31 a confident match; see the README for the distances copies measured.
     pub radius: u32,
     /// Smallest share of the shorter clip's good frames that must match.
     pub min_fraction: f64,
@@ -43,6 +49,12 @@ pub struct NearDedupConfig {
     pub min_quality: i32,
     /// A mirrored copy counts as a duplicate.
     pub mirrors: bool,
+    /// Older datasets (URIs): their clips are kept, and this dataset's copies of them rejected.
+    pub against: Vec<String>,
+    /// S3-compatible endpoint for the `against` datasets (else `AWS_ENDPOINT`).
+    pub endpoint: Option<String>,
+    /// Allow a plain-http endpoint for them.
+    pub allow_http: bool,
 }
 
 impl Default for NearDedupConfig {
@@ -52,7 +64,31 @@ impl Default for NearDedupConfig {
             min_fraction: 0.5,
             min_quality: 50,
             mirrors: true,
+            against: Vec::new(),
+            endpoint: None,
+            allow_http: false,
         }
+    }
+}
+
+impl NearDedupConfig {
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.radius > 128 {
+            return Err(format!(
+                "radius must be ≤ 128 of 256 bits (got {}); unrelated pictures are ~128 apart",
+                self.radius
+            ));
+        }
+        if !(self.min_fraction > 0.0 && self.min_fraction <= 1.0) {
+            return Err(format!(
+                "min_fraction must be in (0, 1] (got {})",
+                self.min_fraction
+            ));
+        }
+        if let Some(bad) = self.against.iter().find(|u| u.trim().is_empty()) {
+            return Err(format!("against: an empty dataset URI ({bad:?})"));
+        }
+        Ok(())
     }
 }
 
@@ -61,7 +97,7 @@ pub fn tables() -> Vec<TableSpec> {
     vec![TableSpec {
         name: TABLE,
         key: &["clip_id"],
-        doc: "one row per clip in a near-duplicate group (written by the `near_dedup` pass): the clip kept for the group, and how close this one is",
+        doc: "one row per clip of this dataset in a near-duplicate group (written by the `near_dedup` pass): the clip kept for the group, and how close this one is",
         columns: vec![
             c("clip_id", T::Utf8, "the clip").required(),
             c("group_id", T::Utf8, "the group: its kept clip's id").required(),
@@ -69,6 +105,8 @@ pub fn tables() -> Vec<TableSpec> {
             c("kept", T::Boolean, "true for the group's kept clip; false for its duplicates").required(),
             c("distance", T::Float64, "0–256: mean Hamming distance of its matching frames to the kept clip's"),
             c("matched_fraction", T::Float64, "0–1: share of the shorter clip's good frames with a match"),
+            c("kept_in", T::Utf8, "the older dataset (an `against` URI) holding the kept clip; null when it is this one's"),
+            c("reason", T::Utf8, "`duplicate of <kept_clip_id>` (`… in <dataset>` for an older dataset's clip); null when kept"),
         ],
         mirrors: None,
     }]
@@ -78,110 +116,133 @@ pub struct NearDedup {
     pub config: NearDedupConfig,
 }
 
-/// A clip's place in the keep order: better first.
-#[derive(Debug, Clone, PartialEq)]
-struct Rank {
-    pixels: i64,
-    sharpness: f64,
-    duration: f64,
-    clip_id: String,
-}
-
-fn err(what: String) -> PipelineError {
+pub(crate) fn err(what: String) -> PipelineError {
     PipelineError::Other(format!("near_dedup: {what}"))
 }
 
-/// Reads the keep-rule facts of every clip, in shard order.
-async fn clip_ranks(input: &Dataset) -> Result<Vec<Rank>> {
-    let mut ranks = Vec::new();
-    for shard in input.shards(CLIPS) {
-        for batch in input.read_shard(shard, &[]).await? {
-            let text = |n: &str| {
-                batch
-                    .column_by_name(n)
-                    .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
-            };
-            let ids = text("clip_id").ok_or_else(|| err(format!("{}: no clip_id", shard.path)))?;
-            let num = |n: &str, i: usize| -> Option<f64> {
-                let c = batch.column_by_name(n)?;
-                if c.is_null(i) {
-                    return None;
-                }
-                match c.data_type() {
-                    DataType::Int32 => Some(c.as_primitive::<Int32Type>().value(i) as f64),
-                    DataType::Int64 => Some(c.as_primitive::<Int64Type>().value(i) as f64),
-                    DataType::Float64 => Some(c.as_primitive::<Float64Type>().value(i)),
-                    _ => None,
-                }
-            };
-            for i in 0..batch.num_rows() {
-                let (w, h) = match (num("crop_w", i), num("crop_h", i)) {
-                    (Some(w), Some(h)) => (w, h),
-                    _ => (
-                        num("width", i).unwrap_or(0.0),
-                        num("height", i).unwrap_or(0.0),
-                    ),
-                };
-                ranks.push(Rank {
-                    pixels: (w * h) as i64,
-                    sharpness: num("sharpness", i).unwrap_or(0.0),
-                    duration: num("duration_s", i).unwrap_or(0.0),
-                    clip_id: ids.value(i).to_string(),
-                });
-            }
-        }
-    }
-    Ok(ranks)
+/// The clips of one dataset taking part, numbered from `first`.
+struct Numbered {
+    /// The dataset's URI for older datasets; `None` for the pass's own.
+    uri: Option<String>,
+    ids: Vec<String>,
+    first: u32,
 }
 
-/// A signature row kept for matching: its clip's number in `index`, hash and mirror hash.
-type SignatureRow = (u32, Vec<u8>, Vec<u8>);
+impl Numbered {
+    fn map(&self) -> HashMap<String, u32> {
+        self.ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), self.first + i as u32))
+            .collect()
+    }
+}
 
-/// The good-quality signature rows, with clips numbered by their place in `index`.
-async fn signature_rows(
-    input: &Dataset,
-    index: &HashMap<String, u32>,
-    min_quality: i32,
-) -> Result<Vec<SignatureRow>> {
-    let mut out = Vec::new();
-    for shard in input.shards(SIGNATURES) {
-        for batch in input
-            .read_shard(shard, &["clip_id", "hash", "hash_mirror", "quality"])
-            .await?
-        {
-            let bad = || err(format!("{}: unexpected signature columns", shard.path));
-            let ids = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .ok_or_else(bad)?;
-            let hashes = batch
-                .column(1)
-                .as_any()
-                .downcast_ref::<FixedSizeBinaryArray>()
-                .ok_or_else(bad)?;
-            let mirrors = batch
-                .column(2)
-                .as_any()
-                .downcast_ref::<FixedSizeBinaryArray>()
-                .ok_or_else(bad)?;
-            let quality = batch
-                .column(3)
-                .as_primitive_opt::<Int32Type>()
-                .ok_or_else(bad)?;
-            for i in 0..batch.num_rows() {
-                if quality.is_null(i) || quality.value(i) < min_quality || hashes.is_null(i) {
-                    continue;
-                }
-                // Signatures of clips no longer in `clips` (none, in a committed dataset) are skipped.
-                let Some(&clip) = index.get(ids.value(i)) else {
-                    continue;
-                };
-                out.push((clip, hashes.value(i).to_vec(), mirrors.value(i).to_vec()));
+impl NearDedup {
+    /// Every clip numbered and every good frame read: older datasets' clips first (by id),
+    /// then this dataset's in keep-rule order.
+    async fn gather(&self, input: &Dataset) -> Result<(Vec<Numbered>, Vec<FrameSignature>)> {
+        let opts = StoreOptions {
+            endpoint: self.config.endpoint.clone(),
+            allow_http: self.config.allow_http,
+        };
+        let mut parts = Vec::new();
+        let mut frames = Vec::new();
+        let mut next = 0u32;
+        for uri in &self.config.against {
+            let old = Dataset::open(uri, &opts)
+                .await
+                .map_err(|e| err(format!("against {uri}: {e}")))?;
+            let mut ids: Vec<String> = read::clip_ranks(&old)
+                .await?
+                .into_iter()
+                .map(|r| r.clip_id)
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let part = Numbered {
+                uri: Some(uri.clone()),
+                first: next,
+                ids,
+            };
+            read::signatures(&old, &part.map(), self.config.min_quality, &mut frames).await?;
+            next += part.ids.len() as u32;
+            parts.push(part);
+        }
+        let mut ranks: Vec<Rank> = read::clip_ranks(input).await?;
+        ranks.sort_by(Rank::better_first);
+        let part = Numbered {
+            uri: None,
+            first: next,
+            ids: ranks.into_iter().map(|r| r.clip_id).collect(),
+        };
+        read::signatures(input, &part.map(), self.config.min_quality, &mut frames).await?;
+        parts.push(part);
+        Ok((parts, frames))
+    }
+}
+
+/// The clip numbered `n`: its id and, for an older dataset's, that dataset's URI.
+fn clip_of(parts: &[Numbered], n: u32) -> Option<(&str, Option<&str>)> {
+    let part = parts.iter().rev().find(|p| p.first <= n)?;
+    let id = part.ids.get((n - part.first) as usize)?;
+    Some((id.as_str(), part.uri.as_deref()))
+}
+
+fn duplicates_batch(parts: &[Numbered], members: &[Membership], fixed: u32) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("clip_id", DataType::Utf8, false),
+        Field::new("group_id", DataType::Utf8, false),
+        Field::new("kept_clip_id", DataType::Utf8, false),
+        Field::new("kept", DataType::Boolean, false),
+        Field::new("distance", DataType::Float64, true),
+        Field::new("matched_fraction", DataType::Float64, true),
+        Field::new("kept_in", DataType::Utf8, true),
+        Field::new("reason", DataType::Utf8, true),
+    ]));
+    let (mut ids, mut group, mut kept_id) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    let (mut kept, mut dist, mut frac) = (
+        BooleanBuilder::new(),
+        Float64Builder::new(),
+        Float64Builder::new(),
+    );
+    let (mut kept_in, mut reason) = (StringBuilder::new(), StringBuilder::new());
+    // Rows for this dataset's clips only: an older dataset is never rewritten.
+    for m in members.iter().filter(|m| m.clip >= fixed) {
+        let lost = || err(format!("clip number {} out of range", m.clip));
+        let (id, _) = clip_of(parts, m.clip).ok_or_else(lost)?;
+        let (keeper, keeper_in) = clip_of(parts, m.keeper).ok_or_else(lost)?;
+        ids.append_value(id);
+        group.append_value(keeper);
+        kept_id.append_value(keeper);
+        kept.append_value(m.clip == m.keeper);
+        dist.append_value(m.distance);
+        frac.append_value(m.fraction);
+        kept_in.append_option(keeper_in);
+        if m.clip == m.keeper {
+            reason.append_null();
+        } else {
+            match keeper_in {
+                Some(uri) => reason.append_value(format!("duplicate of {keeper} in {uri}")),
+                None => reason.append_value(format!("duplicate of {keeper}")),
             }
         }
     }
-    Ok(out)
+    let arrays: Vec<ArrayRef> = vec![
+        Arc::new(ids.finish()),
+        Arc::new(group.finish()),
+        Arc::new(kept_id.finish()),
+        Arc::new(kept.finish()),
+        Arc::new(dist.finish()),
+        Arc::new(frac.finish()),
+        Arc::new(kept_in.finish()),
+        Arc::new(reason.finish()),
+    ];
+    RecordBatch::try_new(schema, arrays).map_err(|e| err(e.to_string()))
 }
 
 impl Pass for NearDedup {
@@ -191,87 +252,110 @@ impl Pass for NearDedup {
 
     fn run<'a>(&'a self, input: &'a Dataset, out: &'a mut PassWriter) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            if input.shards(SIGNATURES).is_empty() {
-                return Err(err(
-                    "the dataset has no signatures table (add a `signature` node to the DAG)"
-                        .into(),
-                ));
-            }
-            let ranks = clip_ranks(input).await?;
-            let index: HashMap<String, u32> = ranks
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (r.clip_id.clone(), i as u32))
-                .collect();
-            let rows = signature_rows(input, &index, self.config.min_quality).await?;
+            let (parts, frames) = self.gather(input).await?;
+            let total: usize = parts.iter().map(|p| p.ids.len()).sum();
+            let fixed = parts.last().map_or(0, |p| p.first);
             let rule = MatchRule {
                 radius: self.config.radius,
                 min_fraction: self.config.min_fraction,
                 mirrors: self.config.mirrors,
             };
-            let n = ranks.len();
-            let mut order: Vec<u32> = (0..ranks.len() as u32).collect();
-            order.sort_by(|&a, &b| {
-                let (x, y) = (&ranks[a as usize], &ranks[b as usize]);
-                y.pixels
-                    .cmp(&x.pixels)
-                    .then(y.sharpness.total_cmp(&x.sharpness))
-                    .then(y.duration.total_cmp(&x.duration))
-                    .then(x.clip_id.cmp(&y.clip_id))
-            });
+            let signed = frames.len();
             let members = tokio::task::spawn_blocking(move || {
-                let refs: Vec<(u32, &[u8], &[u8])> = rows
-                    .iter()
-                    .map(|(c, h, m)| (*c, h.as_slice(), m.as_slice()))
-                    .collect();
-                group_signatures(&refs, n, &order, rule)
+                let order: Vec<u32> = (0..total as u32).collect();
+                group_frames(&frames, total, fixed, &order, rule)
             })
             .await
             .map_err(|e| err(format!("matching: {e}")))?;
-            let schema = Arc::new(Schema::new(vec![
-                Field::new("clip_id", DataType::Utf8, false),
-                Field::new("group_id", DataType::Utf8, false),
-                Field::new("kept_clip_id", DataType::Utf8, false),
-                Field::new("kept", DataType::Boolean, false),
-                Field::new("distance", DataType::Float64, true),
-                Field::new("matched_fraction", DataType::Float64, true),
-            ]));
-            let (mut ids, mut group, mut kept_id) = (
-                StringBuilder::new(),
-                StringBuilder::new(),
-                StringBuilder::new(),
-            );
-            let (mut kept, mut dist, mut frac) = (
-                BooleanBuilder::new(),
-                Float64Builder::new(),
-                Float64Builder::new(),
-            );
-            for m in &members {
-                let keeper = &ranks[m.keeper as usize].clip_id;
-                ids.append_value(&ranks[m.clip as usize].clip_id);
-                group.append_value(keeper);
-                kept_id.append_value(keeper);
-                kept.append_value(m.clip == m.keeper);
-                dist.append_value(m.distance);
-                frac.append_value(m.fraction);
-            }
-            let arrays: Vec<ArrayRef> = vec![
-                Arc::new(ids.finish()),
-                Arc::new(group.finish()),
-                Arc::new(kept_id.finish()),
-                Arc::new(kept.finish()),
-                Arc::new(dist.finish()),
-                Arc::new(frac.finish()),
-            ];
-            let batch = RecordBatch::try_new(schema, arrays).map_err(|e| err(e.to_string()))?;
-            let dropped = members.iter().filter(|m| m.clip != m.keeper).count();
+            let batch = duplicates_batch(&parts, &members, fixed)?;
+            let dropped = members
+                .iter()
+                .filter(|m| m.clip >= fixed && m.clip != m.keeper)
+                .count();
             out.push(TABLE, batch).await?;
             tracing::info!(
-                clips = n,
+                clips = total - fixed as usize,
+                older_clips = fixed,
+                frames = signed,
                 duplicates = dropped,
                 "near-duplicate groups built"
             );
             Ok(())
         })
     }
+}
+
+/// What `kelp dedup` did.
+#[derive(Debug, Clone)]
+pub struct StandaloneDedup {
+    pub unit: u32,
+    /// False when the pass had already been committed (its earlier result is kept).
+    pub ran: bool,
+    /// Clips kept for their groups, clips rejected, and of those, copies of older datasets'.
+    pub kept: u64,
+    pub rejected: u64,
+    pub rejected_for_older: u64,
+}
+
+impl std::fmt::Display for StandaloneDedup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "near_dedup {} (unit {}): {} clips rejected as duplicates ({} of older datasets' clips), {} kept for their groups; the duplicates table says which and why",
+            if self.ran {
+                "committed"
+            } else {
+                "was already committed (its earlier result is kept)"
+            },
+            self.unit,
+            self.rejected,
+            self.rejected_for_older,
+            self.kept
+        )
+    }
+}
+
+/// `kelp dedup --dataset URI [--against URI...]`: the pass over a finished dataset, committed
+/// once like `kelp pass`; the store options serve the older datasets too.
+pub async fn run_standalone(
+    uri: &str,
+    opts: &StoreOptions,
+    against: &[String],
+    shard_rows: usize,
+) -> Result<StandaloneDedup> {
+    let mut params = toml::Table::new();
+    params.insert(
+        "against".into(),
+        toml::Value::Array(against.iter().cloned().map(toml::Value::String).collect()),
+    );
+    if let Some(e) = &opts.endpoint {
+        params.insert("endpoint".into(), toml::Value::String(e.clone()));
+    }
+    params.insert("allow_http".into(), toml::Value::Boolean(opts.allow_http));
+    let done = super::run_on_dataset_with(uri, opts, "near_dedup", &params, shard_rows).await?;
+    let (_, batches) = crate::sql::query_with(
+        uri,
+        "SELECT count(*) FILTER (WHERE kept), count(*) FILTER (WHERE NOT kept), \
+         count(*) FILTER (WHERE NOT kept AND kept_in IS NOT NULL) FROM duplicates",
+        opts,
+    )
+    .await?;
+    let n = |c: usize| -> u64 {
+        batches
+            .first()
+            .and_then(|b| {
+                b.column(c)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .map(|a| a.value(0).max(0) as u64)
+            })
+            .unwrap_or(0)
+    };
+    Ok(StandaloneDedup {
+        unit: done.unit,
+        ran: done.ran,
+        kept: n(0),
+        rejected: n(1),
+        rejected_for_older: n(2),
+    })
 }
