@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages kelp builds and runs against (FFmpeg 5.1 libraries, OpenCV 4.6,
-# clang for the bindings, the ffmpeg CLI for generating sample and test media, DejaVu fonts for
+# clang for the bindings, Open MPI for the trainer's CPU collectives, the ffmpeg CLI for generating sample and test media, DejaVu fonts for
 # `kelp stats` plots), and moto, the S3-compatible server the object-storage tests start on
 # 127.0.0.1, into a virtualenv at ~/.local/share/kelp/moto (the tests look there, then on PATH).
 # Idempotent, and quick when everything is present.
@@ -11,6 +11,7 @@ PACKAGES=(
   pkg-config clang libclang-dev
   libavcodec-dev libavformat-dev libavfilter-dev libavutil-dev libswscale-dev libswresample-dev
   libopencv-dev
+  libopenmpi-dev openmpi-bin
   ffmpeg
   fonts-dejavu-core
   unzip python3-pip
