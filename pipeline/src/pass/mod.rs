@@ -288,6 +288,7 @@ pub async fn run_on_dataset(
             videos_rejected: 0,
             clips_rejected: 0,
             errors: Vec::new(),
+            replaces: BTreeMap::new(),
         };
         ran = true;
         match commit::commit(&out, &rec).await? {
