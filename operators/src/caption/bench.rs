@@ -1,10 +1,13 @@
 //! `kelp bench caption`, the frame half: the CPU kelp spends per caption request before sending
-//! it — the clip stage's decode of the clip's range, crop and scale to `frame_size`, JPEG
-//! encoding, base64 and the JSON body — measured on the thread that does it.
+//! it — the clip stage's decode of the clip's range, crop and scale to `frame_size`, then JPEG
+//! encoding, base64 and the JSON body — each half measured on the thread that does it.
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use super::jpeg::JpegEncoder;
+use super::Mode;
 use crate::caption::{Backend, Caption, CaptionConfig};
 use crate::clip_stage::{ClipDone, ClipFrame, ClipRequest, ClipSink, Rate, Target};
 use crate::context::VideoContext;
@@ -25,28 +28,42 @@ pub struct Overhead {
     pub clips: usize,
     pub frames: u32,
     pub frame_size: u32,
-    /// CPU seconds of the clip stage for the caption node (decode, scale, JPEG, body).
-    pub cpu_s: f64,
-    /// CPU seconds of the same clip stage delivering the same frames to a sink that drops them
-    /// (decode and scale alone).
+    /// CPU seconds of the clip stage delivering the caption node's frames (decode of the clips'
+    /// ranges, crop, scale), to a sink that keeps them.
     pub frames_cpu_s: f64,
+    /// CPU seconds of turning those frames into request bodies (JPEG, base64, JSON).
+    pub encode_cpu_s: f64,
     pub mean_body_bytes: usize,
     /// One of the request bodies, for the throughput half of the benchmark.
     pub sample_body: Option<Arc<[u8]>>,
 }
 
 impl Overhead {
-    pub fn ms_per_request(&self) -> f64 {
-        1000.0 * self.cpu_s / self.clips.max(1) as f64
+    fn per_clip(&self, s: f64) -> f64 {
+        1000.0 * s / self.clips.max(1) as f64
     }
-    /// Of that, the frames' extraction (decode of the clip's range, crop, scale).
+    /// All the CPU per request, ms.
+    pub fn ms_per_request(&self) -> f64 {
+        self.per_clip(self.frames_cpu_s + self.encode_cpu_s)
+    }
+    /// Of that, the frames' extraction.
     pub fn frames_ms_per_request(&self) -> f64 {
-        1000.0 * self.frames_cpu_s / self.clips.max(1) as f64
+        self.per_clip(self.frames_cpu_s)
+    }
+    /// Of that, JPEG, base64 and JSON.
+    pub fn encode_ms_per_request(&self) -> f64 {
+        self.per_clip(self.encode_cpu_s)
     }
 }
 
-/// The caption node's frame subscription with nothing done to the frames.
-struct FramesOnly(Arc<Caption>);
+/// Each clip's frames: (width, height, YUV 4:2:0 planes).
+type Captured = Arc<Mutex<BTreeMap<usize, Vec<(u32, u32, Vec<u8>)>>>>;
+
+/// The caption node's frame subscription, keeping the frames for the encode half.
+struct FramesOnly {
+    caption: Arc<Caption>,
+    frames: Captured,
+}
 
 impl Operator for FramesOnly {
     fn kind(&self) -> &'static str {
@@ -59,20 +76,29 @@ impl Operator for FramesOnly {
         Ok(None)
     }
     fn clip_sink(&self, ctx: &VideoContext) -> crate::error::Result<Option<Box<dyn ClipSink>>> {
+        let frames = self.frames.clone();
         Ok(self
-            .0
+            .caption
             .clip_sink(ctx)?
-            .map(|inner| Box::new(Discard(inner)) as Box<dyn ClipSink>))
+            .map(|inner| Box::new(Capture { inner, frames }) as Box<dyn ClipSink>))
     }
 }
 
-struct Discard(Box<dyn ClipSink>);
+struct Capture {
+    inner: Box<dyn ClipSink>,
+    frames: Captured,
+}
 
-impl ClipSink for Discard {
+impl ClipSink for Capture {
     fn request(&self, ctx: &VideoContext, target: Target) -> Option<ClipRequest> {
-        self.0.request(ctx, target)
+        self.inner.request(ctx, target)
     }
-    fn frame(&mut self, _target: Target, _frame: &ClipFrame<'_>) -> crate::error::Result<()> {
+    fn frame(&mut self, target: Target, frame: &ClipFrame<'_>) -> crate::error::Result<()> {
+        if let (Target::Kept(i), Ok(mut all)) = (target, self.frames.lock()) {
+            all.entry(i)
+                .or_default()
+                .push((frame.width, frame.height, frame.pixels.to_vec()));
+        }
         Ok(())
     }
     fn end_clip(&mut self, _target: Target, _done: ClipDone) -> crate::error::Result<()> {
@@ -88,19 +114,24 @@ impl ClipSink for Discard {
 }
 
 /// Builds the caption requests of `video`'s clips (2–4 s windows inside its shots) with `frames`
-/// frames at `frame_size`, timing the clip stage on this thread.
+/// frames at `frame_size`, timing both halves on this thread: the clip stage delivering the
+/// frames, then the node's JPEG encoder and request body.
 pub fn overhead(video: &Path, frames: u32, frame_size: u32) -> Result<Overhead, String> {
-    let caption = Arc::new(
-        Caption::new(CaptionConfig {
-            backend: Backend::Openai,
-            endpoint: Some("http://127.0.0.1:9/v1".into()),
-            model: Some("bench".into()),
-            frames,
-            frame_size,
-            ..Default::default()
-        })
-        .map_err(|e| e.to_string())?,
-    );
+    let config = CaptionConfig {
+        backend: Backend::Openai,
+        endpoint: Some("http://127.0.0.1:9/v1".into()),
+        model: Some("bench".into()),
+        frames,
+        frame_size,
+        ..Default::default()
+    };
+    let Mode::Openai {
+        settings, prompt, ..
+    } = super::openai_mode(&config)?
+    else {
+        return Err("not an openai caption node".into());
+    };
+    let caption = Arc::new(Caption::new(config.clone()).map_err(|e| e.to_string())?);
     let window = Window::new(WindowConfig {
         min_s: 2.0,
         max_s: 4.0,
@@ -108,45 +139,58 @@ pub fn overhead(video: &Path, frames: u32, frame_size: u32) -> Result<Overhead, 
         trim_gradual_frames: 0,
     })
     .map_err(|e| e.to_string())?;
+    let captured: Captured = Arc::default();
     let node = |id: &str, op: Arc<dyn crate::Operator>| PlanNode { id: id.into(), op };
     let plan = VideoPlan::new(
         vec![
             node("probe", Arc::new(Probe::new(ProbeConfig::default()))),
             node("shots", Arc::new(Shots::new(ShotsConfig::default()))),
             node("window", Arc::new(window)),
-            node("caption", caption.clone()),
-            node("frames", Arc::new(FramesOnly(caption))),
+            node(
+                "frames",
+                Arc::new(FramesOnly {
+                    caption,
+                    frames: captured.clone(),
+                }),
+            ),
         ],
         DecodeOptions::default(),
     )
     .map_err(|e| e.to_string())?;
-    let analysed = plan.analyse(SourceVideo {
+    let mut ctx = plan.analyse(SourceVideo {
         uri: video.display().to_string(),
         path: video.to_path_buf(),
     });
-    if let Some(e) = &analysed.error {
-        return Err(e.clone());
-    }
-    let mut frames_only = analysed.clone();
-    let before = thread_cpu_seconds();
-    plan.clip_stage(&mut frames_only, Some(&["frames"]));
-    let frames_cpu_s = thread_cpu_seconds() - before;
-    let mut ctx = analysed;
-    let before = thread_cpu_seconds();
-    plan.clip_stage(&mut ctx, Some(&["caption"]));
-    let cpu_s = thread_cpu_seconds() - before;
     if let Some(e) = &ctx.error {
         return Err(e.clone());
     }
-    let bodies: Vec<Arc<[u8]>> = ctx.remote.iter().map(|c| c.job.first().body).collect();
+    let before = thread_cpu_seconds();
+    plan.clip_stage(&mut ctx, Some(&["frames"]));
+    let frames_cpu_s = thread_cpu_seconds() - before;
+    if let Some(e) = &ctx.error {
+        return Err(e.clone());
+    }
+    let clips = std::mem::take(&mut *captured.lock().map_err(|_| "frames lost")?);
+    let mut jpeg = JpegEncoder::new(config.jpeg_qscale);
+    let mut bodies: Vec<Arc<[u8]>> = Vec::new();
+    let before = thread_cpu_seconds();
+    for frames in clips.values() {
+        let mut jpegs = Vec::with_capacity(frames.len());
+        for (w, h, pixels) in frames {
+            jpegs.push(jpeg.encode(pixels, *w, *h)?);
+        }
+        let text = prompt.replace("{frames}", &jpegs.len().to_string());
+        bodies.push(settings.detailed_body(&text, &jpegs).into());
+    }
+    let encode_cpu_s = thread_cpu_seconds() - before;
     let total: usize = bodies.iter().map(|b| b.len()).sum();
     Ok(Overhead {
         video: video.display().to_string(),
         clips: bodies.len(),
         frames,
         frame_size,
-        cpu_s,
         frames_cpu_s,
+        encode_cpu_s,
         mean_body_bytes: total / bodies.len().max(1),
         sample_body: bodies.into_iter().next(),
     })

@@ -18,6 +18,7 @@
 pub mod bench;
 mod colours;
 pub mod inspect;
+mod jpeg;
 pub mod labels;
 pub mod openai;
 mod sink;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::colours::{dominant, ColourCounts};
+use super::jpeg::JpegEncoder;
 use super::labels::{self, CameraMeasures};
 use super::openai::{ChatJob, ChatSettings};
 use super::structured;
@@ -16,7 +17,6 @@ use crate::clip_stage::{
 };
 use crate::context::VideoContext;
 use crate::error::Result;
-use crate::media::encode::jpeg;
 use crate::output::Value;
 use crate::remote::{RemoteCall, RemoteRequest, STATUS_ERROR, STATUS_OK, STATUS_PENDING};
 
@@ -40,11 +40,13 @@ pub(super) struct CaptionSink {
     config: CaptionConfig,
     mode: Mode,
     clips: BTreeMap<usize, Collected>,
+    jpeg: JpegEncoder,
 }
 
 impl CaptionSink {
     pub(super) fn new(config: CaptionConfig, mode: Mode) -> Self {
         CaptionSink {
+            jpeg: JpegEncoder::new(config.jpeg_qscale),
             config,
             mode,
             clips: BTreeMap::new(),
@@ -98,12 +100,7 @@ impl ClipSink for CaptionSink {
         c.colours
             .add_yuv420(frame.pixels, frame.width, frame.height);
         if matches!(self.mode, Mode::Openai { .. }) && c.error.is_none() {
-            match jpeg(
-                frame.pixels,
-                frame.width,
-                frame.height,
-                self.config.jpeg_qscale,
-            ) {
+            match self.jpeg.encode(frame.pixels, frame.width, frame.height) {
                 Ok(j) => c.jpegs.push(j),
                 Err(e) => c.error = Some(format!("JPEG encoding failed: {e}")),
             }

@@ -145,10 +145,9 @@ async fn serve(mut stream: TcpStream, handler: Handler) {
             head.push_str("connection: close\r\n");
         }
         head.push_str("\r\n");
-        if stream.write_all(head.as_bytes()).await.is_err()
-            || stream.write_all(&reply.body).await.is_err()
-            || !keep_alive
-        {
+        let mut out = head.into_bytes();
+        out.extend_from_slice(&reply.body);
+        if stream.write_all(&out).await.is_err() || !keep_alive {
             return;
         }
     }
