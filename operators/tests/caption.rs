@@ -137,6 +137,29 @@ fn a_still_dark_clip_is_captioned_static_and_dark() {
 }
 
 #[test]
+fn a_colourless_clip_is_captioned_black_and_white_and_a_coloured_one_not() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, filter, monochrome) in [
+        ("grey.mp4", "smptebars=size=320x180:rate=25:duration=2,hue=s=0", true),
+        ("colour.mp4", "color=c=0x2060c0:size=320x180:rate=25:duration=2", false),
+    ] {
+        let ctx = run(&make(dir.path(), name, filter), structured());
+        let (caption, short) = (cell(&ctx, "caption"), cell(&ctx, "caption_short"));
+        assert_eq!(
+            caption.contains("in black and white."),
+            monochrome,
+            "{name}: {caption}"
+        );
+        assert_eq!(
+            short.ends_with("black and white"),
+            monochrome,
+            "{name}: {short}"
+        );
+        assert_eq!(caption.contains("Dominant colours"), !monochrome, "{caption}");
+    }
+}
+
+#[test]
 fn a_zooming_clip_is_captioned_zoom_in() {
     let dir = tempfile::tempdir().unwrap();
     // 0.5% closer per frame at 25 fps: about 12% per second.

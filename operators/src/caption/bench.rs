@@ -238,7 +238,7 @@ pub fn synthetic_video(path: &Path, shots: u32) -> Result<(), String> {
                 for x in 0..w as usize {
                     let (fx, fy) = ((x + shift) as f32, y as f32);
                     let shade = 60.0 * (fx * 0.011).sin() * (fy * 0.017 + shot as f32).cos();
-                    let block = if ((x + shift) / 160 + y / 120) % 3 == 0 {
+                    let block = if ((x + shift) / 160 + y / 120).is_multiple_of(3) {
                         50.0
                     } else {
                         0.0

@@ -186,7 +186,7 @@ impl Row {
             .or_else(|| got.colours.luma_mean());
         let colours = dominant(&got.colours, COLOUR_SHARE, 3);
         let duration_s = target.clip(ctx).map_or(0.0, |c| c.duration_s());
-        let facts = structured::facts(
+        let mut facts = structured::facts(
             duration_s,
             &measures,
             luma_mean,
@@ -195,6 +195,9 @@ impl Row {
             target.value(ctx, "text_area"),
             target.value(ctx, "overlay_area"),
         );
+        facts.monochrome = target
+            .value(ctx, "colorfulness")
+            .is_some_and(|c| c < structured::MONOCHROME);
         Row {
             camera: facts.camera.clone(),
             tempo: facts.tempo,

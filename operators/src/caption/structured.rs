@@ -18,14 +18,24 @@ pub struct Facts {
     pub text_area: Option<f64>,
     /// Share covered by fixed overlays the crop removed (`crop` node).
     pub overlay_area: Option<f64>,
+    /// Black and white (or one tint): the `exposure` node's colourfulness is next to nothing.
+    pub monochrome: bool,
 }
+
+/// Hasler–Süsstrunk colourfulness under which a picture counts as black and white (a grey
+/// picture scores ~0, a "slightly colourful" one ~15).
+pub const MONOCHROME: f64 = 3.0;
 
 /// Text covering more than this share of the picture is mentioned.
 const TEXT_SHARE: f64 = 0.01;
 
 /// The detailed and the short caption.
 pub fn captions(f: &Facts) -> (String, String) {
-    let mut detailed = vec![format!("A {:.1}-second clip.", f.duration_s)];
+    let mut detailed = vec![if f.monochrome {
+        format!("A {:.1}-second clip in black and white.", f.duration_s)
+    } else {
+        format!("A {:.1}-second clip.", f.duration_s)
+    }];
     let mut short: Vec<String> = Vec::new();
     if let Some(camera) = &f.camera {
         detailed.push(match camera.as_str() {
@@ -39,7 +49,14 @@ pub fn captions(f: &Facts) -> (String, String) {
         });
     }
     if let Some(t) = f.tempo {
-        detailed.push(format!("Tempo: {t}."));
+        // A still camera with movement in the picture: the scene moves, not the camera.
+        if f.camera.as_deref() == Some("static") && t != "still" {
+            detailed.push(format!(
+                "Tempo: {t}; the camera is still, so the movement is in the scene."
+            ));
+        } else {
+            detailed.push(format!("Tempo: {t}."));
+        }
     }
     if let Some(l) = f.lighting {
         match f.contrast {
@@ -52,7 +69,9 @@ pub fn captions(f: &Facts) -> (String, String) {
             l.to_string()
         });
     }
-    if !f.colours.is_empty() {
+    if f.monochrome {
+        short.push("black and white".into());
+    } else if !f.colours.is_empty() {
         detailed.push(format!("Dominant colours: {}.", join(&f.colours)));
         short.push(format!(
             "mostly {}",
@@ -113,6 +132,7 @@ pub fn facts(
         colours,
         text_area,
         overlay_area,
+        monochrome: false,
     }
 }
 
@@ -131,6 +151,7 @@ mod tests {
             colours: vec!["blue", "black", "grey"],
             text_area: Some(0.04),
             overlay_area: None,
+            monochrome: false,
         };
         let (detailed, short) = captions(&f);
         assert_eq!(
@@ -141,6 +162,24 @@ mod tests {
         assert_eq!(
             short,
             "Pan left, dark, mostly blue and black, on-screen text"
+        );
+        let film = captions(&Facts {
+            duration_s: 3.2,
+            camera: Some("static".into()),
+            tempo: Some("slow"),
+            lighting: Some("dim"),
+            colours: vec!["grey", "black"],
+            monochrome: true,
+            ..Default::default()
+        });
+        assert_eq!(
+            film,
+            (
+                "A 3.2-second clip in black and white. Camera: static. Tempo: slow; the camera is \
+                 still, so the movement is in the scene. Lighting: dim."
+                    .into(),
+                "Static shot, dim, black and white".into()
+            )
         );
         let bare = captions(&Facts {
             duration_s: 1.0,
