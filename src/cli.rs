@@ -244,6 +244,24 @@ pub enum BenchCommand {
         dag: PathBuf,
         videos: Vec<PathBuf>,
     },
+    /// Captioning: kelp's CPU per caption request (frame extraction, JPEG, request body) and
+    /// requests/s through its client at several concurrency limits against a local
+    /// chat-completions server with a fixed latency (the bound: concurrency ÷ latency).
+    Caption {
+        /// The server's latency per request, milliseconds (one table each).
+        #[arg(long, value_delimiter = ',', default_value = "250,1000")]
+        latency_ms: Vec<u64>,
+        /// Concurrency limits to run.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32,128")]
+        concurrency: Vec<usize>,
+        /// Frames per request and their short side (the `caption` node's defaults).
+        #[arg(long, default_value_t = 8)]
+        frames: u32,
+        #[arg(long, default_value_t = 448)]
+        frame_size: u32,
+        /// A video to build the requests from (default: a generated 1280x720 one).
+        video: Option<PathBuf>,
+    },
     /// Shot detection vs the bare decode (ffmpeg CLI, 1 thread) and PySceneDetect, with F1 where
     /// `<file>.labels.csv` sits beside a video (or in --labels).
     Shots {

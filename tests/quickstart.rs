@@ -111,6 +111,21 @@ fn quickstart_dag_then_sql_counts_match_the_samples() {
         "SELECT count(*) AS n FROM previews WHERE thumbnail IS NOT NULL AND animation IS NOT NULL",
     );
     assert_eq!(int(&previews[0], "n"), 14);
+
+    // Offline captions for every kept clip, labelled as kelp's own words.
+    let captions = sql_json(
+        &out,
+        "SELECT count(*) AS n, count(DISTINCT clip_id) AS clips, \
+         sum(CASE WHEN caption_source = 'structured' AND caption_status = 'ok' \
+             AND caption LIKE 'A %-second clip%' AND camera_motion IS NOT NULL THEN 1 ELSE 0 END) AS good \
+         FROM captions JOIN clips USING (clip_id)",
+    );
+    let c = &captions[0];
+    assert_eq!(
+        [int(c, "n"), int(c, "clips"), int(c, "good")],
+        [14; 3],
+        "{c:?}"
+    );
 }
 
 #[test]

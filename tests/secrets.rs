@@ -28,8 +28,7 @@ fn planted(moto: &MotoServer) -> Vec<(&'static str, String)> {
 
 fn assert_clean(what: &str, bytes: &[u8]) {
     for needle in [SECRET, KEY_ID] {
-        let hit = bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
-        assert!(!hit, "{what} contains the planted credential {needle}");
+        assert_secret_absent(what, bytes, needle);
     }
 }
 
@@ -139,7 +138,7 @@ fn planted_credentials_appear_nowhere() {
         "debug logging was on"
     );
 
-    for entry in walk(&local_out) {
+    for entry in files_under(&local_out) {
         assert_clean(
             &entry.display().to_string(),
             &std::fs::read(&entry).unwrap(),
@@ -171,17 +170,4 @@ fn planted_credentials_appear_nowhere() {
     for (path, bytes) in &objects {
         assert_clean(path, bytes);
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }

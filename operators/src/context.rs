@@ -184,6 +184,9 @@ pub struct VideoContext {
     pub clip_columns: Vec<ClipColumn>,
     /// Rows of the tables operators bring themselves (`signatures`, `captions`, ...), by table.
     pub tables: BTreeMap<String, TableRows>,
+    /// Calls to remote services that rows of `tables` wait for; the pipeline sends them after
+    /// the decode and settles their cells before the rows are written.
+    pub remote: crate::remote::RemoteCalls,
     /// Videos and clips turned away, with reasons.
     pub rejections: Vec<Rejection>,
     /// Wall-clock seconds spent per operator on this video (operator id → seconds).
@@ -211,6 +214,7 @@ impl VideoContext {
             video_values: Vec::new(),
             clip_columns: Vec::new(),
             tables: BTreeMap::new(),
+            remote: Default::default(),
             rejections: Vec::new(),
             timings: Vec::new(),
             node: String::new(),
@@ -239,6 +243,7 @@ impl VideoContext {
         self.clip_columns.clear();
         self.video_values.clear();
         self.tables.clear();
+        self.remote.clear();
         self.rejections.clear();
     }
 
@@ -258,6 +263,7 @@ impl VideoContext {
         self.clips.clear();
         self.clip_columns.clear();
         self.tables.clear();
+        self.remote.clear();
     }
 
     /// Sets a `videos` column value (replacing an earlier one of the same name).

@@ -6,14 +6,18 @@
 //! [`window`], the quality scores), what each declares it needs and writes with typed values
 //! ([`output`]), the built-in tables and a finished video's rows ([`rows`]), the registry that
 //! builds an operator from its DAG parameters, the per-video [`plan`] that runs a list of
-//! operators over one source with a single decode, and the shots benchmark ([`bench`]).
+//! operators over one source with a single decode, the shots benchmark ([`bench`]), and what a
+//! node that calls a remote service (`caption` with a VLM server) leaves for the pipeline to send
+//! ([`remote`]: request bodies and the jobs that read the replies).
 //!
-//! What must not live here: scheduling, threads, Arrow, Parquet or object storage. Those belong
-//! to `kelp-pipeline`, which calls [`plan::VideoPlan::run`] once per source video.
+//! What must not live here: scheduling, threads, Arrow, Parquet, object storage or the network.
+//! Those belong to `kelp-pipeline`, which calls [`plan::VideoPlan::run`] once per source video
+//! and sends the remote calls it leaves.
 
 pub mod attributes;
 pub mod bench;
 pub mod bucket;
+pub mod caption;
 pub mod clip_stage;
 pub mod context;
 pub mod crop;
@@ -32,6 +36,7 @@ pub mod pdq;
 pub mod plan;
 pub mod probe;
 pub mod registry;
+pub mod remote;
 pub mod rows;
 pub mod safety;
 pub mod samples;

@@ -5,6 +5,12 @@
 //! sampling rate. Flags: `static` (a slideshow or a still image with audio) and `too_fast`; the
 //! shake score is the RMS change of the global (median) motion between consecutive pairs — a
 //! steady pan scores ~0, a hand-held jitter scores high.
+//!
+//! The camera's own movement comes from the same flow, fitted per pair as a global translation
+//! (the median vector), a scale rate (zoom) and a turn (roll) about the picture centre, each the
+//! median of per-pixel estimates so that a subject moving across part of the picture does not
+//! count as camera motion. Signs follow the camera, not the picture: a camera panning left makes
+//! the picture move right.
 
 use opencv::core::{Mat, Ptr, Vec2f};
 use opencv::prelude::*;
@@ -87,7 +93,31 @@ const COLUMNS: &[ColumnSpec] = &[
         ColumnType::Boolean,
         "true when motion_mean > `too_fast_min`",
     ),
+    ColumnSpec::clip(
+        "pan_x",
+        ColumnType::Float64,
+        "signed, % of picture width per second: camera pan (mean over sample pairs); > 0 pans right (the picture moves left), < 0 pans left",
+    ),
+    ColumnSpec::clip(
+        "pan_y",
+        ColumnType::Float64,
+        "signed, % of picture width per second: camera tilt; > 0 tilts down (the picture moves up), < 0 tilts up",
+    ),
+    ColumnSpec::clip(
+        "zoom",
+        ColumnType::Float64,
+        "signed, % of picture size per second: scale change about the centre; > 0 zooms in (the picture grows), < 0 zooms out",
+    ),
+    ColumnSpec::clip(
+        "roll",
+        ColumnType::Float64,
+        "signed, degrees per second: camera rotation about the view axis; > 0 rolls clockwise (the picture turns counter-clockwise)",
+    ),
 ];
+
+/// Number of [`COLUMNS`].
+const N_COLUMNS: usize = 10;
+const _: () = assert!(COLUMNS.len() == N_COLUMNS);
 
 /// What this operator needs and writes (reads clips).
 pub fn outputs() -> Outputs {
@@ -107,6 +137,10 @@ struct Pair {
     /// Global (median) motion, % width/s.
     gx: f64,
     gy: f64,
+    /// Scale rate about the centre, %/s (> 0: the picture grows).
+    scale: f64,
+    /// Turn about the centre, degrees/s clockwise on screen (y points down).
+    turn: f64,
 }
 
 impl Operator for Motion {
@@ -160,13 +194,17 @@ impl FrameSink for MotionSink {
                 self.flow
                     .calc(&prev, &cur, &mut flow)
                     .map_err(|e| cv_error("motion", e))?;
-                let scale = 100.0 / frame.width.max(1) as f64 / dt;
                 let vectors = flow
                     .data_typed::<Vec2f>()
                     .map_err(|e| cv_error("motion", e))?;
+                let shape = PairShape {
+                    width: frame.width,
+                    height: frame.height,
+                    dt,
+                };
                 self.pairs.push(pair_stats(
                     vectors,
-                    scale,
+                    shape,
                     self.config.moving_speed,
                     from,
                     frame.index,
@@ -203,7 +241,16 @@ impl FrameSink for MotionSink {
     }
 }
 
-fn pair_stats(vectors: &[Vec2f], scale: f64, moving_speed: f64, from: u64, to: u64) -> Pair {
+/// The flow field's size and the seconds between its two samples.
+#[derive(Debug, Clone, Copy)]
+struct PairShape {
+    width: u32,
+    height: u32,
+    dt: f64,
+}
+
+fn pair_stats(vectors: &[Vec2f], shape: PairShape, moving_speed: f64, from: u64, to: u64) -> Pair {
+    let scale = 100.0 / shape.width.max(1) as f64 / shape.dt;
     let mut speeds: Vec<f64> = Vec::with_capacity(vectors.len());
     let mut xs: Vec<f64> = Vec::with_capacity(vectors.len());
     let mut ys: Vec<f64> = Vec::with_capacity(vectors.len());
@@ -219,21 +266,58 @@ fn pair_stats(vectors: &[Vec2f], scale: f64, moving_speed: f64, from: u64, to: u
     let mean = speeds.iter().sum::<f64>() / n;
     let moving = speeds.iter().filter(|s| **s > moving_speed).count() as f64 / n;
     let p90 = percentile(&mut speeds, 90.0);
+    let (gx, gy) = (percentile(&mut xs, 50.0), percentile(&mut ys, 50.0));
+    let (scale_rate, turn) = scale_and_turn(vectors, shape, (gx / scale, gy / scale));
     Pair {
         from,
         to,
         mean,
         p90,
         moving,
-        gx: percentile(&mut xs, 50.0),
-        gy: percentile(&mut ys, 50.0),
+        gx,
+        gy,
+        scale: scale_rate,
+        turn,
     }
 }
 
+/// The flow's scale rate (%/s) and turn (degrees/s, clockwise on screen) about the picture
+/// centre once the translation `t` (pixels per pair) is taken out: the median over pixels of the
+/// radial and tangential parts of each residual vector divided by the pixel's distance from the
+/// centre. Pixels near the centre, where a distance is too short to measure a rate, are left out.
+fn scale_and_turn(vectors: &[Vec2f], shape: PairShape, t: (f64, f64)) -> (f64, f64) {
+    let (w, h) = (shape.width as usize, shape.height as usize);
+    if w == 0 || vectors.len() != w * h {
+        return (0.0, 0.0);
+    }
+    let (cx, cy) = ((w as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0);
+    let min_r2 = (0.15 * w.min(h) as f64).powi(2);
+    let mut radial: Vec<f64> = Vec::with_capacity(vectors.len());
+    let mut tangential: Vec<f64> = Vec::with_capacity(vectors.len());
+    for (i, v) in vectors.iter().enumerate() {
+        let (dx, dy) = ((i % w) as f64 - cx, (i / w) as f64 - cy);
+        let r2 = dx * dx + dy * dy;
+        let (vx, vy) = (v[0] as f64 - t.0, v[1] as f64 - t.1);
+        if r2 < min_r2 || !vx.is_finite() || !vy.is_finite() {
+            continue;
+        }
+        radial.push((vx * dx + vy * dy) / r2);
+        tangential.push((dx * vy - dy * vx) / r2);
+    }
+    if radial.is_empty() {
+        return (0.0, 0.0);
+    }
+    let per_second = 1.0 / shape.dt;
+    (
+        percentile(&mut radial, 50.0) * 100.0 * per_second,
+        percentile(&mut tangential, 50.0).to_degrees() * per_second,
+    )
+}
+
 /// The clip's columns, in [`COLUMNS`] order; all `None` when it holds no pair.
-fn clip_values(pairs: &[&Pair], cfg: &MotionConfig) -> [Option<f64>; 6] {
+fn clip_values(pairs: &[&Pair], cfg: &MotionConfig) -> [Option<f64>; N_COLUMNS] {
     if pairs.is_empty() {
-        return [None; 6];
+        return [None; N_COLUMNS];
     }
     let n = pairs.len() as f64;
     let mean = pairs.iter().map(|p| p.mean).sum::<f64>() / n;
@@ -249,6 +333,8 @@ fn clip_values(pairs: &[&Pair], cfg: &MotionConfig) -> [Option<f64>; 6] {
         0.0
     };
     let flag = |b: bool| Some(if b { 1.0 } else { 0.0 });
+    let avg = |f: fn(&Pair) -> f64| Some(pairs.iter().map(|&p| f(p)).sum::<f64>() / n);
+    // Camera conventions: the picture moves against the camera's pan, tilt and roll.
     [
         Some(mean),
         Some(p90),
@@ -256,6 +342,10 @@ fn clip_values(pairs: &[&Pair], cfg: &MotionConfig) -> [Option<f64>; 6] {
         Some(shake),
         flag(p90 < cfg.static_max),
         flag(mean > cfg.too_fast_min),
+        avg(|p| -p.gx),
+        avg(|p| -p.gy),
+        avg(|p| p.scale),
+        avg(|p| -p.turn),
     ]
 }
 
@@ -263,7 +353,7 @@ fn clip_values(pairs: &[&Pair], cfg: &MotionConfig) -> [Option<f64>; 6] {
 mod tests {
     use super::*;
 
-    fn speeds_of(frames: &[Vec<u8>], w: u32, h: u32) -> [Option<f64>; 6] {
+    fn speeds_of(frames: &[Vec<u8>], w: u32, h: u32) -> [Option<f64>; N_COLUMNS] {
         let cfg = MotionConfig::default();
         let mut sink = MotionSink {
             flow: DISOpticalFlow::create(DISOpticalFlow_PRESET_ULTRAFAST).unwrap(),
@@ -316,5 +406,39 @@ mod tests {
         assert!((mean - 7.5).abs() < 2.5, "{v:?}");
         assert_eq!(v[4], Some(0.0), "not static");
         assert!(v[3].unwrap() < 2.0, "a steady pan does not shake: {v:?}");
+        // Each pixel shows what was `shift` to its right: the picture moves left, so the camera
+        // pans right at the same speed.
+        let pan_x = v[6].unwrap();
+        assert!((pan_x - 7.5).abs() < 2.5, "pan right: {v:?}");
+        assert!(v[7].unwrap().abs() < 1.0, "no tilt: {v:?}");
+        assert!(v[8].unwrap().abs() < 2.0, "no zoom: {v:?}");
+    }
+
+    /// A texture scaled about the centre by `s`.
+    fn scaled(w: u32, h: u32, s: f64) -> Vec<u8> {
+        let (cx, cy) = (w as f64 / 2.0, h as f64 / 2.0);
+        (0..h)
+            .flat_map(|y| {
+                (0..w).map(move |x| {
+                    let (u, v) = ((x as f64 - cx) / s + cx, (y as f64 - cy) / s + cy);
+                    (128.0
+                        + 60.0 * (u * 0.21).sin() * (v * 0.17).cos()
+                        + 40.0 * (u * 0.05 + v * 0.09).sin()) as u8
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_growing_picture_is_a_zoom_in_and_a_shrinking_one_a_zoom_out() {
+        // 3% larger per sample at 3 samples/s: about 9% per second.
+        let grow: Vec<Vec<u8>> = (0..6).map(|i| scaled(160, 96, 1.03f64.powi(i))).collect();
+        let v = speeds_of(&grow, 160, 96);
+        let zoom = v[8].unwrap();
+        assert!((zoom - 9.0).abs() < 3.0, "zoom in: {v:?}");
+        assert!(v[6].unwrap().abs() < 1.0, "no pan: {v:?}");
+        let shrink: Vec<Vec<u8>> = grow.into_iter().rev().collect();
+        let v = speeds_of(&shrink, 160, 96);
+        assert!(v[8].unwrap() < -6.0, "zoom out: {v:?}");
     }
 }

@@ -11,6 +11,7 @@ use crate::clip_stage::ClipSink;
 use crate::context::VideoContext;
 use crate::error::Result;
 use crate::output::Outputs;
+use crate::remote::{RemoteJob, RemoteSpec};
 
 /// The picture size an analysis wants.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -121,5 +122,21 @@ pub trait Operator: Send + Sync {
     /// works on them (the clip stage decodes only when some node returns one).
     fn clip_sink(&self, _ctx: &VideoContext) -> Result<Option<Box<dyn ClipSink>>> {
         Ok(None)
+    }
+    /// The remote service this node calls, when it calls one: the pipeline builds one client for
+    /// it per run and sends the [`crate::remote::RemoteCall`]s it leaves in a video's context.
+    fn remote(&self) -> Option<RemoteSpec> {
+        None
+    }
+    /// The parameters that decide this node's rows, from those the DAG gives it: a run can be
+    /// resumed only with the same ones. A node that calls a service leaves out those that only
+    /// say how to reach it (endpoint, key variable, concurrency, timeouts, budgets), so a moved
+    /// or restarted server does not stop `kelp run --resume`.
+    fn row_params(&self, params: &toml::Table) -> toml::Table {
+        params.clone()
+    }
+    /// Rebuilds a failed call from what [`RemoteJob::saved`] kept, so a later run can retry it.
+    fn resume_job(&self, _saved: &[u8]) -> std::result::Result<Box<dyn RemoteJob>, String> {
+        Err(format!("a `{}` node makes no remote calls", self.kind()))
     }
 }

@@ -289,6 +289,23 @@ impl TableRows {
         Ok(())
     }
 
+    /// Sets one value of row `row` (a column not there yet is added, null elsewhere); a row out
+    /// of range is ignored.
+    pub fn set_cell(&mut self, row: usize, name: &str, value: Value) {
+        if row >= self.len {
+            return;
+        }
+        let i = match self.names.iter().position(|n| n == name) {
+            Some(i) => i,
+            None => {
+                self.names.push(name.to_string());
+                self.columns.push(vec![Value::Null; self.len]);
+                self.names.len() - 1
+            }
+        };
+        self.columns[i][row] = value;
+    }
+
     pub fn column(&self, name: &str) -> Option<&[Value]> {
         let i = self.names.iter().position(|n| n == name)?;
         Some(&self.columns[i])

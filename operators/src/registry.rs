@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::attributes::{Attributes, AttributesConfig};
 use crate::bucket::{Bucket, BucketConfig};
+use crate::caption::{Caption, CaptionConfig};
 use crate::crop::{Crop, CropConfig};
 use crate::exposure::{Exposure, ExposureConfig};
 use crate::media::preview::{Preview, PreviewConfig};
@@ -159,6 +160,16 @@ pub static OPERATORS: &[OperatorInfo] = &[
         build: |p| {
             Transcode::new(params::<TranscodeConfig>(p)?)
                 .map(|t| Arc::new(t) as Arc<dyn Operator>)
+                .map_err(|e| ParamError { key: None, message: e.to_string() })
+        },
+    },
+    OperatorInfo {
+        name: "caption",
+        outputs: crate::caption::outputs,
+        summary: "a detailed and a short caption per kept clip (an OpenAI-compatible VLM server, or offline from kelp's measurements) with camera, tempo and lighting labels, in `captions`",
+        build: |p| {
+            Caption::new(params::<CaptionConfig>(p)?)
+                .map(|c| Arc::new(c) as Arc<dyn Operator>)
                 .map_err(|e| ParamError { key: None, message: e.to_string() })
         },
     },

@@ -147,6 +147,14 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
             print!("{}", kelp_pipeline::bench::dedup::table(&report));
             Ok(())
         }
+
+        Command::Bench(BenchCommand::Caption {
+            latency_ms,
+            concurrency,
+            frames,
+            frame_size,
+            video,
+        }) => bench_caption(&latency_ms, &concurrency, frames, frame_size, video),
         Command::Bench(BenchCommand::DedupIndex { signatures }) => {
             let rows = kelp_operators::dedup::bench::run_scale(&signatures);
             print!("{}", kelp_operators::dedup::bench::scale_table(&rows));
@@ -261,5 +269,59 @@ fn bench_transcode(dag_path: &Path, videos: &[PathBuf]) -> Result<()> {
     }
     let _ = std::fs::remove_dir_all(&scratch);
     print!("{}", kelp_operators::media::bench::table(&rows));
+    Ok(())
+}
+
+/// `kelp bench caption`: the CPU kelp spends per request, then its client's throughput against a
+/// local server of fixed latency at each concurrency limit.
+fn bench_caption(
+    latencies_ms: &[u64],
+    levels: &[usize],
+    frames: u32,
+    frame_size: u32,
+    video: Option<PathBuf>,
+) -> Result<()> {
+    use kelp_operators::caption::bench as frames_bench;
+    use kelp_pipeline::remote::bench as client_bench;
+    let scratch = std::env::temp_dir().join(format!("kelp-bench-caption-{}", std::process::id()));
+    let video = match video {
+        Some(v) => v,
+        None => {
+            std::fs::create_dir_all(&scratch)
+                .with_context(|| format!("creating {}", scratch.display()))?;
+            let v = scratch.join("synthetic-720p.mp4");
+            frames_bench::synthetic_video(&v, 6).map_err(anyhow::Error::msg)?;
+            v
+        }
+    };
+    let cost = frames_bench::overhead(&video, frames, frame_size)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", video.display()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let cost = cost?;
+    println!(
+        "per request, before sending ({} clips of {}; {} frames at a {} px short side; bodies {:.0} KB):\n  \
+         {:.1} ms CPU = {:.1} ms frame extraction (the clip stage's decode of the clip's range, crop, scale) \
+         + {:.1} ms JPEG, base64 and JSON",
+        cost.clips,
+        cost.video,
+        cost.frames,
+        cost.frame_size,
+        cost.mean_body_bytes as f64 / 1024.0,
+        cost.ms_per_request(),
+        cost.frames_ms_per_request(),
+        cost.encode_ms_per_request(),
+    );
+    let body = cost
+        .sample_body
+        .clone()
+        .context("the video gave no clip to caption")?;
+    for &ms in latencies_ms {
+        let latency = std::time::Duration::from_millis(ms.max(1));
+        let rows = client_bench::throughput(latency, levels, |c| (8 * c).max(16), body.clone())?;
+        print!(
+            "{}",
+            client_bench::throughput_table(&rows, latency, body.len())
+        );
+    }
     Ok(())
 }

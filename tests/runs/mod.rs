@@ -193,3 +193,23 @@ pub fn clip_ids(dataset: &str, extra: &[&str], env: &[(&str, String)]) -> Vec<St
         .map(str::to_string)
         .collect()
 }
+
+/// Asserts that a planted secret occurs nowhere in `bytes`, naming what held it.
+pub fn assert_secret_absent(what: &str, bytes: &[u8], secret: &str) {
+    let hit = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+    assert!(!hit, "{what} contains the planted secret {secret}");
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

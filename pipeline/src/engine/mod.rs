@@ -6,7 +6,10 @@
 //! (one decode) and sends the finished video into a bounded channel; the writer reorders
 //! results into source order (so shards are deterministic), turns them into Arrow batches and
 //! writes Parquet shards under the attempt's staging prefix. A slow writer fills the channel,
-//! which blocks the pool, which stops the producer: memory stays bounded.
+//! which blocks the pool, which stops the producer: memory stays bounded. A video whose nodes
+//! left remote calls (captions from a VLM server) leaves the blocking pool when its decode is
+//! done; the run's [`crate::remote::RemoteStage`] sends the calls and the video goes on to the
+//! writer once they have settled (a full remote queue stops the decoders the same way).
 //!
 //! Across partitions ([`worker`]): the same claim loop serves one process, `--workers N`
 //! processes on one machine ([`fleet`]), and `--partitions M --partition i` on many machines.
@@ -97,6 +100,10 @@ pub struct RunSummary {
     pub complete: bool,
     /// Object-store requests this process made.
     pub requests: RequestCounts,
+    /// What the remote calls of each node that calls a service came to in this process.
+    pub remote: Vec<crate::remote::RemoteStats>,
+    /// What `--resume` did about remote calls that had failed.
+    pub repaired: Option<crate::remote::repair::RepairOutcome>,
 }
 
 impl RunSummary {
@@ -106,17 +113,20 @@ impl RunSummary {
     }
 }
 
-/// BLAKE3 of what decides a dataset's rows: the nodes, their parameters, the shard size.
+/// BLAKE3 of what decides a dataset's rows: the nodes, their parameters (those that decide rows:
+/// [`kelp_operators::Operator::row_params`]), the shard size.
 pub fn fingerprint(compiled: &CompiledDag) -> String {
     let mut h = blake3::Hasher::new();
     for n in &compiled.dag.nodes {
+        let built = compiled.plan.nodes().iter().find(|p| p.id == n.id);
+        let params = built.map_or_else(|| n.params.clone(), |p| p.op.row_params(&n.params));
         h.update(n.id.as_bytes());
         h.update(b"\0");
         h.update(n.op.as_bytes());
         h.update(b"\0");
         h.update(n.after.join(",").as_bytes());
         h.update(b"\0");
-        h.update(n.params.to_string().as_bytes());
+        h.update(params.to_string().as_bytes());
         h.update(b"\n");
     }
     for p in &compiled.dag.passes {
@@ -184,6 +194,16 @@ impl std::fmt::Display for RunSummary {
                 .map(|(n, t)| format!("{n} {:.0}%", 100.0 * t / total))
                 .collect();
             writeln!(f, "time by step: {}", parts.join(", "))?;
+        }
+        for r in self
+            .remote
+            .iter()
+            .filter(|r| r.calls_ok + r.calls_failed > 0)
+        {
+            writeln!(f, "remote calls of {r}")?;
+        }
+        if let Some(r) = self.repaired.as_ref().filter(|r| r.failed_rows > 0) {
+            writeln!(f, "{r}")?;
         }
         for (uri, reason) in &self.errors {
             // Reasons already name their input; add the URI only where one does not.

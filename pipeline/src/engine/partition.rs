@@ -44,6 +44,7 @@ pub(crate) async fn process_partition(
     let plan = compiled.plan.clone();
     let spill = ctx.spill.clone();
     let source_opts = ctx.source_opts.clone();
+    let remote = ctx.remote.clone();
     let videos = videos.to_vec();
     let producer = tokio::spawn(async move {
         let mut stores: BTreeMap<String, Location> = BTreeMap::new();
@@ -99,9 +100,31 @@ pub(crate) async fn process_partition(
             };
             let plan = plan.clone();
             let tx = tx.clone();
+            let remote = remote.clone();
             tokio::task::spawn_blocking(move || {
                 let mut video = run_video(&plan, video);
                 drop(pinned);
+                // Remote calls wait in the stage's queue, not on this decode thread.
+                if let Some(stage) = remote.filter(|_| !video.remote.is_empty()) {
+                    let queued = stage.hold_blocking(video.remote.len());
+                    drop(permit);
+                    tokio::spawn(async move {
+                        use futures::FutureExt;
+                        let settled = std::panic::AssertUnwindSafe(stage.settle(&mut video))
+                            .catch_unwind()
+                            .await;
+                        if settled.is_err() {
+                            let uri = video.source.uri.clone();
+                            video.fail(format!(
+                                "{uri}: kelp failed on this video's remote calls (panicked)"
+                            ));
+                        }
+                        drop(queued);
+                        let rows = video.take_rows();
+                        let _ = tx.send(Ok((index, Finished { video, rows }))).await;
+                    });
+                    return;
+                }
                 drop(permit);
                 let rows = video.take_rows();
                 let ctx = Finished { video, rows };
@@ -258,6 +281,7 @@ pub(crate) fn record_of(
         videos_rejected: s.videos_rejected,
         clips_rejected: s.clips_rejected,
         errors: s.errors.clone(),
+        replaces: BTreeMap::new(),
     }
 }
 

@@ -13,6 +13,7 @@ use crate::dag::CompiledDag;
 use crate::dataset::commit::{self, RunPlan};
 use crate::dataset::{io, manifest, MANIFEST_FILE};
 use crate::error::{PipelineError, Result};
+use crate::remote::RemoteStage;
 use crate::source::{self, SourceEntry};
 use crate::store::instrument::request_counts;
 use crate::store::spill::SpillCache;
@@ -27,6 +28,8 @@ pub(crate) struct RunContext<'a> {
     pub threads: usize,
     pub ttl: Duration,
     pub spill: Option<Arc<SpillCache>>,
+    /// The clients of the nodes that call remote services (built when the run starts).
+    pub remote: Option<Arc<RemoteStage>>,
 }
 
 impl<'a> RunContext<'a> {
@@ -69,6 +72,7 @@ impl<'a> RunContext<'a> {
             threads,
             ttl: Duration::from_secs_f64(dag.engine.lease_s),
             spill: None,
+            remote: None,
         })
     }
 
@@ -212,11 +216,22 @@ pub async fn run(compiled: &CompiledDag, opts: &RunOptions) -> Result<RunSummary
     let started = Instant::now();
     let requests_before = request_counts();
     let mut ctx = RunContext::new(compiled, opts)?;
+    ctx.remote = RemoteStage::for_plan(
+        &compiled.plan,
+        &ctx.out,
+        &compiled.dag.output.store_options().merged(&opts.store),
+    )?;
     let (plan, listing_problems) = match prepare(&ctx).await? {
         Prepared::Complete => {
+            let repaired = match (opts.resume, commit::read_plan(&ctx.out).await?) {
+                (true, Some(plan)) => retry_remote(&ctx, &plan).await?,
+                _ => None,
+            };
             let mut s = summary_of_dataset(&ctx.out).await?;
             s.seconds = started.elapsed().as_secs_f64();
             s.requests = request_counts().since(&requests_before);
+            s.repaired = repaired;
+            s.remote = ctx.remote.as_ref().map(|r| r.stats()).unwrap_or_default();
             return Ok(s);
         }
         Prepared::Run {
@@ -249,7 +264,13 @@ pub async fn run(compiled: &CompiledDag, opts: &RunOptions) -> Result<RunSummary
         }
     }
     let finished = commit::finalize(&ctx.out, &plan).await?;
+    let repaired = match (&finished, opts.resume && outcome.given_up.is_empty()) {
+        (Some(_), true) => retry_remote(&ctx, &plan).await?,
+        _ => None,
+    };
     let mut summary = summary_of_records(&ctx.out, &plan).await?;
+    summary.repaired = repaired;
+    summary.remote = ctx.remote.as_ref().map(|r| r.stats()).unwrap_or_default();
     summary.complete = finished.is_some();
     summary.listing_problems = listing_problems;
     summary.node_seconds = outcome.node_seconds;
@@ -281,6 +302,26 @@ pub async fn run(compiled: &CompiledDag, opts: &RunOptions) -> Result<RunSummary
     Ok(summary)
 }
 
+/// `--resume` over a complete run: the remote calls that failed are asked again (only those; see
+/// [`crate::remote::repair`]). `None` when the DAG calls no service.
+async fn retry_remote(
+    ctx: &RunContext<'_>,
+    plan: &RunPlan,
+) -> Result<Option<crate::remote::repair::RepairOutcome>> {
+    let Some(stage) = &ctx.remote else {
+        return Ok(None);
+    };
+    let outcome = crate::remote::repair::retry_failed(
+        &ctx.out,
+        plan,
+        &ctx.compiled.plan,
+        stage,
+        ctx.compiled.dag.engine.lease_s,
+    )
+    .await?;
+    Ok(Some(outcome))
+}
+
 /// Totals of a run from its commit records.
 pub(crate) async fn summary_of_records(out: &Location, plan: &RunPlan) -> Result<RunSummary> {
     let recs = commit::records(out).await?;
@@ -298,6 +339,9 @@ pub(crate) async fn summary_of_records(out: &Location, plan: &RunPlan) -> Result
         s.videos_error += r.videos_error;
         s.videos_rejected += r.videos_rejected;
         s.clips_rejected += r.clips_rejected;
+        if !r.adds_rows() {
+            continue;
+        }
         for (name, t) in &r.tables {
             *s.rows.entry(name.clone()).or_default() += t.rows;
         }

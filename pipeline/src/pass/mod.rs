@@ -303,6 +303,7 @@ pub async fn run_on_dataset_with(
             videos_rejected: 0,
             clips_rejected: 0,
             errors: Vec::new(),
+            replaces: BTreeMap::new(),
         };
         ran = true;
         match commit::commit(&out, &rec).await? {

@@ -7,7 +7,7 @@ use tracing::{info, warn};
 
 use super::super::io;
 use super::super::lease;
-use super::super::manifest::{self, Manifest, TableManifest, MANIFEST_FILE};
+use super::super::manifest::{self, Manifest, ShardInfo, TableManifest, MANIFEST_FILE};
 use super::{
     promote_staged, read_plan, records, remove_empty_dirs, CommitRecord, RunPlan, COMMITS,
     FAILURES, KELP_DIR, RUN_FILE,
@@ -20,15 +20,43 @@ pub fn derive_manifest(plan: &RunPlan, records: &BTreeMap<u32, CommitRecord>) ->
     let mut tables: BTreeMap<String, TableManifest> = BTreeMap::new();
     let mut latest = 0;
     let mut n = 0;
-    for rec in records.values().filter(|r| r.run_id == plan.run_id) {
+    let ours = || records.values().filter(|r| r.run_id == plan.run_id);
+    // Repair units' shards, by the path of the shard each replaces.
+    let mut replacement: BTreeMap<&str, &ShardInfo> = BTreeMap::new();
+    for rec in ours() {
+        for (old, new) in &rec.replaces {
+            if let Some(s) = rec
+                .tables
+                .values()
+                .flat_map(|t| &t.shards)
+                .find(|s| &s.path == new)
+            {
+                replacement.insert(old.as_str(), s);
+            }
+        }
+    }
+    for rec in ours() {
         if rec.partition < plan.count() {
             n += 1;
         }
         latest = latest.max(rec.committed_unix_ms);
+        if !rec.adds_rows() {
+            continue;
+        }
         for (name, t) in &rec.tables {
             let entry = tables.entry(name.clone()).or_default();
-            entry.rows += t.rows;
-            entry.shards.extend(t.shards.iter().cloned());
+            for shard in &t.shards {
+                // Follow replacements (a shard repaired twice was replaced twice).
+                let mut s = shard;
+                for _ in 0..replacement.len() {
+                    match replacement.get(s.path.as_str()) {
+                        Some(next) => s = next,
+                        None => break,
+                    }
+                }
+                entry.rows += s.rows;
+                entry.shards.push(s.clone());
+            }
         }
     }
     Manifest {

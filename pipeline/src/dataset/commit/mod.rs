@@ -15,6 +15,10 @@
 //!    record after a crash ([`finalize`] does, for every committed partition still staged).
 //! 5. **Manifest.** When every partition is committed, `_manifest.json` is derived from the
 //!    records in partition order: identical for a resumed and an uninterrupted run.
+//! 6. **Repair** (after the manifest, by `kelp run --resume` when remote calls failed): a repair
+//!    unit rewrites the shards holding failed rows, commits like any unit, and its record names
+//!    the shards it replaces; the manifest is derived again with each replacement standing where
+//!    the shard it replaces stood, and the replaced objects are deleted after that.
 //!
 //! Readers list only what the manifest (or, during a run, the commit records) name.
 
@@ -89,6 +93,17 @@ pub struct CommitRecord {
     pub clips_rejected: u64,
     /// (uri, reason) of the partition's failed videos.
     pub errors: Vec<(String, String)>,
+    /// A repair unit's shards, each taking the place of a committed shard (old path → new
+    /// path): the manifest lists the new one where the old one stood (see [`derive_manifest`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub replaces: BTreeMap<String, String>,
+}
+
+impl CommitRecord {
+    /// True when the unit adds rows (a partition or a pass), false when it only replaces shards.
+    pub fn adds_rows(&self) -> bool {
+        self.replaces.is_empty()
+    }
 }
 
 /// The result of trying to commit.
@@ -262,6 +277,7 @@ mod tests {
             videos_rejected: 0,
             clips_rejected: 0,
             errors: vec![],
+            replaces: BTreeMap::new(),
         }
     }
 

@@ -101,7 +101,10 @@ pub async fn status(out: &Location) -> Result<Option<RunStatus>> {
     };
     let recs = records(out).await?;
     let mut tables: BTreeMap<String, u64> = BTreeMap::new();
-    for r in recs.values().filter(|r| r.run_id == plan.run_id) {
+    for r in recs
+        .values()
+        .filter(|r| r.run_id == plan.run_id && r.adds_rows())
+    {
         for (name, t) in &r.tables {
             *tables.entry(name.clone()).or_default() += t.rows;
         }
