@@ -25,8 +25,8 @@ fn plot_err(e: impl std::fmt::Display) -> PipelineError {
     PipelineError::Other(format!("plotting: {e}"))
 }
 
-/// Registers DejaVu Sans for bitmap text once per process.
-fn ensure_font() -> Result<()> {
+/// Registers DejaVu Sans for bitmap text once per process (also used by `kelp plot`).
+pub fn ensure_font() -> Result<()> {
     static LOADED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     LOADED
         .get_or_init(|| {

@@ -1,0 +1,44 @@
+//! Training: device selection ([`backend`]), the shared config sections ([`config`]), the loop
+//! every model uses ([`trainer`]) with its optimizer pieces ([`optim`]), batch sources
+//! ([`source`], [`synthetic`]), a run's location ([`store`]), checkpoints ([`checkpoint`],
+//! [`weights`]) and metrics ([`metrics`], [`plot`]); the VAE's task and commands ([`vae`]).
+//!
+//! What lives here: what trainers share, and each model's training task. What must not:
+//! architectures (they are [`crate::models`]') or data reading (the loader's, [`crate::data`]).
+
+pub mod backend;
+pub mod checkpoint;
+pub mod config;
+pub mod metrics;
+pub mod optim;
+pub mod plot;
+pub mod source;
+pub mod store;
+pub mod synthetic;
+pub mod trainer;
+pub mod vae;
+pub mod weights;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum TrainError {
+    #[error("config: {0}")]
+    Config(String),
+    #[error("device: {0}")]
+    Device(String),
+    #[error(transparent)]
+    Model(#[from] crate::models::ModelError),
+    #[error("data: {0}")]
+    Data(String),
+    #[error("store: {0}")]
+    Store(String),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    #[error("{0}")]
+    Io(String),
+    #[error("training diverged: {0}")]
+    Diverged(String),
+    #[error("{0}")]
+    Other(String),
+}

@@ -1,0 +1,338 @@
+//! The training loop every model shares. A [`Task`] says how a batch becomes a loss (and what
+//! else it keeps, such as a discriminator); the loop does the rest: micro-batches and gradient
+//! accumulation, the global gradient-norm clip, AdamW with warm-up + cosine, the weights' EMA,
+//! metrics with throughput (samples/s, TFLOP/s, MFU on a GPU) and checkpoints with the source's
+//! resume state, so `--resume` continues the same batches from the same weights.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::Tensor;
+
+use super::checkpoint::{self, CheckpointState, Loaded};
+use super::config::{CheckpointSpec, LogSpec, TrainSpec};
+use super::metrics::MetricsLog;
+use super::optim::{adamw, clip_global_norm, scale_grads, Ema};
+use super::source::BatchSource;
+use super::store::RunStore;
+use super::weights;
+use super::TrainError;
+
+/// Where in the run a loss is computed.
+#[derive(Debug, Clone, Copy)]
+pub struct StepAt {
+    /// Optimizer step (0-based) this micro-batch belongs to.
+    pub step: u64,
+    /// Micro-batch within the step.
+    pub micro: u64,
+    /// The run's seed (`[train] seed`).
+    pub seed: u64,
+}
+
+/// A micro-batch's loss: the total to differentiate and the parts to log (detached).
+pub struct StepLoss<B: AutodiffBackend> {
+    pub total: Tensor<B, 1>,
+    pub parts: Vec<Tensor<B::InnerBackend, 1>>,
+}
+
+/// What is trained and how a batch becomes a loss.
+pub trait Task<B: AutodiffBackend> {
+    type Model: AutodiffModule<B>;
+    type Batch;
+
+    /// Checkpoint kind (`vae`, `dit`): a checkpoint of another kind is refused.
+    fn kind(&self) -> &'static str;
+    /// Names of [`StepLoss::parts`], in order: the metrics columns.
+    fn part_names(&self) -> Vec<String>;
+    fn loss(
+        &mut self,
+        model: &Self::Model,
+        batch: &Self::Batch,
+        at: StepAt,
+    ) -> Result<StepLoss<B>, TrainError>;
+    /// Samples (clips) in a batch.
+    fn samples(&self, batch: &Self::Batch) -> usize;
+    /// FLOPs of one training step on the batch (forward + backward).
+    fn flops(&self, batch: &Self::Batch) -> f64;
+    /// Files of state beyond the model and its optimizer (a discriminator), for checkpoints.
+    fn save_extra(&self) -> Result<Vec<(String, Vec<u8>)>, TrainError> {
+        Ok(Vec::new())
+    }
+    fn load_extra(&mut self, _checkpoint: &Loaded) -> Result<(), TrainError> {
+        Ok(())
+    }
+}
+
+/// How this invocation runs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Continue from the run's latest checkpoint.
+    pub resume: bool,
+    /// Stop after this step (a checkpoint is written there) though the schedule runs to
+    /// `[train] steps`.
+    pub until_step: Option<u64>,
+    pub progress: bool,
+    /// The run's config as TOML, saved in each checkpoint.
+    pub config_toml: String,
+    /// Local folder for the metrics files (the run folder when it is local).
+    pub metrics_dir: PathBuf,
+    /// Peak TFLOP/s of the device for MFU (GPU only).
+    pub peak_tflops: Option<f64>,
+    pub checkpoint: CheckpointSpec,
+    pub log: LogSpec,
+}
+
+/// What a run ends with.
+pub struct Trained<B: AutodiffBackend, M: AutodiffModule<B>> {
+    pub model: M,
+    pub ema: Option<M::InnerModule>,
+    pub step: u64,
+    pub samples: u64,
+    /// The last metrics row.
+    pub last: Vec<(String, f64)>,
+}
+
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const EMA_FILE: &str = "ema.safetensors";
+pub const OPTIMIZER_FILE: &str = "optimizer.mpk";
+
+/// Trains `model` on `source` to `[train] steps` (or `until_step`), checkpointing into `run`.
+#[allow(clippy::too_many_arguments)]
+pub fn train<B, T, S>(
+    task: &mut T,
+    mut model: T::Model,
+    source: &mut S,
+    spec: &TrainSpec,
+    run: &RunStore,
+    opts: &RunOptions,
+    device: &B::Device,
+) -> Result<Trained<B, T::Model>, TrainError>
+where
+    B: AutodiffBackend,
+    T: Task<B>,
+    S: BatchSource<Item = T::Batch> + ?Sized,
+{
+    spec.validate()?;
+    let mut optim = adamw::<B, T::Model>(spec);
+    let mut ema = (spec.ema_decay > 0.0).then(|| Ema::new(model.valid(), spec.ema_decay, 0));
+    let mut step = 0u64;
+    let mut samples = 0u64;
+
+    if opts.resume {
+        let latest = checkpoint::latest(run)?.ok_or_else(|| {
+            TrainError::Checkpoint(format!("--resume: {} has no checkpoint yet", run.uri()))
+        })?;
+        let ck = checkpoint::load_dir(run, &latest.dir)?;
+        if ck.state.kind != task.kind() {
+            return Err(TrainError::Checkpoint(format!(
+                "{}/{}: a {} checkpoint, this trains a {}",
+                run.uri(),
+                ck.dir,
+                ck.state.kind,
+                task.kind()
+            )));
+        }
+        let what = |f: &str| format!("{}/{}/{f}", run.uri(), ck.dir);
+        model = weights::from_safetensors(model, ck.file(MODEL_FILE)?, &what(MODEL_FILE))?;
+        optim = weights::optimizer_from_bytes::<B, T::Model, _>(
+            optim,
+            ck.file(OPTIMIZER_FILE)?,
+            device,
+            &what(OPTIMIZER_FILE),
+        )?;
+        if let Some(e) = ema.as_mut() {
+            e.model = weights::from_safetensors(model.valid(), ck.file(EMA_FILE)?, &what(EMA_FILE))?;
+            e.updates = ck.state.ema_updates;
+        }
+        task.load_extra(&ck)?;
+        source.restore(&ck.state.source)?;
+        step = ck.state.step;
+        samples = ck.state.samples;
+        tracing::info!(step, "resumed from {}/{}", run.uri(), ck.dir);
+    }
+
+    let until = opts.until_step.unwrap_or(spec.steps).min(spec.steps);
+    let parts = task.part_names();
+    let mut columns: Vec<String> = vec!["lr".into(), "loss".into()];
+    columns.extend(parts.iter().cloned());
+    columns.extend(
+        ["grad_norm", "samples_per_s", "step_s", "tflops", "mfu"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let mut log = MetricsLog::open(&opts.metrics_dir, columns, step, spec.steps, opts.progress)?;
+
+    let mut sums: Option<(Tensor<B::InnerBackend, 1>, Vec<Tensor<B::InnerBackend, 1>>)> = None;
+    let mut norm_sum: Option<Tensor<B::InnerBackend, 1>> = None;
+    let (mut micro_n, mut steps_n, mut interval_samples, mut interval_flops) = (0u64, 0u64, 0u64, 0.0f64);
+    let mut t0 = Instant::now();
+    let mut last = Vec::new();
+    let mut saved_at = step;
+
+    while step < until {
+        let lr = spec.lr_at(step);
+        let mut accum = GradientsAccumulator::<T::Model>::new();
+        for micro in 0..spec.grad_accum {
+            let batch = source.next_batch()?;
+            let at = StepAt {
+                step,
+                micro,
+                seed: spec.seed,
+            };
+            let l = task.loss(&model, &batch, at)?;
+            interval_samples += task.samples(&batch) as u64;
+            interval_flops += task.flops(&batch);
+            samples += task.samples(&batch) as u64;
+            let total_inner = l.total.clone().detach().inner();
+            sums = Some(match sums.take() {
+                None => (total_inner, l.parts),
+                Some((t, ps)) => (
+                    t + total_inner,
+                    ps.into_iter().zip(l.parts).map(|(a, b)| a + b).collect(),
+                ),
+            });
+            micro_n += 1;
+            let grads = GradientsParams::from_grads(l.total.backward(), &model);
+            accum.accumulate(&model, grads);
+        }
+        let mut grads = accum.grads();
+        if spec.grad_accum > 1 {
+            scale_grads::<B, _>(&model, &mut grads, 1.0 / spec.grad_accum as f64, device);
+        }
+        let norm = clip_global_norm::<B, _>(&model, &mut grads, spec.grad_clip, device);
+        norm_sum = Some(match norm_sum.take() {
+            Some(s) => s + norm,
+            None => norm,
+        });
+        model = optim.step(lr, model, grads);
+        if let Some(e) = ema.as_mut() {
+            e.update::<B::InnerBackend>(&model.valid());
+        }
+        step += 1;
+        steps_n += 1;
+
+        if step % opts.log.every.max(1) == 0 || step == until {
+            let (total, ps) = sums.take().ok_or_else(|| TrainError::Other("no loss".into()))?;
+            let n = micro_n.max(1) as f64;
+            let loss = total.into_scalar_f64() / n;
+            if !loss.is_finite() {
+                return Err(TrainError::Diverged(format!(
+                    "the loss is {loss} at step {step}: lower [train] lr or raise warmup_steps"
+                )));
+            }
+            let secs = t0.elapsed().as_secs_f64().max(1e-9);
+            let tflops = interval_flops / secs / 1e12;
+            let mut row = vec![("lr".to_string(), lr), ("loss".to_string(), loss)];
+            for (name, p) in parts.iter().zip(ps) {
+                row.push((name.clone(), p.into_scalar_f64() / n));
+            }
+            let gn = norm_sum
+                .take()
+                .map(|s| s.into_scalar_f64() / steps_n.max(1) as f64)
+                .unwrap_or(f64::NAN);
+            row.push(("grad_norm".into(), gn));
+            row.push(("samples_per_s".into(), interval_samples as f64 / secs));
+            row.push(("step_s".into(), secs / steps_n.max(1) as f64));
+            row.push(("tflops".into(), tflops));
+            row.push((
+                "mfu".into(),
+                opts.peak_tflops.map_or(f64::NAN, |p| tflops / p),
+            ));
+            log.row(step, &row)?;
+            last = row;
+            micro_n = 0;
+            steps_n = 0;
+            interval_samples = 0;
+            interval_flops = 0.0;
+            t0 = Instant::now();
+        }
+
+        let every = opts.checkpoint.every;
+        if (every > 0 && step % every == 0) || step == until {
+            save(task, &model, &optim, ema.as_ref(), source, run, opts, step, samples)?;
+            saved_at = step;
+            t0 = Instant::now();
+        }
+    }
+    if saved_at != step {
+        save(task, &model, &optim, ema.as_ref(), source, run, opts, step, samples)?;
+    }
+    log.finish();
+    Ok(Trained {
+        model,
+        ema: ema.map(|e| e.model),
+        step,
+        samples,
+        last,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn save<B, T, S, O>(
+    task: &T,
+    model: &T::Model,
+    optim: &O,
+    ema: Option<&Ema<<T::Model as AutodiffModule<B>>::InnerModule>>,
+    source: &S,
+    run: &RunStore,
+    opts: &RunOptions,
+    step: u64,
+    samples: u64,
+) -> Result<(), TrainError>
+where
+    B: AutodiffBackend,
+    T: Task<B>,
+    S: BatchSource<Item = T::Batch> + ?Sized,
+    O: Optimizer<T::Model, B>,
+{
+    let mut files = vec![
+        (MODEL_FILE.to_string(), weights::to_safetensors(model)?),
+        (
+            OPTIMIZER_FILE.to_string(),
+            weights::optimizer_to_bytes::<B, T::Model, O>(optim)?,
+        ),
+    ];
+    if let Some(e) = ema {
+        files.push((EMA_FILE.to_string(), weights::to_safetensors(&e.model)?));
+    }
+    files.extend(task.save_extra()?);
+    let state = CheckpointState {
+        format: 1,
+        kind: task.kind().to_string(),
+        step,
+        samples,
+        source: source.state(),
+        ema_updates: ema.map_or(0, |e| e.updates),
+        config: opts.config_toml.clone(),
+        kelp_version: env!("CARGO_PKG_VERSION").to_string(),
+        created_unix_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        files: Default::default(),
+    };
+    checkpoint::save(run, state, files, opts.checkpoint.keep)?;
+    // Metrics beside the checkpoints, for `kelp plot` on runs kept on object storage.
+    if run.loc.local_dir.as_deref() != Some(opts.metrics_dir.as_path()) {
+        for f in [super::metrics::JSONL, super::metrics::CSV] {
+            if let Ok(bytes) = std::fs::read(opts.metrics_dir.join(f)) {
+                run.put(f, bytes)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One value of a one-element tensor as f64.
+pub trait ScalarF64 {
+    fn into_scalar_f64(self) -> f64;
+}
+
+impl<B: burn::tensor::backend::Backend> ScalarF64 for Tensor<B, 1> {
+    fn into_scalar_f64(self) -> f64 {
+        use burn::tensor::ElementConversion;
+        self.into_scalar().elem::<f64>()
+    }
+}

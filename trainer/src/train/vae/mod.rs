@@ -1,0 +1,378 @@
+//! Training and evaluating the causal 3D VAE: the config file ([`VaeTrainConfig`]), the task the
+//! shared loop runs ([`task`]), reconstruction metrics ([`eval`]) and the entry points the `kelp`
+//! commands call, which pick the device and backend at run time.
+
+pub mod bench;
+pub mod encode;
+pub mod eval;
+pub mod task;
+
+use std::path::PathBuf;
+
+use burn::module::AutodiffModule;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::FloatDType;
+use kelp_pipeline::store::StoreOptions;
+use serde::{Deserialize, Serialize};
+
+use crate::data::Batch;
+use crate::models::init::fnv1a;
+use crate::models::nn::Compute;
+use crate::models::vae::{Vae, VaeConfig, VaeSpec};
+use crate::train::backend::{self, DeviceChoice, Selected};
+use crate::train::checkpoint;
+use crate::train::config::{parse_toml, CheckpointSpec, LogSpec, Precision, TrainSpec};
+use crate::train::source::BatchSource;
+use crate::train::store::RunStore;
+use crate::train::trainer::{self, RunOptions, Trained};
+use crate::train::{metrics, weights, TrainError};
+pub use task::{LossConfig, VaeTask};
+
+/// A VAE training config (`trainer/configs/vae-tiny.toml` is one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaeTrainConfig {
+    /// The architecture: a preset and overrides.
+    #[serde(default)]
+    pub model: VaeSpec,
+    #[serde(default)]
+    pub loss: LossConfig,
+    pub train: TrainSpec,
+    #[serde(default)]
+    pub checkpoint: CheckpointSpec,
+    #[serde(default)]
+    pub log: LogSpec,
+    /// The loader's settings (buckets, batch size, seed, cache): see `kelp_trainer::data`.
+    #[serde(default)]
+    pub data: toml::Table,
+}
+
+impl VaeTrainConfig {
+    /// Parses and checks a config; `what` names it in errors.
+    pub fn from_toml(text: &str, what: &str) -> Result<Self, TrainError> {
+        let c: VaeTrainConfig = parse_toml(text, what)?;
+        c.model
+            .resolve()
+            .map_err(|e| TrainError::Config(format!("{what}: [model]: {e}")))?;
+        c.train
+            .validate()
+            .map_err(|e| TrainError::Config(format!("{what}: {e}")))?;
+        Ok(c)
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<Self, TrainError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    pub fn to_toml(&self) -> Result<String, TrainError> {
+        toml::to_string(self).map_err(|e| TrainError::Config(format!("encoding the config: {e}")))
+    }
+
+    /// Why a run with this config cannot resume a checkpoint written with `old` (`None` if it
+    /// can). Only the schedule's length, the device and where/how often to save may change.
+    pub fn resume_conflict(&self, old: &VaeTrainConfig) -> Option<String> {
+        let mut a = self.clone();
+        let b = old;
+        a.train.steps = b.train.steps;
+        a.train.device = b.train.device;
+        a.train.peak_tflops = b.train.peak_tflops;
+        a.checkpoint = b.checkpoint.clone();
+        a.log = b.log.clone();
+        let differs: Vec<&str> = [
+            ("[model]", a.model != b.model),
+            ("[loss]", a.loss != b.loss),
+            ("[train] (other than steps and device)", a.train != b.train),
+            ("[data]", a.data != b.data),
+        ]
+        .iter()
+        .filter(|(_, d)| *d)
+        .map(|(n, _)| *n)
+        .collect();
+        (!differs.is_empty()).then(|| differs.join(", "))
+    }
+}
+
+/// `kelp train vae` without the data source.
+#[derive(Debug, Clone)]
+pub struct TrainVaeArgs {
+    pub config: VaeTrainConfig,
+    /// The run's folder or object-store prefix (config, metrics, checkpoints).
+    pub run: String,
+    pub store: StoreOptions,
+    pub resume: bool,
+    /// Delete the run's checkpoints and metrics first.
+    pub overwrite: bool,
+    pub until_step: Option<u64>,
+    pub device: Option<DeviceChoice>,
+    pub progress: bool,
+}
+
+/// What `kelp train vae` prints at the end.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    pub run: String,
+    pub device: String,
+    pub step: u64,
+    pub samples: u64,
+    pub params: u64,
+    pub last: Vec<(String, f64)>,
+}
+
+impl std::fmt::Display for TrainSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{}: step {} ({} clips) on {}, {:.2} M parameters",
+            self.run,
+            self.step,
+            self.samples,
+            self.device,
+            self.params as f64 / 1e6
+        )?;
+        let vals: Vec<String> = self
+            .last
+            .iter()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(k, v)| format!("{k} {v:.4}"))
+            .collect();
+        writeln!(f, "last: {}", vals.join("  "))
+    }
+}
+
+fn compute_for(precision: Precision, selected: &Selected) -> Compute {
+    match (precision, selected.is_gpu()) {
+        (Precision::F32, _) => Compute::F32,
+        (p, false) => {
+            tracing::warn!("precision {p:?} is for GPUs: the CPU trains in f32");
+            Compute::F32
+        }
+        (Precision::Bf16, true) => Compute {
+            half: Some(FloatDType::BF16),
+        },
+        (Precision::F16, true) => Compute {
+            half: Some(FloatDType::F16),
+        },
+    }
+}
+
+/// Trains the VAE on `source` on the device the config (or `--device`) asks for.
+pub fn train_vae(
+    args: &TrainVaeArgs,
+    source: &mut dyn BatchSource<Item = Batch>,
+) -> Result<TrainSummary, TrainError> {
+    let selected = backend::select(args.device.unwrap_or(args.config.train.device))?;
+    match &selected {
+        Selected::Cpu { .. } => {
+            run_on::<backend::CpuAutodiff>(args, source, &Default::default(), &selected)
+        }
+        #[cfg(feature = "cuda")]
+        Selected::Cuda(g) => run_on::<backend::GpuAutodiff>(
+            args,
+            source,
+            &burn::backend::cuda::CudaDevice::new(g.ordinal),
+            &selected,
+        ),
+        #[cfg(not(feature = "cuda"))]
+        Selected::Cuda(_) => Err(TrainError::Device("built without cuda".into())),
+    }
+}
+
+fn metrics_dir(run: &RunStore) -> PathBuf {
+    match &run.loc.local_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("kelp-run-{:016x}", fnv1a(run.uri()))),
+    }
+}
+
+fn run_on<B: AutodiffBackend>(
+    args: &TrainVaeArgs,
+    source: &mut dyn BatchSource<Item = Batch>,
+    device: &B::Device,
+    selected: &Selected,
+) -> Result<TrainSummary, TrainError> {
+    let cfg = &args.config;
+    let arch = cfg.model.resolve()?;
+    let run = RunStore::open(&args.run, &args.store)?;
+    let existing = checkpoint::latest(&run)?;
+    if args.overwrite {
+        run.delete_all("checkpoints")?;
+        for f in [metrics::JSONL, metrics::CSV, "config.toml"] {
+            run.delete_all(f)?;
+        }
+    } else if let Some(l) = &existing {
+        if !args.resume {
+            return Err(TrainError::Checkpoint(format!(
+                "{} already has checkpoints (latest: step {}): add --resume to continue it or --overwrite to start again",
+                run.uri(),
+                l.step
+            )));
+        }
+        let ck = checkpoint::load_dir(&run, &l.dir)?;
+        let old = VaeTrainConfig::from_toml(&ck.state.config, &format!("{}/{}/state.json", run.uri(), l.dir))?;
+        if let Some(diff) = cfg.resume_conflict(&old) {
+            return Err(TrainError::Config(format!(
+                "--resume: the config differs from the checkpoint's in {diff}; resume with the run's own config ({}/config.toml)",
+                run.uri()
+            )));
+        }
+    } else if args.resume {
+        return Err(TrainError::Checkpoint(format!(
+            "--resume: {} has no checkpoint yet",
+            run.uri()
+        )));
+    }
+    let config_toml = cfg.to_toml()?;
+    run.put("config.toml", config_toml.clone().into_bytes())?;
+    let mdir = metrics_dir(&run);
+    if args.resume && run.loc.local_dir.is_none() {
+        std::fs::create_dir_all(&mdir).map_err(|e| TrainError::Io(format!("{}: {e}", mdir.display())))?;
+        for f in [metrics::JSONL, metrics::CSV] {
+            if let Some(b) = run.get(f)? {
+                std::fs::write(mdir.join(f), &b)
+                    .map_err(|e| TrainError::Io(format!("{}: {e}", mdir.display())))?;
+            }
+        }
+    }
+    let peak = match selected {
+        Selected::Cuda(g) => cfg.train.peak_tflops.or(backend::peak_bf16_tflops(&g.name)),
+        Selected::Cpu { .. } => None,
+    };
+    let compute = compute_for(cfg.train.precision, selected);
+    let model = Vae::<B>::new(&arch, device, cfg.train.seed);
+    let params = arch.cost(1, 8, 8).params();
+    let mut task = VaeTask::<B>::new(arch, cfg.loss.clone(), compute, device, cfg.train.seed);
+    tracing::info!(
+        "training a {:.2} M-parameter VAE on {} into {}",
+        params as f64 / 1e6,
+        selected.describe(),
+        run.uri()
+    );
+    let opts = RunOptions {
+        resume: args.resume,
+        until_step: args.until_step,
+        progress: args.progress,
+        config_toml,
+        metrics_dir: mdir,
+        peak_tflops: peak,
+        checkpoint: cfg.checkpoint.clone(),
+        log: cfg.log.clone(),
+    };
+    let trained: Trained<B, Vae<B>> =
+        trainer::train(&mut task, model, source, &cfg.train, &run, &opts, device)?;
+    Ok(TrainSummary {
+        run: run.uri().to_string(),
+        device: selected.describe(),
+        step: trained.step,
+        samples: trained.samples,
+        params,
+        last: trained.last,
+    })
+}
+
+/// Which weights of a checkpoint to use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WeightsChoice {
+    /// The EMA when the checkpoint has one, else the raw weights.
+    #[default]
+    Ema,
+    Raw,
+}
+
+/// A trained VAE read from a checkpoint (a run or a checkpoint folder).
+pub struct LoadedVae<B: Backend> {
+    pub vae: Vae<B>,
+    pub config: VaeConfig,
+    pub train: VaeTrainConfig,
+    pub step: u64,
+    /// `ema.safetensors` or `model.safetensors`.
+    pub weights: &'static str,
+}
+
+pub fn load_vae<B: Backend>(
+    uri: &str,
+    opts: &StoreOptions,
+    choice: WeightsChoice,
+    device: &B::Device,
+) -> Result<LoadedVae<B>, TrainError> {
+    let ck = checkpoint::open(uri, opts)?;
+    if ck.state.kind != "vae" {
+        return Err(TrainError::Checkpoint(format!(
+            "{uri}: a {} checkpoint, not a VAE's",
+            ck.state.kind
+        )));
+    }
+    let train = VaeTrainConfig::from_toml(&ck.state.config, &format!("{uri}: its config"))?;
+    let config = train.model.resolve()?;
+    let file = match choice {
+        WeightsChoice::Ema if ck.files.contains_key(trainer::EMA_FILE) => trainer::EMA_FILE,
+        _ => trainer::MODEL_FILE,
+    };
+    let vae = weights::from_safetensors(
+        Vae::<B>::new(&config, device, 0),
+        ck.file(file)?,
+        &format!("{uri}/{file}"),
+    )?;
+    Ok(LoadedVae {
+        vae,
+        config,
+        train,
+        step: ck.state.step,
+        weights: file,
+    })
+}
+
+/// The EMA or raw weights of a trained autodiff model, without autodiff.
+pub fn inference_model<B: AutodiffBackend>(t: &Trained<B, Vae<B>>) -> Vae<B::InnerBackend> {
+    t.ema.clone().unwrap_or_else(|| t.model.valid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_configs_parse() {
+        for (name, text) in [
+            ("vae-tiny.toml", include_str!("../../../configs/vae-tiny.toml")),
+            ("vae-seaweed48x.toml", include_str!("../../../configs/vae-seaweed48x.toml")),
+        ] {
+            let c = VaeTrainConfig::from_toml(text, name).unwrap();
+            assert!(c.model.resolve().is_ok(), "{name}");
+            let again = VaeTrainConfig::from_toml(&c.to_toml().unwrap(), name).unwrap();
+            assert_eq!(again, c, "{name} survives a round trip through its checkpoint copy");
+        }
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let e = VaeTrainConfig::from_toml("[model]\npreset = \"huge\"\n[train]\nsteps = 1", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("huge") && e.contains("seaweed48x"), "{e}");
+        let e = VaeTrainConfig::from_toml("[train]\nsteps = 1\nlrr = 1", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("x.toml") && e.contains("lrr"), "{e}");
+        let e = VaeTrainConfig::from_toml(
+            "[model]\ncompression = [4, 32, 32]\n[train]\nsteps = 1",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("down-sampling steps"), "{e}");
+    }
+
+    #[test]
+    fn resuming_allows_a_longer_schedule_but_not_another_model() {
+        let a = VaeTrainConfig::from_toml("[train]\nsteps = 10", "a").unwrap();
+        let mut b = a.clone();
+        b.train.steps = 20;
+        assert_eq!(b.resume_conflict(&a), None);
+        b.model.latent_channels = Some(4);
+        b.train.lr = 1.0;
+        let why = b.resume_conflict(&a).unwrap();
+        assert!(why.contains("[model]") && why.contains("[train]"), "{why}");
+    }
+}
