@@ -5,7 +5,8 @@
 //! with bounded channels and a blocking pool ([`engine`]), the dataset schema, Parquet shard
 //! writer, manifest, the exactly-once commit protocol of partitioned runs and the [`dataset::Dataset`]
 //! handle every reader opens ([`dataset`]), the `filter` node ([`filter`]), `kelp sql` and
-//! `kelp stats` ([`sql`], [`stats`]) and the DAG benchmark ([`bench`]).
+//! `kelp stats` ([`sql`], [`stats`]), the dataset browser of `kelp serve` ([`serve`]) and the DAG
+//! benchmark ([`bench`]).
 //!
 //! What must not live here: pixels or video types. Decoding, every analysis of frames and the
 //! meaning of each column belong to `kelp-operators`; the engine calls
@@ -20,6 +21,7 @@ pub mod engine;
 pub mod error;
 pub mod filter;
 pub mod pass;
+pub mod serve;
 pub mod source;
 pub mod sql;
 pub mod stats;
