@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages kelp builds and runs against (FFmpeg 5.1 libraries, OpenCV 4.6,
-# clang for the bindings, Open MPI for the trainer's CPU collectives, the ffmpeg CLI for generating sample and test media, DejaVu fonts for
-# `kelp stats` plots), and moto, the S3-compatible server the object-storage tests start on
-# 127.0.0.1, into a virtualenv at ~/.local/share/kelp/moto (the tests look there, then on PATH).
+# clang for the bindings, Open MPI for the trainer's CPU collectives, the ffmpeg CLI for generating
+# sample and test media, DejaVu fonts for `kelp stats` plots, headless Chromium and its WebDriver
+# for the browser test of `kelp serve`), and moto, the S3-compatible server the object-storage
+# tests start on 127.0.0.1, into a virtualenv at ~/.local/share/kelp/moto (the tests look there,
+# then on PATH).
 # Idempotent, and quick when everything is present.
 set -euo pipefail
 SUDO=""
@@ -14,6 +16,7 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin
   ffmpeg
   fonts-dejavu-core
+  chromium chromium-driver
   unzip python3-pip
   python3 python3-venv python3-dev g++
 )

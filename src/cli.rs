@@ -147,6 +147,28 @@ pub enum Command {
         #[arg(long)]
         png: Option<PathBuf>,
     },
+    /// Browse a dataset in a web browser: SQL, clip previews, why clips were kept or dropped,
+    /// near-duplicate groups, stats.
+    Serve {
+        /// Dataset URI (a folder, file://, s3://, ...).
+        #[arg(long)]
+        dataset: String,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Port to listen on (0: any free port; the address is printed).
+        #[arg(long, default_value_t = 8765)]
+        port: u16,
+        /// Address to listen on. There is no authentication: anything but loopback lets anyone who
+        /// can reach it read the dataset.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+        /// A query stops after this many seconds.
+        #[arg(long, default_value_t = 30.0)]
+        timeout_s: f64,
+        /// Most rows one request returns (results are paged).
+        #[arg(long, default_value_t = 1000)]
+        max_rows: usize,
+    },
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -358,6 +380,7 @@ pub fn name_of(command: &Command) -> &'static str {
         Command::Sql { .. } => "sql",
         Command::Shots { .. } => "shots",
         Command::Stats { .. } => "stats",
+        Command::Serve { .. } => "serve",
         Command::Bench(_) => "bench",
         Command::Operators => "operators",
         Command::Schema => "schema",

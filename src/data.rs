@@ -1,4 +1,4 @@
-//! The commands that read datasets (`sql`, `stats`, `status`, `pass`, `bench sql`): they link
+//! The commands that read datasets (`sql`, `stats`, `status`, `pass`, `serve`, `bench sql`): they link
 //! no video library, so the `kelp` binary that runs them starts in milliseconds.
 
 use std::io::Write;
@@ -130,6 +130,39 @@ pub fn dispatch(command: Command) -> Result<Option<Command>> {
                     eprintln!("wrote {}", p.display());
                 }
             }
+            Ok(None)
+        }
+        Command::Serve {
+            dataset,
+            store,
+            port,
+            bind,
+            timeout_s,
+            max_rows,
+        } => {
+            use kelp_pipeline::serve;
+            if !(timeout_s > 0.0 && timeout_s.is_finite()) {
+                bail!("--timeout-s must be a positive number of seconds, not {timeout_s}");
+            }
+            let opts = serve::ServeOptions {
+                dataset,
+                store: store.options(),
+                bind,
+                port,
+                limits: serve::Limits {
+                    timeout: std::time::Duration::from_secs_f64(timeout_s),
+                    max_rows: max_rows.max(1),
+                    ..serve::Limits::default()
+                },
+            };
+            runtime()?.block_on(async {
+                let bound = serve::bind(&opts).await?;
+                if let Some(warning) = serve::exposure_warning(bind) {
+                    eprintln!("{warning}");
+                }
+                println!("kelp serve: {} on {}", opts.dataset, bound.url());
+                bound.run().await
+            })?;
             Ok(None)
         }
         Command::Bench(BenchCommand::Sql {

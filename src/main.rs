@@ -1,4 +1,4 @@
-//! `kelp`: parse, dispatch, print. Dataset commands (`sql`, `stats`, `status`, `pass`,
+//! `kelp`: parse, dispatch, print. Dataset commands (`sql`, `stats`, `status`, `pass`, `serve`,
 //! `bench sql`) run here, in a binary that links no video library and starts in milliseconds;
 //! every command that decodes video is handed to `kelp-video` (installed beside it) by `exec`,
 //! the same process and arguments, so exit codes, signals and output are its own.

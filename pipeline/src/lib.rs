@@ -5,8 +5,9 @@
 //! with bounded channels and a blocking pool ([`engine`]), the dataset schema, Parquet shard
 //! writer, manifest, the exactly-once commit protocol of partitioned runs and the [`dataset::Dataset`]
 //! handle every reader opens ([`dataset`]), the `filter` node ([`filter`]), `kelp sql` and
-//! `kelp stats` ([`sql`], [`stats`]), the DAG benchmark ([`bench`]), and the clients, reply cache
-//! and repair of nodes that call remote services such as a VLM server ([`remote`]).
+//! `kelp stats` ([`sql`], [`stats`]), the dataset browser of `kelp serve` ([`serve`]), the DAG
+//! benchmark ([`bench`]), and the clients, reply cache and repair of nodes that call remote
+//! services such as a VLM server ([`remote`]).
 //!
 //! What must not live here: pixels or video types. Decoding, every analysis of frames and the
 //! meaning of each column belong to `kelp-operators`; the engine calls
@@ -22,6 +23,7 @@ pub mod error;
 pub mod filter;
 pub mod pass;
 pub mod remote;
+pub mod serve;
 pub mod source;
 pub mod sql;
 pub mod stats;

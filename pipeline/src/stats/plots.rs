@@ -218,6 +218,21 @@ pub fn write_pngs(sections: &[Section], dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The section's plot as an SVG document, `None` for a table-only section.
+pub fn svg(s: &Section) -> Result<Option<String>> {
+    if s.chart == Chart::None {
+        return Ok(None);
+    }
+    // plotters lays text out with the registered font even for SVG.
+    ensure_font()?;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        draw(&root, s).map_err(plot_err)?;
+    }
+    Ok(Some(svg))
+}
+
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -240,12 +255,7 @@ pub fn write_html(sections: &[Section], path: &Path) -> Result<()> {
             escape(&s.title),
             escape(&s.sql)
         ));
-        if s.chart != Chart::None {
-            let mut svg = String::new();
-            {
-                let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-                draw(&root, s).map_err(plot_err)?;
-            }
+        if let Some(svg) = svg(s)? {
             html.push_str(&svg);
             html.push('\n');
         }
