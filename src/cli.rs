@@ -172,6 +172,16 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Plot a training run's metrics (loss terms, learning rate, throughput) to one PNG.
+    Plot {
+        /// The run: its folder or object-store prefix (`kelp train --run`).
+        run: String,
+        /// The PNG to write (default: metrics.png in the run folder, or here for remote runs).
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// List the operators a DAG can use.
     Operators,
     /// Print the dataset schema (every column with its unit and range) as Markdown.
@@ -217,6 +227,28 @@ pub enum BenchCommand {
         /// Signature counts to run, smallest first.
         #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
         signatures: Vec<usize>,
+    },
+    /// Training-step throughput of a VAE preset on synthetic clips: clips/s, TFLOP/s, MFU, memory.
+    VaeStep {
+        /// seaweed48x, seaweed64x or tiny.
+        #[arg(long, default_value = "seaweed48x")]
+        preset: String,
+        #[arg(long, default_value_t = 17)]
+        frames: usize,
+        /// Width and height of the clips.
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Timed steps (after two warm-up steps).
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        /// auto, cpu or cuda.
+        #[arg(long, default_value = "auto")]
+        device: kelp_trainer::train::backend::DeviceChoice,
+        /// f32, bf16 or f16 (half precision only on a GPU).
+        #[arg(long, default_value = "bf16")]
+        precision: kelp_trainer::train::config::Precision,
     },
     /// Clip media storage: clips packed in the `media` table's Parquet shards vs one object per
     /// clip, read in random order from a moto S3 server (requests and bytes per 1,000 clips).
@@ -382,6 +414,7 @@ pub fn name_of(command: &Command) -> &'static str {
         Command::Stats { .. } => "stats",
         Command::Serve { .. } => "serve",
         Command::Bench(_) => "bench",
+        Command::Plot { .. } => "plot",
         Command::Operators => "operators",
         Command::Schema => "schema",
     }

@@ -1,5 +1,6 @@
-//! `kelp-video`: the commands that decode video (`run`, `shots`, `validate`, `operators`,
-//! `schema`, `bench dag`, `bench shots`, `bench loader`, `bench dedup`), and every other command too. `kelp` hands these over to
+//! `kelp-video`: the commands that decode video or train (`run`, `shots`, `validate`,
+//! `operators`, `schema`, `plot`, `bench dag`, `bench shots`, `bench loader`, `bench dedup`,
+//! `bench vae-step`), and every other command too. `kelp` hands these over to
 //! it, so only this binary loads FFmpeg and OpenCV.
 
 use std::path::{Path, PathBuf};
@@ -155,6 +156,34 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
             frame_size,
             video,
         }) => bench_caption(&latency_ms, &concurrency, frames, frame_size, video),
+
+        Command::Bench(BenchCommand::VaeStep {
+            preset,
+            frames,
+            size,
+            batch,
+            steps,
+            device,
+            precision,
+        }) => {
+            use kelp_trainer::train::vae::bench;
+            let report = bench::bench_step(&bench::BenchArgs {
+                    preset,
+                    frames,
+                    size,
+                    batch,
+                    steps,
+                    device,
+                    precision,
+                })?;
+            print!("{report}");
+            Ok(())
+        }
+        Command::Plot { run, out, store } => {
+            let path = kelp_trainer::train::plot::plot_run(&run, &store.options(), out.as_deref())?;
+            eprintln!("wrote {}", path.display());
+            Ok(())
+        }
         Command::Bench(BenchCommand::DedupIndex { signatures }) => {
             let rows = kelp_operators::dedup::bench::run_scale(&signatures);
             print!("{}", kelp_operators::dedup::bench::scale_table(&rows));
