@@ -127,7 +127,11 @@ async fn until(c: &Client, what: &str, script: &str) {
 
 /// Marks the results stale, runs `act`, then waits for fresh results.
 async fn results_after(c: &Client, act: impl std::future::Future<Output = ()>) {
-    js(c, "document.querySelector('#results').dataset.state = 'stale'; return true").await;
+    js(
+        c,
+        "document.querySelector('#results').dataset.state = 'stale'; return true",
+    )
+    .await;
     act.await;
     until(
         c,
@@ -179,7 +183,8 @@ async fn drive(c: &Client, base: &str) {
     );
 
     // A query of our own: its clips as cards, as many as kelp sql counts.
-    let sql = "SELECT clip_id, uri, duration_s FROM clips WHERE duration_s >= 2.5 ORDER BY uri, start_s";
+    let sql =
+        "SELECT clip_id, uri, duration_s FROM clips WHERE duration_s >= 2.5 ORDER BY uri, start_s";
     let want = fixture::sql(sql);
     assert!(!want.is_empty());
     let editor = c.find(Locator::Css("#sql")).await.unwrap();
@@ -188,7 +193,11 @@ async fn drive(c: &Client, base: &str) {
     results_after(c, click(c, "#run")).await;
     assert_eq!(count(c, "#results .card").await, want.len());
     let first_id = text(&want[0], "clip_id").to_string();
-    let shown_first = js(c, "return document.querySelector('#results .card').dataset.clipId").await;
+    let shown_first = js(
+        c,
+        "return document.querySelector('#results .card').dataset.clipId",
+    )
+    .await;
     assert_eq!(shown_first, Value::from(first_id.clone()));
     assert_eq!(count(c, "#results .card.kept").await, want.len());
     // Its thumbnail is the dataset's preview, decoded by the browser.
@@ -207,11 +216,21 @@ async fn drive(c: &Client, base: &str) {
         "const v = document.querySelector('#clip-view'); return !v.hidden && v.dataset.state === 'done'",
     )
     .await;
-    let page_id = js(c, "return document.querySelector('#clip-page').dataset.clipId").await;
+    let page_id = js(
+        c,
+        "return document.querySelector('#clip-page').dataset.clipId",
+    )
+    .await;
     assert_eq!(page_id, Value::from(first_id.clone()));
     assert_eq!(count(c, "#timeline .seg.current").await, 1);
-    assert!(count(c, "#timeline .seg").await >= 2, "the source's other clips");
-    assert!(count(c, "#timeline .bound").await >= 1, "its shot boundaries");
+    assert!(
+        count(c, "#timeline .seg").await >= 2,
+        "the source's other clips"
+    );
+    assert!(
+        count(c, "#timeline .bound").await >= 1,
+        "its shot boundaries"
+    );
     let media = c
         .find(Locator::Css("a.media-link[href$='clip.mp4']"))
         .await
@@ -276,7 +295,10 @@ async fn drive(c: &Client, base: &str) {
     // Both, kept and rejected, on one page.
     let kept = fixture::sql_count("SELECT count(*) AS n FROM clips");
     results_after(c, click(c, "#status-toggle button[data-preset='all']")).await;
-    assert_eq!(count(c, "#results .card").await, (kept + all_rejected) as usize);
+    assert_eq!(
+        count(c, "#results .card").await,
+        (kept + all_rejected) as usize
+    );
 
     // Near-duplicate groups side by side.
     let groups = fixture::sql_count(
@@ -291,10 +313,17 @@ async fn drive(c: &Client, base: &str) {
     )
     .await;
     assert!(
-        sizes.as_array().unwrap().iter().all(|n| n.as_u64().unwrap() >= 2),
+        sizes
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n.as_u64().unwrap() >= 2),
         "{sizes}"
     );
-    assert_eq!(count(c, "#results .group .card.group-kept").await, groups as usize);
+    assert_eq!(
+        count(c, "#results .group .card.group-kept").await,
+        groups as usize
+    );
     screenshot(c, "duplicates").await;
 
     // The kept clips again (the page a curator starts from), for the record.

@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use crate::common::*;
 
@@ -77,6 +78,9 @@ pub fn dataset_str() -> &'static str {
     dataset().to_str().unwrap()
 }
 
+/// How long `kelp serve` may take to print its address.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A running `kelp serve`, killed on drop.
 pub struct Server {
     child: Child,
@@ -96,16 +100,37 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("kelp serve starts");
+        // The first line of stdout names the address. Read on a thread, so a server that never
+        // says it fails the test in seconds instead of hanging it; the thread then drains stdout
+        // for the server's lifetime (a closed pipe would fail its later writes).
         let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = tx.send(line);
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let line = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("kelp serve printed no address within {START_TIMEOUT:?}");
+            }
+        };
         // "kelp serve: <dataset> on http://127.0.0.1:PORT/"
         let url = line
             .trim()
             .rsplit(' ')
             .next()
             .filter(|u| u.starts_with("http://"))
-            .unwrap_or_else(|| panic!("kelp serve printed no address: {line:?}"))
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!("kelp serve printed no address (exit: {status:?}): {line:?}")
+            })
             .trim_end_matches('/')
             .to_string();
         let port = url.rsplit(':').next().unwrap().parse().unwrap();

@@ -25,6 +25,14 @@ impl Reply {
     }
 }
 
+/// An HTTP client that gives up on a request after a minute (a hung server fails the test).
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -50,12 +58,12 @@ async fn send(req: reqwest::RequestBuilder) -> Reply {
 }
 
 fn get(server: &Server, path: &str) -> Reply {
-    rt().block_on(send(reqwest::Client::new().get(server.url(path))))
+    rt().block_on(send(client().get(server.url(path))))
 }
 
 fn post(server: &Server, path: &str, body: Value) -> Reply {
     rt().block_on(send(
-        reqwest::Client::new()
+        client()
             .post(server.url(path))
             .header("content-type", "application/json")
             .body(body.to_string()),
@@ -73,6 +81,8 @@ fn query(server: &Server, sql: &str, offset: usize, limit: usize) -> Reply {
 /// A request with its path sent byte for byte (HTTP clients normalise `..` away).
 fn raw_get(server: &Server, path: &str, host: Option<&str>) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
     let host = host.map_or_else(|| format!("127.0.0.1:{}", server.port), str::to_string);
     write!(
         s,
@@ -254,7 +264,7 @@ fn previews_and_media_come_from_the_dataset_by_clip_id() {
     assert_eq!(&mp4.body[4..8], b"ftyp");
     // A byte range, as a <video> element seeks.
     let part = rt().block_on(send(
-        reqwest::Client::new()
+        client()
             .get(server.url(&format!("/media/{id}/clip.mp4")))
             .header("range", "bytes=4-7"),
     ));
@@ -297,7 +307,10 @@ fn paths_and_uris_outside_the_dataset_are_refused() {
         ("/api/object?uri=../../../../etc/passwd", &[403]),
         ("/api/object?uri=/etc/passwd", &[403]),
         ("/api/object?uri=file:///etc/passwd", &[403]),
-        ("/api/object?uri=clips/..%2F..%2F..%2F..%2Fetc%2Fpasswd", &[403]),
+        (
+            "/api/object?uri=clips/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+            &[403],
+        ),
         ("/api/object?uri=s3://another-bucket/x.jpg", &[403]),
     ];
     for (path, statuses) in cases {
@@ -326,7 +339,11 @@ fn a_loopback_server_refuses_requests_addressed_to_another_host() {
     let server = Server::start(&[]);
     let (status, text) = raw_get(&server, "/api/info", Some("attacker.example:80"));
     assert_eq!(status, 403, "{text}");
-    let (status, _) = raw_get(&server, "/api/info", Some(&format!("localhost:{}", server.port)));
+    let (status, _) = raw_get(
+        &server,
+        "/api/info",
+        Some(&format!("localhost:{}", server.port)),
+    );
     assert_eq!(status, 200);
 }
 
@@ -394,11 +411,7 @@ fn cards_say_why_a_clip_was_dropped_and_which_group_it_is_in() {
     assert_eq!(cards[1]["duplicate"]["kept"], false);
     assert!(cards[1]["duplicate"]["members"].as_i64().unwrap() >= 2);
     // Ids are checked before any query is built from them.
-    let bad = post(
-        &server,
-        "/api/cards",
-        json!({ "ids": ["x' OR '1'='1"] }),
-    );
+    let bad = post(&server, "/api/cards", json!({ "ids": ["x' OR '1'='1"] }));
     assert_eq!(bad.status, 400, "{}", bad.text());
 
     // The clip page: every column, the source's timeline with this clip in it, the group.
@@ -416,7 +429,10 @@ fn cards_say_why_a_clip_was_dropped_and_which_group_it_is_in() {
     let segments = page["timeline"]["clips"].as_array().unwrap();
     assert!(segments.iter().any(|s| s["clip_id"] == did));
     assert!(segments.iter().any(|s| s["status"] == "rejected"));
-    assert!(!page["timeline"]["boundaries"].as_array().unwrap().is_empty());
+    assert!(!page["timeline"]["boundaries"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     assert!(page["group"].as_array().unwrap().len() >= 2);
     let files: Vec<&str> = page["files"]
         .as_array()
@@ -469,7 +485,7 @@ fn the_stats_are_kelp_stats_with_their_plots() {
 #[test]
 fn the_page_and_its_assets_are_served_with_a_policy_that_keeps_them_offline() {
     let server = Server::start(&[]);
-    let r = rt().block_on(reqwest::Client::new().get(server.url("/")).send()).unwrap();
+    let r = rt().block_on(client().get(server.url("/")).send()).unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let csp = r
         .headers()

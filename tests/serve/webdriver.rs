@@ -76,7 +76,11 @@ async fn call(
 impl Client {
     /// Opens a session on the WebDriver server at `driver` (`http://127.0.0.1:PORT`).
     pub async fn connect(driver: &str, capabilities: Value) -> Result<Client, String> {
-        let http = reqwest::Client::new();
+        // A WebDriver command that hangs fails the test instead of stalling it.
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| format!("an HTTP client: {e}"))?;
         let value = call(
             &http,
             reqwest::Method::POST,
@@ -163,11 +167,17 @@ impl Element {
     }
 
     pub async fn click(&self) -> Result<(), String> {
-        self.client.post(&self.path("click"), json!({})).await.map(drop)
+        self.client
+            .post(&self.path("click"), json!({}))
+            .await
+            .map(drop)
     }
 
     pub async fn clear(&self) -> Result<(), String> {
-        self.client.post(&self.path("clear"), json!({})).await.map(drop)
+        self.client
+            .post(&self.path("clear"), json!({}))
+            .await
+            .map(drop)
     }
 
     pub async fn send_keys(&self, text: &str) -> Result<(), String> {
@@ -178,7 +188,10 @@ impl Element {
     }
 
     pub async fn attr(&self, name: &str) -> Result<Option<String>, String> {
-        let v = self.client.get(&self.path(&format!("attribute/{name}"))).await?;
+        let v = self
+            .client
+            .get(&self.path(&format!("attribute/{name}")))
+            .await?;
         Ok(v.as_str().map(str::to_string))
     }
 
