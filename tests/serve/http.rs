@@ -485,7 +485,11 @@ fn the_stats_are_kelp_stats_with_their_plots() {
 #[test]
 fn the_page_and_its_assets_are_served_with_a_policy_that_keeps_them_offline() {
     let server = Server::start(&[]);
-    let r = rt().block_on(client().get(server.url("/")).send()).unwrap();
+    let rt = rt();
+    // Futures built inside the runtime: reqwest arms its timeout when `send` is called.
+    let r = rt
+        .block_on(async { client().get(server.url("/")).send().await })
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let csp = r
         .headers()
@@ -495,7 +499,7 @@ fn the_page_and_its_assets_are_served_with_a_policy_that_keeps_them_offline() {
         .unwrap()
         .to_string();
     assert!(csp.contains("default-src 'self'"), "{csp}");
-    let html = rt().block_on(r.text()).unwrap();
+    let html = rt.block_on(async { r.text().await }).unwrap();
     assert!(html.contains("/assets/app.js") && html.contains("/assets/style.css"));
     for asset in ["/assets/app.js", "/assets/style.css"] {
         assert_eq!(get(&server, asset).status, 200, "{asset}");
