@@ -186,6 +186,7 @@ fn run<B: Backend>(
         videos_rejected: 0,
         clips_rejected: 0,
         errors: Vec::new(),
+        replaces: Default::default(),
     };
     rt.block_on(async {
         match commit::commit(&out, &rec).await? {
