@@ -4,8 +4,8 @@
 //! rejected clips, opens the near-duplicate groups and the stats, and takes screenshots
 //! (written to `target/tmp/serve-*.png`); every check is on the DOM, not on pixels.
 //!
-//! Without Chromium the test is skipped with a printed reason, except in CI (`CI` set), where a
-//! missing browser fails it.
+//! Without Chromium or chromedriver the test fails with what is missing and how to install it
+//! (like the S3 tests without moto): it never skips.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -352,14 +352,9 @@ async fn drive(c: &Client, base: &str) {
 
 #[test]
 fn the_page_in_headless_chromium_shows_clips_a_clip_page_rejections_and_duplicates() {
-    let (chromium, chromedriver) = match browser() {
-        Ok(found) => found,
-        Err(why) if std::env::var_os("CI").is_none() => {
-            eprintln!("SKIPPED the browser test of kelp serve: {why}");
-            return;
-        }
-        Err(why) => panic!("CI must run the browser test of kelp serve: {why}"),
-    };
+    let (chromium, chromedriver) = browser().unwrap_or_else(|why| {
+        panic!("the browser test of kelp serve needs Chromium: {why} (bash infra/install-deps.sh)")
+    });
     let server = Server::start(&[]);
     let driver = Driver::start(&chromedriver);
     let profile = tempfile::tempdir().unwrap();
