@@ -140,8 +140,16 @@ fn a_still_dark_clip_is_captioned_static_and_dark() {
 fn a_colourless_clip_is_captioned_black_and_white_and_a_coloured_one_not() {
     let dir = tempfile::tempdir().unwrap();
     for (name, filter, monochrome) in [
-        ("grey.mp4", "smptebars=size=320x180:rate=25:duration=2,hue=s=0", true),
-        ("colour.mp4", "color=c=0x2060c0:size=320x180:rate=25:duration=2", false),
+        (
+            "grey.mp4",
+            "smptebars=size=320x180:rate=25:duration=2,hue=s=0",
+            true,
+        ),
+        (
+            "colour.mp4",
+            "color=c=0x2060c0:size=320x180:rate=25:duration=2",
+            false,
+        ),
     ] {
         let ctx = run(&make(dir.path(), name, filter), structured());
         let (caption, short) = (cell(&ctx, "caption"), cell(&ctx, "caption_short"));
@@ -155,7 +163,11 @@ fn a_colourless_clip_is_captioned_black_and_white_and_a_coloured_one_not() {
             monochrome,
             "{name}: {short}"
         );
-        assert_eq!(caption.contains("Dominant colours"), !monochrome, "{caption}");
+        assert_eq!(
+            caption.contains("Dominant colours"),
+            !monochrome,
+            "{caption}"
+        );
     }
 }
 

@@ -168,14 +168,14 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
         }) => {
             use kelp_trainer::train::vae::bench;
             let report = bench::bench_step(&bench::BenchArgs {
-                    preset,
-                    frames,
-                    size,
-                    batch,
-                    steps,
-                    device,
-                    precision,
-                })?;
+                preset,
+                frames,
+                size,
+                batch,
+                steps,
+                device,
+                precision,
+            })?;
             print!("{report}");
             Ok(())
         }

@@ -59,7 +59,9 @@ fn mpi_rank_checks() {
     // Mean of the same.
     let mut mean = vec![r as f32; 7];
     c.all_reduce_mean(&mut mean).unwrap();
-    assert!(mean.iter().all(|&m| (m - (n - 1) as f32 / 2.0).abs() < 1e-6));
+    assert!(mean
+        .iter()
+        .all(|&m| (m - (n - 1) as f32 / 2.0).abs() < 1e-6));
     // Broadcast from the last rank overwrites everyone's buffer.
     let mut b: Vec<f32> = vec![r as f32; 64];
     c.broadcast(&mut b, n - 1).unwrap();

@@ -3,6 +3,8 @@
 //! the per-frame attention and the spectral norm, whose power iteration is deliberately held
 //! constant) against central finite differences along random directions.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use burn::module::Param;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
@@ -15,7 +17,11 @@ type AB = CpuAutodiff;
 
 fn random<Bk: Backend, const D: usize>(seed: u64, shape: [usize; D], scale: f32) -> Tensor<Bk, D> {
     let n = shape.iter().product();
-    let v: Vec<f32> = HostRng::new(seed).normals(n).iter().map(|x| x * scale).collect();
+    let v: Vec<f32> = HostRng::new(seed)
+        .normals(n)
+        .iter()
+        .map(|x| x * scale)
+        .collect();
     Tensor::from_data(TensorData::new(v, shape), &Default::default())
 }
 
@@ -120,11 +126,18 @@ fn spectral_norm_divides_by_the_top_singular_value() {
     let mut v = vec![1.0f64; n];
     let mut sigma = 0.0;
     for _ in 0..500 {
-        let u: Vec<f64> = (0..o).map(|r| (0..n).map(|k| f64::from(m[r * n + k]) * v[k]).sum()).collect();
-        let wt: Vec<f64> = (0..n).map(|k| (0..o).map(|r| f64::from(m[r * n + k]) * u[r]).sum()).collect();
+        let u: Vec<f64> = (0..o)
+            .map(|r| (0..n).map(|k| f64::from(m[r * n + k]) * v[k]).sum())
+            .collect();
+        let wt: Vec<f64> = (0..n)
+            .map(|k| (0..o).map(|r| f64::from(m[r * n + k]) * u[r]).sum())
+            .collect();
         let norm = wt.iter().map(|x| x * x).sum::<f64>().sqrt();
         sigma = norm.sqrt();
         v = wt.iter().map(|x| x / norm).collect();
     }
-    assert!((sigma - 1.0).abs() < 1e-3, "spectral norm after normalisation: {sigma}");
+    assert!(
+        (sigma - 1.0).abs() < 1e-3,
+        "spectral norm after normalisation: {sigma}"
+    );
 }

@@ -1,6 +1,8 @@
 //! The causal 3D VAE's contract: causality, latent shapes of every preset, images as one-frame
 //! videos, and parameter counts that match the configuration's own walk.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use burn::module::Module;
 use burn::tensor::{Distribution, Tensor, TensorData};
 use kelp_trainer::models::init::HostRng;
@@ -40,7 +42,10 @@ fn encoding_of_early_frames_ignores_later_frames() {
     assert_eq!(za.mean.dims(), [1, 8, 3, 4, 4]);
     let early = max_abs_diff(frames(za.mean.clone(), 0, 2), frames(zb.mean.clone(), 0, 2));
     let early_lv = max_abs_diff(frames(za.logvar, 0, 2), frames(zb.logvar, 0, 2));
-    assert!(early == 0.0 && early_lv == 0.0, "latent frames 0..2 changed by {early}, {early_lv}");
+    assert!(
+        early == 0.0 && early_lv == 0.0,
+        "latent frames 0..2 changed by {early}, {early_lv}"
+    );
     // ... and the last latent frame does see them (the test can fail).
     let late = max_abs_diff(frames(za.mean, 2, 1), frames(zb.mean, 2, 1));
     assert!(late > 1e-4, "latent frame 2 did not change ({late})");
@@ -54,7 +59,10 @@ fn decoding_of_early_frames_ignores_later_latents() {
     let xa = vae.decode(za, Compute::F32);
     let xb = vae.decode(zb, Compute::F32);
     assert_eq!(xa.dims(), [1, 3, 9, 16, 16]);
-    assert_eq!(max_abs_diff(frames(xa.clone(), 0, 5), frames(xb.clone(), 0, 5)), 0.0);
+    assert_eq!(
+        max_abs_diff(frames(xa.clone(), 0, 5), frames(xb.clone(), 0, 5)),
+        0.0
+    );
     assert!(max_abs_diff(frames(xa, 5, 4), frames(xb, 5, 4)) > 1e-4);
 }
 
@@ -68,12 +76,18 @@ fn an_image_is_a_one_frame_video() {
     assert_eq!(zi.mean.dims(), [2, 8, 1, 2, 2]);
     // Equal up to float rounding (the convolutions sum in another order for another shape).
     let d = max_abs_diff(frames(zv.mean.clone(), 0, 1), zi.mean.clone());
-    assert!(d < 1e-5, "image latent differs from the video's first latent frame by {d}");
+    assert!(
+        d < 1e-5,
+        "image latent differs from the video's first latent frame by {d}"
+    );
     let xv = vae.decode(zv.mean, Compute::F32);
     let xi = vae.decode(zi.mean, Compute::F32);
     assert_eq!(xi.dims(), [2, 3, 1, 8, 8]);
     let d = max_abs_diff(frames(xv, 0, 1), xi);
-    assert!(d < 1e-5, "image decoding differs from the video's first frame by {d}");
+    assert!(
+        d < 1e-5,
+        "image decoding differs from the video's first frame by {d}"
+    );
 }
 
 #[test]
@@ -86,7 +100,11 @@ fn every_preset_maps_17_frames_of_256_squared_to_5_latent_frames() {
     for (name, latent) in want {
         let c = VaeConfig::preset(name).unwrap();
         assert_eq!(c.latent_shape(17, 256, 256).unwrap(), latent, "{name}");
-        assert_eq!(c.cost(17, 256, 256).latent, latent, "{name}: the layer walk agrees");
+        assert_eq!(
+            c.cost(17, 256, 256).latent,
+            latent,
+            "{name}: the layer walk agrees"
+        );
         let e = c.latent_shape(16, 256, 256).unwrap_err().to_string();
         assert!(e.contains("16 frames"), "{e}");
     }
@@ -96,15 +114,27 @@ fn every_preset_maps_17_frames_of_256_squared_to_5_latent_frames() {
 /// strides, blocks and attention): the model's shapes agree with the walk, and so do parameters.
 #[test]
 fn narrowed_big_presets_run_with_the_shapes_and_parameters_the_walk_predicts() {
-    for (name, narrow, side) in [("seaweed48x", 16, 16), ("seaweed64x", 16, 32), ("tiny", 1, 16)] {
+    for (name, narrow, side) in [
+        ("seaweed48x", 16, 16),
+        ("seaweed64x", 16, 32),
+        ("tiny", 1, 16),
+    ] {
         let c = VaeConfig::preset(name).unwrap().narrowed(narrow);
         let vae = Vae::<B>::new(&c, &Default::default(), 4);
         let x = clip(40, [1, 3, 17, side, side]);
         let z = vae.encode(x, Compute::F32);
         let [ch, t, h, w] = c.latent_shape(17, side, side).unwrap();
         assert_eq!(z.mean.dims(), [1, ch, t, h, w], "{name}");
-        assert_eq!(vae.decode(z.mean, Compute::F32).dims(), [1, 3, 17, side, side], "{name}");
-        assert_eq!(vae.num_params() as u64, c.cost(17, side, side).params(), "{name}");
+        assert_eq!(
+            vae.decode(z.mean, Compute::F32).dims(),
+            [1, 3, 17, side, side],
+            "{name}"
+        );
+        assert_eq!(
+            vae.num_params() as u64,
+            c.cost(17, side, side).params(),
+            "{name}"
+        );
     }
 }
 
@@ -134,5 +164,8 @@ fn same_seed_same_weights_on_any_thread() {
     });
     let b = Vae::<B>::new(&VaeConfig::tiny(), &Default::default(), 9);
     let _noise: Tensor<B, 1> = Tensor::random([1000], Distribution::Default, &Default::default());
-    assert_eq!(a.join().unwrap(), b.encoder.conv_in.weight.val().into_data());
+    assert_eq!(
+        a.join().unwrap(),
+        b.encoder.conv_in.weight.val().into_data()
+    );
 }

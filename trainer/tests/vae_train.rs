@@ -2,6 +2,8 @@
 //! beats predicting each clip's mean colour), and a run stopped and resumed from its checkpoint
 //! ends where the uninterrupted run ends, having seen the same batches.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::{Arc, Mutex};
 
 use burn::module::AutodiffModule;
@@ -78,11 +80,25 @@ fn run(
         inner: FixedBatches::new(batches, 11).unwrap(),
         seen: seen.clone(),
     };
-    let mut task = VaeTask::<AB>::new(tiny(), LossConfig::default(), Compute::F32, &device, spec.seed);
+    let mut task = VaeTask::<AB>::new(
+        tiny(),
+        LossConfig::default(),
+        Compute::F32,
+        &device,
+        spec.seed,
+    );
     let model = Vae::<AB>::new(&tiny(), &device, spec.seed);
     let store = RunStore::open(dir.to_str().unwrap(), &Default::default()).unwrap();
-    let t = train(&mut task, model, &mut source, spec, &store, &options(dir, resume, until, every), &device)
-        .unwrap();
+    let t = train(
+        &mut task,
+        model,
+        &mut source,
+        spec,
+        &store,
+        &options(dir, resume, until, every),
+        &device,
+    )
+    .unwrap();
     let w = weights::to_safetensors(&t.model).unwrap();
     let ids = seen.lock().unwrap().clone();
     (w, ids)
@@ -124,14 +140,22 @@ fn two_k_steps_equal_k_steps_then_resume_then_k_steps() {
     assert_eq!(ids_split, ids_whole, "the resumed run saw other batches");
     assert_eq!(ids_whole.len(), 4 * 2 * 2);
     for ((name, a), (_, b)) in floats(&w_whole).iter().zip(floats(&w_split)) {
-        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        let diff = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
         assert!(diff < 1e-5, "{name}: weights differ by {diff}");
     }
     // The metrics hold each step once.
     let text = std::fs::read_to_string(split.path().join("metrics.jsonl")).unwrap();
     let steps: Vec<u64> = text
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(steps, (1..=4).collect::<Vec<_>>());
 }
@@ -180,8 +204,16 @@ fn tiny_vae_learns_and_beats_the_clip_mean_on_held_out_clips() {
     let mut opts = options(dir.path(), false, None, 0);
     opts.log = LogSpec { every: 20 };
     let started = std::time::Instant::now();
-    let t = train(&mut task, Vae::<AB>::new(&arch, &device, 2), &mut source, &spec, &store, &opts, &device)
-        .unwrap();
+    let t = train(
+        &mut task,
+        Vae::<AB>::new(&arch, &device, 2),
+        &mut source,
+        &spec,
+        &store,
+        &opts,
+        &device,
+    )
+    .unwrap();
     let secs = started.elapsed().as_secs_f64();
 
     let rows: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("metrics.jsonl"))

@@ -85,7 +85,10 @@ impl BlobTable {
             let i = i as u32;
             let meta = self.footer(ds, i, shard).await?;
             let Ok(col) = meta.schema().index_of("clip_id") else {
-                return Err(format!("{}: {} has no clip_id column", self.table, shard.path));
+                return Err(format!(
+                    "{}: {} has no clip_id column",
+                    self.table, shard.path
+                ));
             };
             let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
                 reader_of(ds, shard),
@@ -157,7 +160,8 @@ impl BlobTable {
         };
         let (_, shard_no, row) = index.rows[at];
         let shard = &index.shards[shard_no as usize];
-        let fail = |e: &dyn std::fmt::Display| ServeError::Internal(read_err(self.table, &shard.path, e));
+        let fail =
+            |e: &dyn std::fmt::Display| ServeError::Internal(read_err(self.table, &shard.path, e));
         let meta = self
             .footer(ds, shard_no, shard)
             .await
@@ -179,10 +183,8 @@ impl BlobTable {
         let Some(group) = group else {
             return Err(fail(&format!("row {row} past the shard's end")));
         };
-        let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
-            reader_of(ds, shard),
-            meta.clone(),
-        );
+        let builder =
+            ParquetRecordBatchStreamBuilder::new_with_metadata(reader_of(ds, shard), meta.clone());
         let mask = ProjectionMask::roots(builder.parquet_schema(), [col]);
         let selection = vec![
             RowSelector::skip(row as usize - first),

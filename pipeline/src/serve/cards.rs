@@ -105,7 +105,10 @@ pub fn literal(s: &str) -> String {
 }
 
 fn id_list(ids: &[String]) -> String {
-    ids.iter().map(|i| literal(i)).collect::<Vec<_>>().join(", ")
+    ids.iter()
+        .map(|i| literal(i))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Rows of `sql` as objects keyed by `clip_id`.
@@ -211,9 +214,7 @@ pub async fn cards(ctx: &SessionContext, ids: &[String]) -> Result<Vec<Card>, Se
     if columns_of(ctx, "rejections").await.is_some() {
         let (schema, batches) = collect(
             ctx,
-            &format!(
-                "SELECT * FROM rejections WHERE clip_id IN ({list}) ORDER BY clip_id, node"
-            ),
+            &format!("SELECT * FROM rejections WHERE clip_id IN ({list}) ORDER BY clip_id, node"),
         )
         .await?;
         let rows = json::objects(&schema, &batches)?;

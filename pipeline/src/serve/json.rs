@@ -212,7 +212,10 @@ mod tests {
                 Arc::new(StringArray::from(vec!["a\"b", "c"])),
                 Arc::new(Int64Array::from(vec![Some(1), None])),
                 Arc::new(Float64Array::from(vec![Some(0.5), Some(2.0)])),
-                Arc::new(BinaryArray::from(vec![Some(&[0xabu8, 0x01][..]), Some(&big[..])])),
+                Arc::new(BinaryArray::from(vec![
+                    Some(&[0xabu8, 0x01][..]),
+                    Some(&big[..]),
+                ])),
             ],
         )
         .unwrap();

@@ -9,7 +9,10 @@ use crate::store::Location;
 
 /// A clip id as kelp writes them: 32 lowercase hex digits (BLAKE3 of video id and frame range).
 pub fn clip_id(s: &str) -> Result<&str, ServeError> {
-    if s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         Ok(s)
     } else {
         Err(ServeError::BadRequest(format!(

@@ -133,12 +133,10 @@ pub async fn page(
     };
     let mut page = match tokio::time::timeout(limits.timeout, work).await {
         Ok(page) => page?,
-        Err(_) => {
-            return Err(ServeError::Timeout(format!(
-                "the query ran past {:.0} s and was stopped (kelp serve --timeout-s sets the limit)",
-                limits.timeout.as_secs_f64()
-            )))
-        }
+        Err(_) => return Err(ServeError::Timeout(format!(
+            "the query ran past {:.0} s and was stopped (kelp serve --timeout-s sets the limit)",
+            limits.timeout.as_secs_f64()
+        ))),
     };
     page.elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
     Ok(page)
@@ -252,7 +250,8 @@ mod tests {
             concurrent_queries: 1,
         };
         // A cross join of ~10^12 rows, aggregated: runs far longer than the timeout.
-        let sql = "SELECT count(*) FROM generate_series(1, 1000000) a, generate_series(1, 1000000) b";
+        let sql =
+            "SELECT count(*) FROM generate_series(1, 1000000) a, generate_series(1, 1000000) b";
         let t = Instant::now();
         let e = page(&ctx, sql, 0, 10, &slow).await.unwrap_err();
         assert!(matches!(e, ServeError::Timeout(_)), "{e:?}");

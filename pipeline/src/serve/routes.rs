@@ -202,7 +202,10 @@ async fn stats_sections(State(state): Shared) -> Result<Response, ServeError> {
     to_json(&stats::sections(&view)?)
 }
 
-async fn stats_plot(State(state): Shared, Path(file): Path<String>) -> Result<Response, ServeError> {
+async fn stats_plot(
+    State(state): Shared,
+    Path(file): Path<String>,
+) -> Result<Response, ServeError> {
     let key = file
         .strip_suffix(".svg")
         .ok_or_else(|| ServeError::NotFound(format!("no plot {file:?}")))?;

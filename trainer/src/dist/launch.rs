@@ -266,8 +266,17 @@ mod tests {
         let e = world(&[("RANK", "0")]).unwrap_err();
         assert!(e.to_string().contains("WORLD_SIZE is missing"), "{e}");
         let e = world(&[("OMPI_COMM_WORLD_RANK", "x"), ("OMPI_COMM_WORLD_SIZE", "2")]).unwrap_err();
-        assert!(e.to_string().contains("\"x\" is not a non-negative integer"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("\"x\" is not a non-negative integer"),
+            "{e}"
+        );
         let e = world(&[("SLURM_PROCID", "0"), ("SLURM_NTASKS", "0")]).unwrap_err();
-        assert_eq!(e, LaunchError::EmptyWorld { launcher: Launcher::Slurm });
+        assert_eq!(
+            e,
+            LaunchError::EmptyWorld {
+                launcher: Launcher::Slurm
+            }
+        );
     }
 }

@@ -19,9 +19,8 @@ pub struct Mpi {
 impl Mpi {
     /// Initialises MPI and checks that its world is the one the launcher described.
     pub fn init(world: World) -> Result<Mpi, DistError> {
-        let universe = mpi::initialize().ok_or_else(|| {
-            DistError::Setup("MPI is already initialised in this process".into())
-        })?;
+        let universe = mpi::initialize()
+            .ok_or_else(|| DistError::Setup("MPI is already initialised in this process".into()))?;
         let comm = universe.world();
         let (rank, size) = (comm.rank() as usize, comm.size() as usize);
         if (rank, size) != (world.rank, world.size) {

@@ -128,7 +128,10 @@ mod tests {
         let v = HostRng::new(7).normals(20_000);
         let mean = v.iter().sum::<f32>() / v.len() as f32;
         let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / v.len() as f32;
-        assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "{mean} {var}");
+        assert!(
+            mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
+            "{mean} {var}"
+        );
         let a = HostRng::for_name(1, "a").next_u64();
         let b = HostRng::for_name(1, "b").next_u64();
         assert_ne!(a, b);

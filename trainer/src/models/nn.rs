@@ -111,7 +111,7 @@ impl<B: Backend> FrameGroupNorm<B> {
     pub fn new(init: &ParamInit<B>, path: &str, channels: usize, groups: usize) -> Self {
         let groups = (1..=groups.max(1).min(channels))
             .rev()
-            .find(|g| channels % g == 0)
+            .find(|&g| channels.is_multiple_of(g))
             .unwrap_or(1);
         FrameGroupNorm {
             gamma: init.constant(&format!("{path}.gamma"), [channels], 1.0),
@@ -128,7 +128,8 @@ impl<B: Backend> FrameGroupNorm<B> {
         let centred = xg - mean;
         let var = centred.clone().square().mean_dim(4).mean_dim(2);
         let normed = (centred / (var + 1e-6).sqrt()).reshape([b, c, t, h, w]);
-        normed * self.gamma.val().reshape([1, c, 1, 1, 1]) + self.beta.val().reshape([1, c, 1, 1, 1])
+        normed * self.gamma.val().reshape([1, c, 1, 1, 1])
+            + self.beta.val().reshape([1, c, 1, 1, 1])
     }
 }
 
@@ -166,9 +167,7 @@ impl<B: Backend> FrameAttention<B> {
         let [b, c, t, h, w] = x.dims();
         let qkv = self.qkv.forward(self.norm.forward(x.clone()), comp);
         // [B, 3C, T, H, W] → [B·T, H·W, 3C]
-        let tokens = qkv
-            .permute([0, 2, 3, 4, 1])
-            .reshape([b * t, h * w, 3 * c]);
+        let tokens = qkv.permute([0, 2, 3, 4, 1]).reshape([b * t, h * w, 3 * c]);
         let q = tokens.clone().narrow(2, 0, c);
         let k = tokens.clone().narrow(2, c, c);
         let v = tokens.narrow(2, 2 * c, c);

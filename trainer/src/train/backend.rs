@@ -105,7 +105,10 @@ pub fn probe_gpu(ordinal: usize) -> Result<GpuInfo, String> {
 
 #[cfg(not(feature = "cuda"))]
 fn probe(_ordinal: usize) -> Result<GpuInfo, String> {
-    Err("this kelp was built without the cuda feature (cargo build --features kelp-trainer/cuda)".into())
+    Err(
+        "this kelp was built without the cuda feature (cargo build --features kelp-trainer/cuda)"
+            .into(),
+    )
 }
 
 #[cfg(feature = "cuda")]
@@ -161,10 +164,7 @@ pub fn peak_bf16_tflops(name: &str) -> Option<f64> {
         ("V100", 125.0),
         ("T4", 65.0),
     ];
-    table
-        .iter()
-        .find(|(k, _)| n.contains(k))
-        .map(|(_, v)| *v)
+    table.iter().find(|(k, _)| n.contains(k)).map(|(_, v)| *v)
 }
 
 #[cfg(test)]
@@ -178,7 +178,10 @@ mod tests {
             eprintln!("a GPU is present: the fallback path is not exercised here");
             return;
         }
-        assert!(matches!(select(DeviceChoice::Auto), Ok(Selected::Cpu { .. })));
+        assert!(matches!(
+            select(DeviceChoice::Auto),
+            Ok(Selected::Cpu { .. })
+        ));
         let err = select(DeviceChoice::Cuda).unwrap_err().to_string();
         assert!(err.contains("cuda"), "{err}");
     }

@@ -110,7 +110,11 @@ pub fn save(
     let json = serde_json::to_vec_pretty(&latest)
         .map_err(|e| TrainError::Checkpoint(format!("encoding {LATEST}: {e}")))?;
     store.put(LATEST, json)?;
-    tracing::info!(step = state.step, "checkpoint committed at {}/{dir}", store.uri());
+    tracing::info!(
+        step = state.step,
+        "checkpoint committed at {}/{dir}",
+        store.uri()
+    );
     if keep > 0 {
         prune(store, keep, state.step)?;
     }
@@ -163,7 +167,9 @@ pub fn load_dir(store: &RunStore, dir: &str) -> Result<Loaded, TrainError> {
     let mut files = BTreeMap::new();
     for (name, digest) in &state.files {
         let b = store.get(&format!("{dir}/{name}"))?.ok_or_else(|| {
-            TrainError::Checkpoint(format!("{where_}/{name}: missing (the checkpoint is damaged)"))
+            TrainError::Checkpoint(format!(
+                "{where_}/{name}: missing (the checkpoint is damaged)"
+            ))
         })?;
         let got = blake3::hash(&b).to_hex().to_string();
         if got != digest.blake3 || b.len() as u64 != digest.bytes {

@@ -93,7 +93,9 @@ impl std::str::FromStr for Precision {
             "f32" => Ok(Precision::F32),
             "bf16" => Ok(Precision::Bf16),
             "f16" => Ok(Precision::F16),
-            other => Err(format!("unknown precision \"{other}\"; use f32, bf16 or f16")),
+            other => Err(format!(
+                "unknown precision \"{other}\"; use f32, bf16 or f16"
+            )),
         }
     }
 }
@@ -200,7 +202,11 @@ mod tests {
     use super::*;
 
     fn spec() -> TrainSpec {
-        parse_toml("steps = 100\nlr = 1.0\nwarmup_steps = 10\nmin_lr_ratio = 0.1", "t").unwrap()
+        parse_toml(
+            "steps = 100\nlr = 1.0\nwarmup_steps = 10\nmin_lr_ratio = 0.1",
+            "t",
+        )
+        .unwrap()
     }
 
     #[test]

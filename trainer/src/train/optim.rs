@@ -63,9 +63,7 @@ pub fn grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
 ) -> Tensor<B::InnerBackend, 1> {
     let mut v = SquaredNorm::<B> { grads, total: None };
     model.visit(&mut v);
-    v.total
-        .unwrap_or_else(|| Tensor::zeros([1], device))
-        .sqrt()
+    v.total.unwrap_or_else(|| Tensor::zeros([1], device)).sqrt()
 }
 
 /// Scales every gradient by `min(1, max_norm / norm)` given the global `norm`; returns the
@@ -78,7 +76,10 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
 ) -> Tensor<B::InnerBackend, 1> {
     let norm = grad_norm::<B, M>(model, grads, device);
     if max_norm > 0.0 {
-        let factor = (norm.clone() + 1e-6).recip().mul_scalar(max_norm).clamp_max(1.0);
+        let factor = (norm.clone() + 1e-6)
+            .recip()
+            .mul_scalar(max_norm)
+            .clamp_max(1.0);
         model.visit(&mut Scale::<B> { grads, factor });
     }
     norm

@@ -56,7 +56,10 @@ fn draw_panel<DB: DrawingBackend>(
             .map_err(e)?;
         chart.configure_mesh().x_desc("step").draw().map_err(e)?;
         chart
-            .draw_series(LineSeries::new(finite.iter().copied(), style.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                finite.iter().copied(),
+                style.stroke_width(2),
+            ))
             .map_err(e)?;
     } else {
         let mut chart = ChartBuilder::on(area)
@@ -68,7 +71,10 @@ fn draw_panel<DB: DrawingBackend>(
             .map_err(e)?;
         chart.configure_mesh().x_desc("step").draw().map_err(e)?;
         chart
-            .draw_series(LineSeries::new(finite.iter().copied(), style.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                finite.iter().copied(),
+                style.stroke_width(2),
+            ))
             .map_err(e)?;
     }
     Ok(())
@@ -94,7 +100,8 @@ pub fn render_png(jsonl: &str, out: &Path) -> Result<(), TrainError> {
     let root = BitMapBackend::new(out, size).into_drawing_area();
     let panels = root.split_evenly((rows, per_row));
     for ((name, pts), area) in cols.iter().zip(panels.iter()) {
-        draw_panel(area, name, pts).map_err(|m| TrainError::Other(format!("plotting {name}: {m}")))?;
+        draw_panel(area, name, pts)
+            .map_err(|m| TrainError::Other(format!("plotting {name}: {m}")))?;
     }
     root.present()
         .map_err(|e| TrainError::Io(format!("{}: {e}", out.display())))
@@ -105,7 +112,9 @@ pub fn render_png(jsonl: &str, out: &Path) -> Result<(), TrainError> {
 pub fn plot_run(run: &str, opts: &StoreOptions, out: Option<&Path>) -> Result<PathBuf, TrainError> {
     let store = RunStore::open(run, opts)?;
     let bytes = store.get(JSONL)?.ok_or_else(|| {
-        TrainError::Other(format!("{run}: no {JSONL} (not a kelp training run, or no step logged yet)"))
+        TrainError::Other(format!(
+            "{run}: no {JSONL} (not a kelp training run, or no step logged yet)"
+        ))
     })?;
     let text = String::from_utf8_lossy(&bytes);
     let out = match (out, &store.loc.local_dir) {

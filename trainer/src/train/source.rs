@@ -76,9 +76,10 @@ impl<T: Clone> BatchSource for FixedBatches<T> {
 
     fn restore(&mut self, state: &serde_json::Value) -> Result<(), TrainError> {
         let get = |k: &str| {
-            state.get(k).and_then(|v| v.as_u64()).ok_or_else(|| {
-                TrainError::Data(format!("source state {state}: no \"{k}\""))
-            })
+            state
+                .get(k)
+                .and_then(|v| v.as_u64())
+                .ok_or_else(|| TrainError::Data(format!("source state {state}: no \"{k}\"")))
         };
         if get("seed")? != self.seed || get("batches")? != self.batches.len() as u64 {
             return Err(TrainError::Data(format!(

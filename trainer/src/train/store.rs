@@ -58,7 +58,11 @@ impl RunStore {
         let loc = &self.loc;
         self.rt.block_on(async {
             match loc.store.get(&path).await {
-                Ok(g) => g.bytes().await.map(Some).map_err(|e| err(loc, rel, "reading", e)),
+                Ok(g) => g
+                    .bytes()
+                    .await
+                    .map(Some)
+                    .map_err(|e| err(loc, rel, "reading", e)),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(err(loc, rel, "reading", e)),
             }

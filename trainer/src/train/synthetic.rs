@@ -69,7 +69,9 @@ pub fn batches(
     let bucket = format!("synthetic-{width}x{height}x{frames}");
     (0..count)
         .filter_map(|b| {
-            let ids: Vec<u64> = (0..batch as u64).map(|i| first + (b * batch) as u64 + i).collect();
+            let ids: Vec<u64> = (0..batch as u64)
+                .map(|i| first + (b * batch) as u64 + i)
+                .collect();
             let mut pixels = Vec::with_capacity(batch * 3 * frames * height * width);
             for &i in &ids {
                 pixels.extend(clip(seed, i, frames, height, width));

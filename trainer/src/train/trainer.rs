@@ -21,6 +21,9 @@ use super::store::RunStore;
 use super::weights;
 use super::TrainError;
 
+/// Running sums of the total loss and of each loss term over a logging interval.
+type LossSums<B> = (Tensor<B, 1>, Vec<Tensor<B, 1>>);
+
 /// Where in the run a loss is computed.
 #[derive(Debug, Clone, Copy)]
 pub struct StepAt {
@@ -144,7 +147,8 @@ where
             &what(OPTIMIZER_FILE),
         )?;
         if let Some(e) = ema.as_mut() {
-            e.model = weights::from_safetensors(model.valid(), ck.file(EMA_FILE)?, &what(EMA_FILE))?;
+            e.model =
+                weights::from_safetensors(model.valid(), ck.file(EMA_FILE)?, &what(EMA_FILE))?;
             e.updates = ck.state.ema_updates;
         }
         task.load_extra(&ck)?;
@@ -165,9 +169,10 @@ where
     );
     let mut log = MetricsLog::open(&opts.metrics_dir, columns, step, spec.steps, opts.progress)?;
 
-    let mut sums: Option<(Tensor<B::InnerBackend, 1>, Vec<Tensor<B::InnerBackend, 1>>)> = None;
+    let mut sums: Option<LossSums<B::InnerBackend>> = None;
     let mut norm_sum: Option<Tensor<B::InnerBackend, 1>> = None;
-    let (mut micro_n, mut steps_n, mut interval_samples, mut interval_flops) = (0u64, 0u64, 0u64, 0.0f64);
+    let (mut micro_n, mut steps_n, mut interval_samples, mut interval_flops) =
+        (0u64, 0u64, 0u64, 0.0f64);
     let mut t0 = Instant::now();
     let mut last = Vec::new();
     let mut saved_at = step;
@@ -214,8 +219,10 @@ where
         step += 1;
         steps_n += 1;
 
-        if step % opts.log.every.max(1) == 0 || step == until {
-            let (total, ps) = sums.take().ok_or_else(|| TrainError::Other("no loss".into()))?;
+        if step.is_multiple_of(opts.log.every.max(1)) || step == until {
+            let (total, ps) = sums
+                .take()
+                .ok_or_else(|| TrainError::Other("no loss".into()))?;
             let n = micro_n.max(1) as f64;
             let loss = total.into_scalar_f64() / n;
             if !loss.is_finite() {
@@ -251,14 +258,34 @@ where
         }
 
         let every = opts.checkpoint.every;
-        if (every > 0 && step % every == 0) || step == until {
-            save(task, &model, &optim, ema.as_ref(), source, run, opts, step, samples)?;
+        if (every > 0 && step.is_multiple_of(every)) || step == until {
+            save(
+                task,
+                &model,
+                &optim,
+                ema.as_ref(),
+                source,
+                run,
+                opts,
+                step,
+                samples,
+            )?;
             saved_at = step;
             t0 = Instant::now();
         }
     }
     if saved_at != step {
-        save(task, &model, &optim, ema.as_ref(), source, run, opts, step, samples)?;
+        save(
+            task,
+            &model,
+            &optim,
+            ema.as_ref(),
+            source,
+            run,
+            opts,
+            step,
+            samples,
+        )?;
     }
     log.finish();
     Ok(Trained {

@@ -132,7 +132,9 @@ impl VaeConfig {
             ));
         }
         if self.latent_channels == 0 || self.blocks_per_level == 0 || self.norm_groups == 0 {
-            return bad("latent_channels, blocks_per_level and norm_groups must be positive".into());
+            return bad(
+                "latent_channels, blocks_per_level and norm_groups must be positive".into(),
+            );
         }
         Ok(())
     }
@@ -146,16 +148,21 @@ impl VaeConfig {
     }
 
     /// The latent `[C, T, H, W]` of a clip of `[T, H, W]`, or why that clip does not fit.
-    pub fn latent_shape(&self, frames: usize, height: usize, width: usize) -> Result<[usize; 4], ModelError> {
+    pub fn latent_shape(
+        &self,
+        frames: usize,
+        height: usize,
+        width: usize,
+    ) -> Result<[usize; 4], ModelError> {
         let [dt, dh, dw] = self.compression;
-        if frames == 0 || (frames - 1) % dt != 0 {
+        if frames == 0 || !(frames - 1).is_multiple_of(dt) {
             return Err(ModelError::Shape(format!(
                 "{frames} frames: this VAE takes 1 + {dt}·k frames (1, {}, {}, ...)",
                 1 + dt,
                 1 + 2 * dt
             )));
         }
-        if height % dh != 0 || width % dw != 0 || height == 0 || width == 0 {
+        if !height.is_multiple_of(dh) || !width.is_multiple_of(dw) || height == 0 || width == 0 {
             return Err(ModelError::Shape(format!(
                 "{width}x{height}: width and height must be positive multiples of {dw} and {dh}"
             )));

@@ -63,7 +63,13 @@ pub struct SnConv3d<B: Backend> {
 }
 
 impl<B: Backend> SnConv3d<B> {
-    pub fn new(init: &ParamInit<B>, path: &str, cin: usize, cout: usize, stride: [usize; 3]) -> Self {
+    pub fn new(
+        init: &ParamInit<B>,
+        path: &str,
+        cin: usize,
+        cout: usize,
+        stride: [usize; 3],
+    ) -> Self {
         let fan_in = cin * 27;
         let bound = 1.0 / (fan_in as f32).sqrt();
         let u = init
@@ -87,7 +93,10 @@ impl<B: Backend> SnConv3d<B> {
         let m = mat.clone().detach();
         let u0 = self.u.val().detach().reshape([1, o]);
         let v = normalize(u0.matmul(m.clone()).reshape([i * kt * kh * kw]));
-        let u = normalize(m.matmul(v.clone().reshape([i * kt * kh * kw, 1])).reshape([o]));
+        let u = normalize(
+            m.matmul(v.clone().reshape([i * kt * kh * kw, 1]))
+                .reshape([o]),
+        );
         let sigma = u
             .clone()
             .reshape([1, o])
@@ -129,12 +138,24 @@ impl<B: Backend> PatchGan3d<B> {
         let mut c = config.channels.max(1);
         for l in 0..config.layers.max(1) {
             let st = if l == 0 { 1 } else { 2 };
-            convs.push(SnConv3d::new(&init, &format!("disc.convs.{l}"), cin, c, [st, 2, 2]));
+            convs.push(SnConv3d::new(
+                &init,
+                &format!("disc.convs.{l}"),
+                cin,
+                c,
+                [st, 2, 2],
+            ));
             cin = c;
             c *= 2;
         }
         let last = convs.len();
-        convs.push(SnConv3d::new(&init, &format!("disc.convs.{last}"), cin, 1, [1, 1, 1]));
+        convs.push(SnConv3d::new(
+            &init,
+            &format!("disc.convs.{last}"),
+            cin,
+            1,
+            [1, 1, 1],
+        ));
         PatchGan3d { convs }
     }
 

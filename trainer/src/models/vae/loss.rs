@@ -30,7 +30,13 @@ fn frames_as_images<B: Backend>(x: Tensor<B, 5>) -> Tensor<B, 4> {
 
 /// The SSIM window: 11 px with σ = 1.5 (Wang et al.), shrunk to the frame for small frames.
 fn window<B: Backend>(channels: usize, side: usize, device: &B::Device) -> Tensor<B, 4> {
-    let k = 11.min(if side % 2 == 1 { side } else { side.saturating_sub(1) }).max(1);
+    let k = 11
+        .min(if side % 2 == 1 {
+            side
+        } else {
+            side.saturating_sub(1)
+        })
+        .max(1);
     let sigma = 1.5f32;
     let r = (k / 2) as f32;
     let g: Vec<f32> = (0..k)

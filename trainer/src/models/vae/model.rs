@@ -66,14 +66,24 @@ impl<B: Backend> Vae<B> {
         for (i, &co) in ch.iter().enumerate() {
             let mut blocks = Vec::new();
             for j in 0..config.blocks_per_level {
-                blocks.push(ResBlock::new(&init, &format!("encoder.levels.{i}.blocks.{j}"), cin, co, g));
+                blocks.push(ResBlock::new(
+                    &init,
+                    &format!("encoder.levels.{i}.blocks.{j}"),
+                    cin,
+                    co,
+                    g,
+                ));
                 cin = co;
             }
             let down = (i + 1 < levels).then(|| {
                 let (s, t) = config.step_halves(i);
                 Downsample::new(&init, &format!("encoder.levels.{i}.down"), co, s, t)
             });
-            enc_levels.push(Level { blocks, down, up: None });
+            enc_levels.push(Level {
+                blocks,
+                down,
+                up: None,
+            });
         }
         let top = ch[levels - 1];
         let encoder = Encoder {
@@ -81,7 +91,13 @@ impl<B: Backend> Vae<B> {
             levels: enc_levels,
             mid: MidBlock::new(&init, "encoder.mid", top, g, config.mid_attention),
             norm_out: FrameGroupNorm::new(&init, "encoder.norm_out", top, g),
-            conv_out: CausalConv3d::new(&init, "encoder.conv_out", [top, 2 * config.latent_channels], k3, one),
+            conv_out: CausalConv3d::new(
+                &init,
+                "encoder.conv_out",
+                [top, 2 * config.latent_channels],
+                k3,
+                one,
+            ),
         };
 
         let mut dec_levels = Vec::with_capacity(levels);
@@ -90,17 +106,33 @@ impl<B: Backend> Vae<B> {
             let co = ch[i];
             let mut blocks = Vec::new();
             for j in 0..=config.blocks_per_level {
-                blocks.push(ResBlock::new(&init, &format!("decoder.levels.{i}.blocks.{j}"), cin, co, g));
+                blocks.push(ResBlock::new(
+                    &init,
+                    &format!("decoder.levels.{i}.blocks.{j}"),
+                    cin,
+                    co,
+                    g,
+                ));
                 cin = co;
             }
             let up = (i > 0).then(|| {
                 let (s, t) = config.step_halves(i - 1);
                 Upsample::new(&init, &format!("decoder.levels.{i}.up"), co, s, t)
             });
-            dec_levels.push(Level { blocks, down: None, up });
+            dec_levels.push(Level {
+                blocks,
+                down: None,
+                up,
+            });
         }
         let decoder = Decoder {
-            conv_in: CausalConv3d::new(&init, "decoder.conv_in", [config.latent_channels, top], k3, one),
+            conv_in: CausalConv3d::new(
+                &init,
+                "decoder.conv_in",
+                [config.latent_channels, top],
+                k3,
+                one,
+            ),
             mid: MidBlock::new(&init, "decoder.mid", top, g, config.mid_attention),
             levels: dec_levels,
             norm_out: FrameGroupNorm::new(&init, "decoder.norm_out", ch[0], g),

@@ -65,7 +65,8 @@ impl std::fmt::Display for BenchReport {
             self.step_s,
             self.clips_per_s,
             self.tflops,
-            self.mfu.map_or("–".into(), |m| format!("{:.1}%", m * 100.0)),
+            self.mfu
+                .map_or("–".into(), |m| format!("{:.1}%", m * 100.0)),
             self.memory_bytes as f64 / (1u64 << 30) as f64
         )
     }
@@ -120,8 +121,12 @@ fn run<B: AutodiffBackend>(
     let config = VaeConfig::preset(&args.preset)?;
     config.latent_shape(args.frames, args.size, args.size)?;
     let compute = match (args.precision, selected.is_gpu()) {
-        (Precision::Bf16, true) => Compute { half: Some(FloatDType::BF16) },
-        (Precision::F16, true) => Compute { half: Some(FloatDType::F16) },
+        (Precision::Bf16, true) => Compute {
+            half: Some(FloatDType::BF16),
+        },
+        (Precision::F16, true) => Compute {
+            half: Some(FloatDType::F16),
+        },
         _ => Compute::F32,
     };
     let spec: TrainSpec = parse_toml("steps = 1000\nlr = 1e-4", "bench")?;
@@ -138,7 +143,15 @@ fn run<B: AutodiffBackend>(
         if step == 2 {
             started = Instant::now();
         }
-        let l = task.loss(&model, &batch, StepAt { step, micro: 0, seed: 0 })?;
+        let l = task.loss(
+            &model,
+            &batch,
+            StepAt {
+                step,
+                micro: 0,
+                seed: 0,
+            },
+        )?;
         let total = l.total.clone();
         let mut grads = GradientsParams::from_grads(l.total.backward(), &model);
         clip_global_norm::<B, _>(&model, &mut grads, 1.0, device);
@@ -153,7 +166,11 @@ fn run<B: AutodiffBackend>(
         Selected::Cpu { .. } => None,
     };
     #[cfg(feature = "cuda")]
-    let memory_bytes = if selected.is_gpu() { device_memory_used() } else { peak_rss() };
+    let memory_bytes = if selected.is_gpu() {
+        device_memory_used()
+    } else {
+        peak_rss()
+    };
     #[cfg(not(feature = "cuda"))]
     let memory_bytes = peak_rss();
     Ok(BenchReport {

@@ -79,9 +79,11 @@ pub fn encode_latents(
     match backend::select(args.device)? {
         Selected::Cpu { .. } => run::<backend::Cpu>(args, clips, &Default::default()),
         #[cfg(feature = "cuda")]
-        Selected::Cuda(g) => {
-            run::<backend::Gpu>(args, clips, &burn::backend::cuda::CudaDevice::new(g.ordinal))
-        }
+        Selected::Cuda(g) => run::<backend::Gpu>(
+            args,
+            clips,
+            &burn::backend::cuda::CudaDevice::new(g.ordinal),
+        ),
         #[cfg(not(feature = "cuda"))]
         Selected::Cuda(_) => Err(TrainError::Device("built without cuda".into())),
     }
@@ -103,7 +105,10 @@ fn run<B: Backend>(
     device: &B::Device,
 ) -> Result<EncodeSummary, TrainError> {
     let loaded = load_vae::<B>(&args.checkpoint, &args.store, args.weights, device)?;
-    let provenance = format!("{} step {} ({})", args.checkpoint, loaded.step, loaded.weights);
+    let provenance = format!(
+        "{} step {} ({})",
+        args.checkpoint, loaded.step, loaded.weights
+    );
     let out = store::resolve_with(&args.output, &args.store).map_err(pe)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -113,7 +118,10 @@ fn run<B: Backend>(
     let attempt = io::random_id();
     let owner = lease::Owner::current(None);
     let ttl = Duration::from_secs(120);
-    let mut held = match rt.block_on(lease::claim(&out, 0, &attempt, &owner, ttl)).map_err(pe)? {
+    let mut held = match rt
+        .block_on(lease::claim(&out, 0, &attempt, &owner, ttl))
+        .map_err(pe)?
+    {
         lease::Claim::Acquired(l) => l,
         lease::Claim::Busy { holder, .. } => {
             return Err(TrainError::Store(format!(
@@ -132,8 +140,16 @@ fn run<B: Backend>(
         let post = loaded.vae.encode(x, Compute::F32);
         let [b, c, t, h, w] = post.mean.dims();
         let per = c * t * h * w;
-        let mean: Vec<f32> = post.mean.into_data().to_vec().map_err(|e| TrainError::Other(format!("{e:?}")))?;
-        let logvar: Vec<f32> = post.logvar.into_data().to_vec().map_err(|e| TrainError::Other(format!("{e:?}")))?;
+        let mean: Vec<f32> = post
+            .mean
+            .into_data()
+            .to_vec()
+            .map_err(|e| TrainError::Other(format!("{e:?}")))?;
+        let logvar: Vec<f32> = post
+            .logvar
+            .into_data()
+            .to_vec()
+            .map_err(|e| TrainError::Other(format!("{e:?}")))?;
         let [_, _, ft, fh, fw] = batch.shape;
         let i32s = |v: usize| -> ArrayRef { Arc::new(Int32Array::from(vec![v as i32; b])) };
         let rb = RecordBatch::try_new(
@@ -211,11 +227,18 @@ fn run<B: Backend>(
 
 /// The run plan of this encoding (one unit), after clearing the output with `--overwrite`;
 /// refuses an output that holds a dataset already.
-async fn prepare(out: &Location, args: &EncodeArgs, provenance: &str) -> Result<RunPlan, TrainError> {
+async fn prepare(
+    out: &Location,
+    args: &EncodeArgs,
+    provenance: &str,
+) -> Result<RunPlan, TrainError> {
     if args.overwrite {
         commit::clear(out).await.map_err(pe)?;
     } else if commit::read_plan(out).await.map_err(pe)?.is_some()
-        || kelp_pipeline::dataset::manifest::read(out).await.map_err(pe)?.is_some()
+        || kelp_pipeline::dataset::manifest::read(out)
+            .await
+            .map_err(pe)?
+            .is_some()
     {
         return Err(TrainError::Store(format!(
             "{}: a dataset is there already; add --overwrite to replace it",

@@ -105,13 +105,19 @@ pub fn eval_batch<B: Backend>(
 ) -> Result<(Tensor<B, 5>, Tensor<B, 5>), TrainError> {
     let x = batch_tensor::<B>(config, batch, device)?;
     let y = reconstruct(vae, x.clone(), c);
-    let psnr = psnr_per_clip(y.clone(), x.clone()).into_data().to_vec::<f32>();
-    let ssim = ssim_per_clip(y.clone(), x.clone()).into_data().to_vec::<f32>();
+    let psnr = psnr_per_clip(y.clone(), x.clone())
+        .into_data()
+        .to_vec::<f32>();
+    let ssim = ssim_per_clip(y.clone(), x.clone())
+        .into_data()
+        .to_vec::<f32>();
     let base = psnr_per_clip(clip_mean(x.clone()), x.clone())
         .into_data()
         .to_vec::<f32>();
     let (Ok(psnr), Ok(ssim), Ok(base)) = (psnr, ssim, base) else {
-        return Err(TrainError::Other("reading metrics back from the device".into()));
+        return Err(TrainError::Other(
+            "reading metrics back from the device".into(),
+        ));
     };
     let e = report.buckets.entry(batch.bucket.clone()).or_default();
     for i in 0..batch.len() {
@@ -122,4 +128,3 @@ pub fn eval_batch<B: Backend>(
     }
     Ok((x, y))
 }
-

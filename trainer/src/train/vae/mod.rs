@@ -210,7 +210,10 @@ fn run_on<B: AutodiffBackend>(
             )));
         }
         let ck = checkpoint::load_dir(&run, &l.dir)?;
-        let old = VaeTrainConfig::from_toml(&ck.state.config, &format!("{}/{}/state.json", run.uri(), l.dir))?;
+        let old = VaeTrainConfig::from_toml(
+            &ck.state.config,
+            &format!("{}/{}/state.json", run.uri(), l.dir),
+        )?;
         if let Some(diff) = cfg.resume_conflict(&old) {
             return Err(TrainError::Config(format!(
                 "--resume: the config differs from the checkpoint's in {diff}; resume with the run's own config ({}/config.toml)",
@@ -227,7 +230,8 @@ fn run_on<B: AutodiffBackend>(
     run.put("config.toml", config_toml.clone().into_bytes())?;
     let mdir = metrics_dir(&run);
     if args.resume && run.loc.local_dir.is_none() {
-        std::fs::create_dir_all(&mdir).map_err(|e| TrainError::Io(format!("{}: {e}", mdir.display())))?;
+        std::fs::create_dir_all(&mdir)
+            .map_err(|e| TrainError::Io(format!("{}: {e}", mdir.display())))?;
         for f in [metrics::JSONL, metrics::CSV] {
             if let Some(b) = run.get(f)? {
                 std::fs::write(mdir.join(f), &b)
@@ -335,21 +339,31 @@ mod tests {
     #[test]
     fn the_example_configs_parse() {
         for (name, text) in [
-            ("vae-tiny.toml", include_str!("../../../configs/vae-tiny.toml")),
-            ("vae-seaweed48x.toml", include_str!("../../../configs/vae-seaweed48x.toml")),
+            (
+                "vae-tiny.toml",
+                include_str!("../../../configs/vae-tiny.toml"),
+            ),
+            (
+                "vae-seaweed48x.toml",
+                include_str!("../../../configs/vae-seaweed48x.toml"),
+            ),
         ] {
             let c = VaeTrainConfig::from_toml(text, name).unwrap();
             assert!(c.model.resolve().is_ok(), "{name}");
             let again = VaeTrainConfig::from_toml(&c.to_toml().unwrap(), name).unwrap();
-            assert_eq!(again, c, "{name} survives a round trip through its checkpoint copy");
+            assert_eq!(
+                again, c,
+                "{name} survives a round trip through its checkpoint copy"
+            );
         }
     }
 
     #[test]
     fn config_errors_name_the_key() {
-        let e = VaeTrainConfig::from_toml("[model]\npreset = \"huge\"\n[train]\nsteps = 1", "x.toml")
-            .unwrap_err()
-            .to_string();
+        let e =
+            VaeTrainConfig::from_toml("[model]\npreset = \"huge\"\n[train]\nsteps = 1", "x.toml")
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("huge") && e.contains("seaweed48x"), "{e}");
         let e = VaeTrainConfig::from_toml("[train]\nsteps = 1\nlrr = 1", "x.toml")
             .unwrap_err()

@@ -122,7 +122,8 @@ impl<B: AutodiffBackend> VaeTask<B> {
 
     fn noise(&self, shape: [usize; 5], at: StepAt) -> Tensor<B, 5> {
         let n = shape.iter().product();
-        let v = HostRng::for_name(at.seed, &format!("vae-noise/{}/{}", at.step, at.micro)).normals(n);
+        let v =
+            HostRng::for_name(at.seed, &format!("vae-noise/{}/{}", at.step, at.micro)).normals(n);
         Tensor::from_data(TensorData::new(v, shape), &self.device)
     }
 }
@@ -148,7 +149,12 @@ impl<B: AutodiffBackend> Task<B> for VaeTask<B> {
         n
     }
 
-    fn loss(&mut self, model: &Vae<B>, batch: &Batch, at: StepAt) -> Result<StepLoss<B>, TrainError> {
+    fn loss(
+        &mut self,
+        model: &Vae<B>,
+        batch: &Batch,
+        at: StepAt,
+    ) -> Result<StepLoss<B>, TrainError> {
         let x = batch_tensor::<B>(&self.config, batch, &self.device)?;
         let c = self.compute;
         let post = model.encode(x.clone(), c);
@@ -161,7 +167,11 @@ impl<B: AutodiffBackend> Task<B> for VaeTask<B> {
         let mut total = l1.clone() * self.loss.l1
             + kl.clone() * self.loss.kl
             + (ssim.clone().neg() + 1.0) * self.loss.ssim;
-        let mut parts = vec![l1.detach().inner(), kl.detach().inner(), ssim.detach().inner()];
+        let mut parts = vec![
+            l1.detach().inner(),
+            kl.detach().inner(),
+            ssim.detach().inner(),
+        ];
         if let Some(d) = self.disc.as_mut() {
             let inner = self.device.clone();
             if at.step >= d.config.start_step {
@@ -212,7 +222,11 @@ impl<B: AutodiffBackend> Task<B> for VaeTask<B> {
             return Ok(());
         };
         let model = d.model.clone();
-        d.model = weights::from_safetensors(model, ck.file(DISC_FILE)?, &format!("{}/{DISC_FILE}", ck.dir))?;
+        d.model = weights::from_safetensors(
+            model,
+            ck.file(DISC_FILE)?,
+            &format!("{}/{DISC_FILE}", ck.dir),
+        )?;
         let optim = d.optim.clone();
         d.optim = weights::optimizer_from_bytes::<B, PatchGan3d<B>, _>(
             optim,
