@@ -102,6 +102,45 @@ pub struct Boundary {
     pub score: f64,
 }
 
+/// A `boundaries` row's transition span in seconds, `(start_s, end_s)`, from its columns
+/// (`time_s`, `frame`, `span_start`, `span_frames`) and the video's frame rate: a cut, a row
+/// without span columns or a video without a known rate spans only `time_s`.
+pub fn boundary_span_s(
+    time_s: f64,
+    frame: f64,
+    span_start: Option<f64>,
+    span_frames: Option<f64>,
+    fps: Option<f64>,
+) -> (f64, f64) {
+    match (fps.filter(|r| *r > 0.0), span_start, span_frames) {
+        (Some(fps), Some(start), Some(n)) if n > 0.0 => {
+            let start_s = time_s - (frame - start) / fps;
+            (start_s, start_s + n / fps)
+        }
+        _ => (time_s, time_s),
+    }
+}
+
+#[cfg(test)]
+mod boundary_span_tests {
+    use super::boundary_span_s;
+
+    #[test]
+    fn a_dissolve_spans_its_frames_and_a_cut_only_its_instant() {
+        // A 10-frame dissolve at 25 fps whose middle frame 105 is at 4.2 s starts at frame 100.
+        let (a, b) = boundary_span_s(4.2, 105.0, Some(100.0), Some(10.0), Some(25.0));
+        assert!((a - 4.0).abs() < 1e-9 && (b - 4.4).abs() < 1e-9, "{a} {b}");
+        assert_eq!(
+            boundary_span_s(3.0, 75.0, Some(75.0), Some(0.0), Some(25.0)),
+            (3.0, 3.0)
+        );
+        assert_eq!(
+            boundary_span_s(3.0, 75.0, Some(70.0), Some(10.0), None),
+            (3.0, 3.0)
+        );
+    }
+}
+
 /// A maximal run of frames between boundaries (transition frames excluded).
 #[derive(Debug, Clone, Serialize)]
 pub struct Shot {

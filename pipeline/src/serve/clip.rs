@@ -29,16 +29,19 @@ pub struct ClipPage {
 pub struct Timeline {
     /// The source's duration (its container's, else the end of its last clip or boundary).
     pub duration_s: f64,
-    pub boundaries: Vec<Boundary>,
+    /// The `boundaries` table's rows of this source, as marks on the timeline.
+    pub boundaries: Vec<TimelineMark>,
     /// Every clip of the source, kept or rejected, in time order.
     pub clips: Vec<Segment>,
 }
 
+/// A named instant on the timeline with the span around it (the operators define what a
+/// row means: `kelp_operators::context::boundary_span_s` for the shots' boundaries).
 #[derive(Debug, Serialize)]
-pub struct Boundary {
+pub struct TimelineMark {
     pub time_s: f64,
     pub kind: String,
-    /// The transition's span (equal to `time_s` for a cut).
+    /// The span around `time_s` (equal to it for an instant).
     pub start_s: f64,
     pub end_s: f64,
 }
@@ -147,7 +150,7 @@ async fn timeline(
 ) -> Result<Timeline, ServeError> {
     let ctx = &state.ctx;
     let vid = literal(video_id);
-    let fps = video.and_then(|v| f(v, "fps")).filter(|x| *x > 0.0);
+    let fps = video.and_then(|v| f(v, "fps"));
     let mut out = Timeline::default();
     if let Some(have) = columns_of(ctx, "boundaries").await {
         if ["time_s", "kind", "frame"]
@@ -162,14 +165,14 @@ async fn timeline(
             for b in json::objects(&schema, &batches)? {
                 let time_s = f(&b, "time_s").unwrap_or(0.0);
                 let frame = f(&b, "frame").unwrap_or(0.0);
-                let (start_s, end_s) = match (fps, f(&b, "span_start"), f(&b, "span_frames")) {
-                    (Some(fps), Some(s), Some(n)) if n > 0.0 => {
-                        let start = time_s - (frame - s) / fps;
-                        (start, start + n / fps)
-                    }
-                    _ => (time_s, time_s),
-                };
-                out.boundaries.push(Boundary {
+                let (start_s, end_s) = kelp_operators::context::boundary_span_s(
+                    time_s,
+                    frame,
+                    f(&b, "span_start"),
+                    f(&b, "span_frames"),
+                    fps,
+                );
+                out.boundaries.push(TimelineMark {
                     time_s,
                     kind: b
                         .get("kind")

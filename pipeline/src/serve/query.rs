@@ -133,10 +133,12 @@ pub async fn page(
     };
     let mut page = match tokio::time::timeout(limits.timeout, work).await {
         Ok(page) => page?,
-        Err(_) => return Err(ServeError::Timeout(format!(
+        Err(_) => {
+            return Err(ServeError::Timeout(format!(
             "the query ran past {:.0} s and was stopped (kelp serve --timeout-s sets the limit)",
             limits.timeout.as_secs_f64()
-        ))),
+        )))
+        }
     };
     page.elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
     Ok(page)
