@@ -6,10 +6,7 @@
 
 use ffmpeg::format::Pixel;
 use ffmpeg::util::frame::video::Video as VideoFrame;
-use ffmpeg::Rational;
 use ffmpeg_next as ffmpeg;
-
-use crate::decode::init_ffmpeg;
 
 /// An open encoder for one picture size.
 struct Open {
@@ -52,21 +49,12 @@ impl JpegEncoder {
             .as_ref()
             .is_some_and(|o| (o.width, o.height) == (width, height));
         if !reuse {
-            init_ffmpeg();
-            let err = |what: &str, e: ffmpeg::Error| format!("{what}: {e}");
-            let codec =
-                ffmpeg::encoder::find_by_name("mjpeg").ok_or("this FFmpeg build has no mjpeg")?;
-            let mut enc = ffmpeg::codec::context::Context::new_with_codec(codec)
-                .encoder()
-                .video()
-                .map_err(|e| err("mjpeg", e))?;
-            enc.set_width(width);
-            enc.set_height(height);
-            enc.set_format(Pixel::YUVJ420P);
-            enc.set_time_base(Rational::new(1, 25));
-            enc.set_flags(ffmpeg::codec::Flags::QSCALE);
-            enc.set_global_quality((self.qscale * ffmpeg::ffi::FF_QP2LAMBDA as u32) as i32);
-            let encoder = enc.open().map_err(|e| err("opening mjpeg", e))?;
+            let encoder = crate::media::encode::open_mjpeg(
+                width,
+                height,
+                self.qscale,
+                ffmpeg::codec::Flags::empty(),
+            )?;
             self.open = Some(Open {
                 width,
                 height,

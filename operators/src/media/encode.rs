@@ -228,11 +228,33 @@ fn fill_yuv420(frame: &mut VideoFrame, planes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// An opened MJPEG encoder for full-range YUV 4:2:0 pictures of `width`×`height` at FFmpeg's
+/// `qscale` (2 = best … 31 = worst), with `extra` flags beside QSCALE.
+pub(crate) fn open_mjpeg(
+    width: u32,
+    height: u32,
+    qscale: u32,
+    extra: ffmpeg::codec::Flags,
+) -> Result<ffmpeg::encoder::Video, String> {
+    init_ffmpeg();
+    let err = |what: &str, e: ffmpeg::Error| format!("{what}: {e}");
+    let codec = ffmpeg::encoder::find_by_name("mjpeg").ok_or("this FFmpeg build has no mjpeg")?;
+    let mut enc = ffmpeg::codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .map_err(|e| err("mjpeg", e))?;
+    enc.set_width(width);
+    enc.set_height(height);
+    enc.set_format(Pixel::YUVJ420P);
+    enc.set_time_base(Rational::new(1, 25));
+    enc.set_flags(ffmpeg::codec::Flags::QSCALE | extra);
+    enc.set_global_quality((qscale as usize * ffmpeg::ffi::FF_QP2LAMBDA as usize) as i32);
+    enc.open().map_err(|e| err("opening mjpeg", e))
+}
+
 /// One JPEG picture of a (limited-range) YUV 4:2:0 frame; `quality` is FFmpeg's qscale, 2 = best
 /// … 31 = worst. The picture is converted to full range first, as JPEG stores it.
 pub fn jpeg(planes: &[u8], width: u32, height: u32, quality: u32) -> Result<Vec<u8>, String> {
-    init_ffmpeg();
-    let codec = ffmpeg::encoder::find_by_name("mjpeg").ok_or("this FFmpeg build has no mjpeg")?;
     let mut source = VideoFrame::new(Pixel::YUV420P, width, height);
     fill_yuv420(&mut source, planes)?;
     let mut full = VideoFrame::empty();
@@ -247,18 +269,9 @@ pub fn jpeg(planes: &[u8], width: u32, height: u32, quality: u32) -> Result<Vec<
     )
     .and_then(|mut s| s.run(&source, &mut full))
     .map_err(|e| err("converting to full range", e))?;
-    let q = quality.clamp(2, 31) as usize * ffmpeg::ffi::FF_QP2LAMBDA as usize;
-    let mut enc = ffmpeg::codec::context::Context::new_with_codec(codec)
-        .encoder()
-        .video()
-        .map_err(|e| err("mjpeg", e))?;
-    enc.set_width(width);
-    enc.set_height(height);
-    enc.set_format(Pixel::YUVJ420P);
-    enc.set_time_base(Rational::new(1, 25));
-    enc.set_flags(ffmpeg::codec::Flags::QSCALE | ffmpeg::codec::Flags::BITEXACT);
-    enc.set_global_quality(q as i32);
-    let mut encoder = enc.open().map_err(|e| err("opening mjpeg", e))?;
+    let qscale = quality.clamp(2, 31);
+    let q = qscale as usize * ffmpeg::ffi::FF_QP2LAMBDA as usize;
+    let mut encoder = open_mjpeg(width, height, qscale, ffmpeg::codec::Flags::BITEXACT)?;
     full.set_pts(Some(0));
     // SAFETY: `full` is a valid, exclusively owned frame; `quality` is a plain int field (the
     // qscale the mjpeg encoder uses for this picture).
