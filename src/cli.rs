@@ -172,6 +172,14 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Train a model on a dataset's clip media.
+    #[command(subcommand)]
+    Train(crate::train_cli::TrainCommand),
+    /// Evaluate a trained model on held-out clips.
+    #[command(subcommand)]
+    Eval(crate::train_cli::EvalCommand),
+    /// Latents of a dataset's clips from a trained VAE, committed as a dataset of their own.
+    Encode(crate::train_cli::EncodeCommand),
     /// Plot a training run's metrics (loss terms, learning rate, throughput) to one PNG.
     Plot {
         /// The run: its folder or object-store prefix (`kelp train --run`).
@@ -415,6 +423,9 @@ pub fn name_of(command: &Command) -> &'static str {
         Command::Serve { .. } => "serve",
         Command::Bench(_) => "bench",
         Command::Plot { .. } => "plot",
+        Command::Train(_) => "train",
+        Command::Eval(_) => "eval",
+        Command::Encode(_) => "encode",
         Command::Operators => "operators",
         Command::Schema => "schema",
     }

@@ -76,6 +76,28 @@ fn d_ema() -> f64 {
     0.999
 }
 
+/// `[eval]`: the held-out share of the clips (chosen by a hash of the clip id,
+/// [`super::split`]) that training never reads and `kelp eval` measures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSpec {
+    /// Share of the clips held out, in [0, 1).
+    #[serde(default = "d_holdout")]
+    pub holdout: f64,
+}
+
+impl Default for EvalSpec {
+    fn default() -> Self {
+        EvalSpec {
+            holdout: d_holdout(),
+        }
+    }
+}
+
+fn d_holdout() -> f64 {
+    0.05
+}
+
 /// Numeric precision of the heavy operations.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

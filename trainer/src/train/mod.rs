@@ -1,6 +1,6 @@
 //! Training: device selection ([`backend`]), the shared config sections ([`config`]), the loop
 //! every model uses ([`trainer`]) with its optimizer pieces ([`optim`]), batch sources
-//! ([`source`], [`synthetic`]), a run's location ([`store`]), checkpoints ([`checkpoint`],
+//! ([`source`], [`synthetic`], the loader as one: [`loader_source`], with the held-out [`split`]), a run's location ([`store`]), checkpoints ([`checkpoint`],
 //! [`weights`]) and metrics ([`metrics`], [`plot`]); the VAE's task and commands ([`vae`]).
 //!
 //! What lives here: what trainers share, and each model's training task. What must not:
@@ -9,10 +9,13 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod config;
+pub mod data_parallel;
+pub mod loader_source;
 pub mod metrics;
 pub mod optim;
 pub mod plot;
 pub mod source;
+pub mod split;
 pub mod store;
 pub mod synthetic;
 pub mod trainer;

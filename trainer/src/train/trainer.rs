@@ -2,7 +2,10 @@
 //! else it keeps, such as a discriminator); the loop does the rest: micro-batches and gradient
 //! accumulation, the global gradient-norm clip, AdamW with warm-up + cosine, the weights' EMA,
 //! metrics with throughput (samples/s, TFLOP/s, MFU on a GPU) and checkpoints with the source's
-//! resume state, so `--resume` continues the same batches from the same weights.
+//! resume state, so `--resume` continues the same batches from the same weights. Across ranks
+//! ([`train_with`] and a [`Collective`]) it is data parallel: rank 0's weights to every rank,
+//! gradients averaged over ranks before the clip, the logged loss averaged too, and rank 0 alone
+//! writing metrics and checkpoints.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -14,12 +17,14 @@ use burn::tensor::Tensor;
 
 use super::checkpoint::{self, CheckpointState, Loaded};
 use super::config::{CheckpointSpec, LogSpec, TrainSpec};
+use super::data_parallel::{agree, all_reduce_grads, broadcast_weights};
 use super::metrics::MetricsLog;
 use super::optim::{adamw, clip_global_norm, scale_grads, Ema};
 use super::source::BatchSource;
 use super::store::RunStore;
 use super::weights;
 use super::TrainError;
+use crate::dist::{Collective, Local};
 
 /// Running sums of the total loss and of each loss term over a logging interval.
 type LossSums<B> = (Tensor<B, 1>, Vec<Tensor<B, 1>>);
@@ -102,11 +107,12 @@ pub const MODEL_FILE: &str = "model.safetensors";
 pub const EMA_FILE: &str = "ema.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.mpk";
 
-/// Trains `model` on `source` to `[train] steps` (or `until_step`), checkpointing into `run`.
+/// Trains `model` on `source` to `[train] steps` (or `until_step`), checkpointing into `run`,
+/// in this process alone.
 #[allow(clippy::too_many_arguments)]
 pub fn train<B, T, S>(
     task: &mut T,
-    mut model: T::Model,
+    model: T::Model,
     source: &mut S,
     spec: &TrainSpec,
     run: &RunStore,
@@ -118,6 +124,29 @@ where
     T: Task<B>,
     S: BatchSource<Item = T::Batch> + ?Sized,
 {
+    let mut alone = Local::default();
+    train_with(task, model, source, spec, run, opts, device, &mut alone)
+}
+
+/// [`train`] as one rank of `coll`'s world: every rank calls it with its own slice of the data
+/// (the loader's `rank`/`world_size`) and the same config.
+#[allow(clippy::too_many_arguments)]
+pub fn train_with<B, T, S>(
+    task: &mut T,
+    mut model: T::Model,
+    source: &mut S,
+    spec: &TrainSpec,
+    run: &RunStore,
+    opts: &RunOptions,
+    device: &B::Device,
+    coll: &mut dyn Collective,
+) -> Result<Trained<B, T::Model>, TrainError>
+where
+    B: AutodiffBackend,
+    T: Task<B>,
+    S: BatchSource<Item = T::Batch> + ?Sized,
+{
+    let (rank, world) = (coll.world().rank, coll.world().size);
     spec.validate()?;
     let mut optim = adamw::<B, T::Model>(spec);
     let mut ema = (spec.ema_decay > 0.0).then(|| Ema::new(model.valid(), spec.ema_decay, 0));
@@ -157,6 +186,12 @@ where
         samples = ck.state.samples;
         tracing::info!(step, "resumed from {}/{}", run.uri(), ck.dir);
     }
+    agree(
+        coll,
+        step,
+        "the step to start from (the latest checkpoint each rank sees)",
+    )?;
+    model = broadcast_weights::<B, _>(model, coll, 0)?;
 
     let until = opts.until_step.unwrap_or(spec.steps).min(spec.steps);
     let parts = task.part_names();
@@ -167,7 +202,17 @@ where
             .iter()
             .map(|s| s.to_string()),
     );
-    let mut log = MetricsLog::open(&opts.metrics_dir, columns, step, spec.steps, opts.progress)?;
+    // Rank 0 keeps the metrics (of the whole job: losses are averaged over ranks).
+    let mut log = match rank {
+        0 => Some(MetricsLog::open(
+            &opts.metrics_dir,
+            columns,
+            step,
+            spec.steps,
+            opts.progress,
+        )?),
+        _ => None,
+    };
 
     let mut sums: Option<LossSums<B::InnerBackend>> = None;
     let mut norm_sum: Option<Tensor<B::InnerBackend, 1>> = None;
@@ -188,9 +233,10 @@ where
                 seed: spec.seed,
             };
             let l = task.loss(&model, &batch, at)?;
-            interval_samples += task.samples(&batch) as u64;
+            // Samples of the whole job (every rank takes a batch); FLOPs of this device.
+            interval_samples += (task.samples(&batch) * world) as u64;
             interval_flops += task.flops(&batch);
-            samples += task.samples(&batch) as u64;
+            samples += (task.samples(&batch) * world) as u64;
             let total_inner = l.total.clone().detach().inner();
             sums = Some(match sums.take() {
                 None => (total_inner, l.parts),
@@ -207,6 +253,7 @@ where
         if spec.grad_accum > 1 {
             scale_grads::<B, _>(&model, &mut grads, 1.0 / spec.grad_accum as f64, device);
         }
+        all_reduce_grads::<B, _>(&model, &mut grads, coll, device)?;
         let norm = clip_global_norm::<B, _>(&model, &mut grads, spec.grad_clip, device);
         norm_sum = Some(match norm_sum.take() {
             Some(s) => s + norm,
@@ -224,7 +271,13 @@ where
                 .take()
                 .ok_or_else(|| TrainError::Other("no loss".into()))?;
             let n = micro_n.max(1) as f64;
-            let loss = total.into_scalar_f64() / n;
+            let mut values: Vec<f32> = std::iter::once(total)
+                .chain(ps)
+                .map(|t| (t.into_scalar_f64() / n) as f32)
+                .collect();
+            coll.all_reduce_mean(&mut values)
+                .map_err(|e| TrainError::Other(format!("averaging the loss over ranks: {e}")))?;
+            let loss = f64::from(values[0]);
             if !loss.is_finite() {
                 return Err(TrainError::Diverged(format!(
                     "the loss is {loss} at step {step}: lower [train] lr or raise warmup_steps"
@@ -233,8 +286,8 @@ where
             let secs = t0.elapsed().as_secs_f64().max(1e-9);
             let tflops = interval_flops / secs / 1e12;
             let mut row = vec![("lr".to_string(), lr), ("loss".to_string(), loss)];
-            for (name, p) in parts.iter().zip(ps) {
-                row.push((name.clone(), p.into_scalar_f64() / n));
+            for (name, p) in parts.iter().zip(&values[1..]) {
+                row.push((name.clone(), f64::from(*p)));
             }
             let gn = norm_sum
                 .take()
@@ -248,7 +301,9 @@ where
                 "mfu".into(),
                 opts.peak_tflops.map_or(f64::NAN, |p| tflops / p),
             ));
-            log.row(step, &row)?;
+            if let Some(log) = log.as_mut() {
+                log.row(step, &row)?;
+            }
             last = row;
             micro_n = 0;
             steps_n = 0;
@@ -258,7 +313,7 @@ where
         }
 
         let every = opts.checkpoint.every;
-        if (every > 0 && step.is_multiple_of(every)) || step == until {
+        if rank == 0 && ((every > 0 && step.is_multiple_of(every)) || step == until) {
             save(
                 task,
                 &model,
@@ -274,7 +329,7 @@ where
             t0 = Instant::now();
         }
     }
-    if saved_at != step {
+    if rank == 0 && saved_at != step {
         save(
             task,
             &model,
@@ -287,7 +342,12 @@ where
             samples,
         )?;
     }
-    log.finish();
+    if let Some(log) = log {
+        log.finish();
+    }
+    // No rank returns before rank 0's last checkpoint is written (a resume reads it).
+    coll.barrier()
+        .map_err(|e| TrainError::Other(format!("the ranks' last barrier: {e}")))?;
     Ok(Trained {
         model,
         ema: ema.map(|e| e.model),

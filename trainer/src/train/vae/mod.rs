@@ -1,8 +1,10 @@
 //! Training and evaluating the causal 3D VAE: the config file ([`VaeTrainConfig`]), the task the
-//! shared loop runs ([`task`]), reconstruction metrics ([`eval`]) and the entry points the `kelp`
-//! commands call, which pick the device and backend at run time.
+//! shared loop runs ([`task`]), reconstruction metrics ([`eval`]), latents ([`encode`]) and the
+//! entry points the `kelp` commands call ([`commands`]), which pick the device and backend at run
+//! time.
 
 pub mod bench;
+pub mod commands;
 pub mod encode;
 pub mod eval;
 pub mod task;
@@ -16,12 +18,13 @@ use kelp_pipeline::store::StoreOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Batch;
+use crate::dist::Collective;
 use crate::models::init::fnv1a;
 use crate::models::nn::Compute;
 use crate::models::vae::{Vae, VaeConfig, VaeSpec};
 use crate::train::backend::{self, DeviceChoice, Selected};
 use crate::train::checkpoint;
-use crate::train::config::{parse_toml, CheckpointSpec, LogSpec, Precision, TrainSpec};
+use crate::train::config::{parse_toml, CheckpointSpec, EvalSpec, LogSpec, Precision, TrainSpec};
 use crate::train::source::BatchSource;
 use crate::train::store::RunStore;
 use crate::train::trainer::{self, RunOptions, Trained};
@@ -42,6 +45,8 @@ pub struct VaeTrainConfig {
     pub checkpoint: CheckpointSpec,
     #[serde(default)]
     pub log: LogSpec,
+    #[serde(default)]
+    pub eval: EvalSpec,
     /// The loader's settings (buckets, batch size, seed, cache): see `kelp_trainer::data`.
     #[serde(default)]
     pub data: toml::Table,
@@ -85,6 +90,7 @@ impl VaeTrainConfig {
             ("[loss]", a.loss != b.loss),
             ("[train] (other than steps and device)", a.train != b.train),
             ("[data]", a.data != b.data),
+            ("[eval] holdout (the training clips)", a.eval != b.eval),
         ]
         .iter()
         .filter(|(_, d)| *d)
@@ -102,6 +108,8 @@ pub struct TrainVaeArgs {
     pub run: String,
     pub store: StoreOptions,
     pub resume: bool,
+    /// Resume when the run has a checkpoint, else start it.
+    pub auto_resume: bool,
     /// Delete the run's checkpoints and metrics first.
     pub overwrite: bool,
     pub until_step: Option<u64>,
@@ -157,22 +165,29 @@ fn compute_for(precision: Precision, selected: &Selected) -> Compute {
     }
 }
 
-/// Trains the VAE on `source` on the device the config (or `--device`) asks for.
+/// Trains the VAE on `source` on the device the config (or `--device`) asks for, as one rank
+/// of `coll`'s world (one process per GPU: local rank k uses GPU k).
 pub fn train_vae(
     args: &TrainVaeArgs,
     source: &mut dyn BatchSource<Item = Batch>,
+    coll: &mut dyn Collective,
 ) -> Result<TrainSummary, TrainError> {
     let selected = backend::select(args.device.unwrap_or(args.config.train.device))?;
     match &selected {
         Selected::Cpu { .. } => {
-            run_on::<backend::CpuAutodiff>(args, source, &Default::default(), &selected)
+            run_on::<backend::CpuAutodiff>(args, source, &Default::default(), &selected, coll)
         }
         #[cfg(feature = "cuda")]
         Selected::Cuda(g) => run_on::<backend::GpuAutodiff>(
             args,
             source,
-            &burn::backend::cuda::CudaDevice::new(g.ordinal),
+            &burn::backend::cuda::CudaDevice::new(if coll.world().size > 1 {
+                coll.world().local_rank
+            } else {
+                g.ordinal
+            }),
             &selected,
+            coll,
         ),
         #[cfg(not(feature = "cuda"))]
         Selected::Cuda(_) => Err(TrainError::Device("built without cuda".into())),
@@ -191,17 +206,22 @@ fn run_on<B: AutodiffBackend>(
     source: &mut dyn BatchSource<Item = Batch>,
     device: &B::Device,
     selected: &Selected,
+    coll: &mut dyn Collective,
 ) -> Result<TrainSummary, TrainError> {
     let cfg = &args.config;
+    let rank = coll.world().rank;
     let arch = cfg.model.resolve()?;
     let run = RunStore::open(&args.run, &args.store)?;
     let existing = checkpoint::latest(&run)?;
-    if args.overwrite {
+    let mut args = args.clone();
+    args.resume |= args.auto_resume && existing.is_some();
+    let args = &args;
+    if args.overwrite && rank == 0 {
         run.delete_all("checkpoints")?;
         for f in [metrics::JSONL, metrics::CSV, "config.toml"] {
             run.delete_all(f)?;
         }
-    } else if let Some(l) = &existing {
+    } else if let (false, Some(l)) = (args.overwrite, &existing) {
         if !args.resume {
             return Err(TrainError::Checkpoint(format!(
                 "{} already has checkpoints (latest: step {}): add --resume to continue it or --overwrite to start again",
@@ -227,7 +247,12 @@ fn run_on<B: AutodiffBackend>(
         )));
     }
     let config_toml = cfg.to_toml()?;
-    run.put("config.toml", config_toml.clone().into_bytes())?;
+    if rank == 0 {
+        run.put("config.toml", config_toml.clone().into_bytes())?;
+    }
+    // Every rank starts once rank 0 has cleared (--overwrite) and described the run.
+    coll.barrier()
+        .map_err(|e| TrainError::Other(format!("waiting for rank 0: {e}")))?;
     let mdir = metrics_dir(&run);
     if args.resume && run.loc.local_dir.is_none() {
         std::fs::create_dir_all(&mdir)
@@ -263,8 +288,9 @@ fn run_on<B: AutodiffBackend>(
         checkpoint: cfg.checkpoint.clone(),
         log: cfg.log.clone(),
     };
-    let trained: Trained<B, Vae<B>> =
-        trainer::train(&mut task, model, source, &cfg.train, &run, &opts, device)?;
+    let trained: Trained<B, Vae<B>> = trainer::train_with(
+        &mut task, model, source, &cfg.train, &run, &opts, device, coll,
+    )?;
     Ok(TrainSummary {
         run: run.uri().to_string(),
         device: selected.describe(),

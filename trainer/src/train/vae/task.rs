@@ -120,10 +120,19 @@ impl<B: AutodiffBackend> VaeTask<B> {
         }
     }
 
-    fn noise(&self, shape: [usize; 5], at: StepAt) -> Tensor<B, 5> {
-        let n = shape.iter().product();
-        let v =
-            HostRng::for_name(at.seed, &format!("vae-noise/{}/{}", at.step, at.micro)).normals(n);
+    /// The posterior's sampling noise: a function of (seed, step, clip id) for each clip, so a
+    /// clip gets the same noise whichever rank or batch position it lands in (data-parallel
+    /// training then matches one process with the whole batch).
+    fn noise(&self, shape: [usize; 5], at: StepAt, clip_ids: &[String]) -> Tensor<B, 5> {
+        let per: usize = shape[1..].iter().product();
+        let mut v = Vec::with_capacity(shape[0] * per);
+        for i in 0..shape[0] {
+            let key = match clip_ids.get(i) {
+                Some(id) => format!("vae-noise/{}/{id}", at.step),
+                None => format!("vae-noise/{}/{}/#{i}", at.step, at.micro),
+            };
+            v.extend(HostRng::for_name(at.seed, &key).normals(per));
+        }
         Tensor::from_data(TensorData::new(v, shape), &self.device)
     }
 }
@@ -158,7 +167,7 @@ impl<B: AutodiffBackend> Task<B> for VaeTask<B> {
         let x = batch_tensor::<B>(&self.config, batch, &self.device)?;
         let c = self.compute;
         let post = model.encode(x.clone(), c);
-        let eps = self.noise(post.mean.dims(), at);
+        let eps = self.noise(post.mean.dims(), at, &batch.clip_ids);
         let z = post.mean.clone() + (post.logvar.clone() * 0.5).exp() * eps;
         let recon = model.decode(z, c);
         let l1 = loss::l1(recon.clone(), x.clone());

@@ -1,6 +1,6 @@
 //! `kelp-video`: the commands that decode video or train (`run`, `shots`, `validate`,
 //! `operators`, `schema`, `plot`, `bench dag`, `bench shots`, `bench loader`, `bench dedup`,
-//! `bench vae-step`), and every other command too. `kelp` hands these over to
+//! `bench vae-step`, `train`, `eval`, `encode`), and every other command too. `kelp` hands these over to
 //! it, so only this binary loads FFmpeg and OpenCV.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +11,8 @@ use kelp_cli::cli::{init_logging, runtime, BenchCommand, Cli, Command, ShotsForm
 use kelp_operators::shots::ShotsConfig;
 use kelp_operators::SourceVideo;
 use kelp_pipeline::{dag, engine};
+
+mod train;
 
 fn main() {
     let cli = Cli::parse();
@@ -179,6 +181,9 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
             print!("{report}");
             Ok(())
         }
+        Command::Train(c) => train::train(c),
+        Command::Eval(c) => train::eval(c),
+        Command::Encode(c) => train::encode(c),
         Command::Plot { run, out, store } => {
             let path = kelp_trainer::train::plot::plot_run(&run, &store.options(), out.as_deref())?;
             eprintln!("wrote {}", path.display());
