@@ -59,7 +59,9 @@ impl VideoPlan {
     /// context's error.
     pub fn run(&self, source: SourceVideo) -> VideoContext {
         let mut ctx = self.analyse(source);
-        if ctx.is_ok() && !ctx.clips.is_empty() {
+        // Rejected clips count too: a preview node may want them (`rejected = true`) even when
+        // a video keeps no clip at all.
+        if ctx.is_ok() && !(ctx.clips.is_empty() && ctx.rejections.is_empty()) {
             self.clip_stage(&mut ctx, None);
         }
         ctx

@@ -280,6 +280,16 @@ fn previews_and_media_come_from_the_dataset_by_clip_id() {
         200
     );
     assert_eq!(get(&server, &format!("/media/{rid}/clip.mp4")).status, 404);
+    // Every clip the filter rejected has its preview, those of a video that keeps no clip too.
+    assert!(
+        fixture::sql_count("SELECT count(*) FROM videos WHERE status = 'ok' AND clips = 0") > 0,
+        "the fixture has a video whose clips are all rejected"
+    );
+    let missing = fixture::sql_count(&format!(
+        "SELECT count(*) FROM rejections r LEFT JOIN previews p ON p.clip_id = r.clip_id \
+         WHERE r.node = '{FILTER_NODE}' AND p.clip_id IS NULL"
+    ));
+    assert_eq!(missing, 0, "rejected clips without a preview");
     // An id no clip has.
     let none = get(
         &server,
