@@ -197,3 +197,173 @@ fn the_slurm_training_script_parses_and_uses_flags_kelp_train_has() {
         .unwrap();
     assert!(repo_root().join(config).exists(), "{config}");
 }
+
+/// A fake `kelp` (or `srun`) that appends its rank variables and arguments to `$FAKE_LOG`, and
+/// fails for the local rank in `$FAKE_FAIL_LOCAL`.
+fn fake_command(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        "#!/usr/bin/env bash\necho \"${RANK:-} ${LOCAL_RANK:-} ${WORLD_SIZE:-} $*\" >> \"$FAKE_LOG\"\n[ \"${LOCAL_RANK:-x}\" != \"${FAKE_FAIL_LOCAL:-none}\" ]\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The pod script of `infra/k8s/kelp-train.yaml` (the `args: - |` block), with Kubernetes' `$$`
+/// escapes turned back into `$` as the kubelet does.
+fn k8s_pod_script(yaml: &str) -> String {
+    let mut lines = yaml.lines().skip_while(|l| l.trim() != "- |").skip(1);
+    let first = lines.next().expect("a `- |` block under args");
+    let indent = first.len() - first.trim_start().len();
+    let mut script = vec![first[indent..].to_string()];
+    for l in lines {
+        if !l.trim().is_empty() && l.len() - l.trim_start().len() < indent {
+            break;
+        }
+        script.push(l.get(indent..).unwrap_or("").to_string());
+    }
+    script.join("\n").replace("$$", "$")
+}
+
+#[test]
+fn the_training_launch_files_agree_on_the_world_and_start_the_right_ranks() {
+    let root = repo_root();
+    let yaml = std::fs::read_to_string(root.join("infra/k8s/kelp-train.yaml")).unwrap();
+    let sbatch = std::fs::read_to_string(root.join("infra/slurm/kelp-train.sbatch")).unwrap();
+    let yaml_field = |key: &str| -> String {
+        yaml.lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .map(|v| v.split('#').next().unwrap_or("").trim().to_string())
+            .unwrap_or_else(|| panic!("no {key} in kelp-train.yaml"))
+    };
+    let yaml_env = |name: &str| -> String {
+        let key = format!("- {{ name: {name}, value: ");
+        yaml.lines()
+            .find_map(|l| l.trim().strip_prefix(key.as_str()))
+            .map(|v| v.trim_end_matches('}').trim().trim_matches('"').to_string())
+            .unwrap_or_else(|| panic!("no env {name} in kelp-train.yaml"))
+    };
+    let sbatch_opt = |key: &str| -> String {
+        sbatch
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("#SBATCH --{key}=")))
+            .unwrap_or_else(|| panic!("no #SBATCH --{key}"))
+            .trim()
+            .to_string()
+    };
+    // One pod per node, all at once, one process per GPU; Slurm: one task per GPU.
+    let nodes: usize = yaml_env("NODES").parse().unwrap();
+    let gpus: usize = yaml_env("GPUS_PER_NODE").parse().unwrap();
+    assert_eq!(yaml_field("completionMode:"), "Indexed");
+    assert_eq!(yaml_field("completions:"), nodes.to_string());
+    assert_eq!(yaml_field("parallelism:"), nodes.to_string());
+    assert!(
+        yaml.contains(&format!("nvidia.com/gpu: {gpus}")),
+        "a GPU per process"
+    );
+    assert_eq!(sbatch_opt("nodes"), nodes.to_string(), "same node count");
+    assert_eq!(
+        sbatch_opt("ntasks-per-node"),
+        gpus.to_string(),
+        "same ranks per node"
+    );
+    assert_eq!(sbatch_opt("gpus-per-task"), "1");
+    assert!(
+        yaml.contains("batch.kubernetes.io/controller-uid") && yaml.contains("KELP_RENDEZVOUS_ID")
+    );
+    let sbatch_config = sbatch
+        .lines()
+        .find_map(|l| l.strip_prefix("CONFIG=${KELP_CONFIG:-"))
+        .and_then(|v| v.strip_suffix('}'))
+        .unwrap();
+    assert_eq!(
+        yaml_env("KELP_CONFIG"),
+        sbatch_config,
+        "same training config"
+    );
+
+    // Run pod 1 of the Job's script with 3 GPUs per node and a fake kelp.
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = fake_command(tmp.path(), "kelp");
+    let log = tmp.path().join("ranks.log");
+    let script = k8s_pod_script(&yaml);
+    let run_pod = |fail_local: &str| {
+        let _ = std::fs::remove_file(&log);
+        std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .env("NODES", "2")
+            .env("GPUS_PER_NODE", "3")
+            .env("JOB_COMPLETION_INDEX", "1")
+            .env("KELP", &fake)
+            .env("KELP_DATASET", "s3://b/ds")
+            .env("KELP_CONFIG", "c.toml")
+            .env("KELP_RUN", "s3://b/run")
+            .env("KELP_ENDPOINT", "http://127.0.0.1:9")
+            .env("FAKE_LOG", &log)
+            .env("FAKE_FAIL_LOCAL", fail_local)
+            .status()
+            .unwrap()
+    };
+    assert!(run_pod("none").success());
+    let mut ranks: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ranks.sort();
+    assert_eq!(ranks.len(), 3, "{ranks:?}");
+    let help = kelp_ok(&["train", "vae", "--help"]);
+    for (i, line) in ranks.iter().enumerate() {
+        assert!(
+            line.starts_with(&format!("{} {i} 6 train vae ", 3 + i)),
+            "rank {} (local {i}) of 6: {line}",
+            3 + i
+        );
+        for flag in [
+            "--dataset s3://b/ds",
+            "--config c.toml",
+            "--run s3://b/run",
+            "--auto-resume",
+            "--quiet",
+            "--endpoint http://127.0.0.1:9",
+        ] {
+            assert!(line.contains(flag), "{flag} missing: {line}");
+            let name = flag.split(' ').next().unwrap();
+            assert!(help.contains(name), "kelp train vae --help lacks {name}");
+        }
+    }
+    assert!(!run_pod("1").success(), "a failing rank fails the pod");
+
+    // The Slurm script hands the same command to srun.
+    let srun_dir = tempfile::tempdir().unwrap();
+    fake_command(srun_dir.path(), "srun");
+    let path = format!(
+        "{}:{}",
+        srun_dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let _ = std::fs::remove_file(&log);
+    let status = std::process::Command::new("bash")
+        .arg(root.join("infra/slurm/kelp-train.sbatch"))
+        .env("PATH", path)
+        .env("KELP_DATASET", "s3://b/ds")
+        .env("KELP_RUN", "s3://b/run")
+        .env("FAKE_LOG", &log)
+        .env_remove("RANK")
+        .env_remove("LOCAL_RANK")
+        .env_remove("WORLD_SIZE")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let srun = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        srun.contains(&format!(
+            "--mpi=pmix --kill-on-bad-exit=1 kelp train vae --dataset s3://b/ds --config {sbatch_config} --run s3://b/run --auto-resume --quiet"
+        )),
+        "{srun}"
+    );
+}

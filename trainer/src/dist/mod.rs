@@ -12,6 +12,9 @@ pub mod launch;
 mod local;
 #[cfg(feature = "mpi")]
 mod mpi;
+#[cfg(feature = "cuda")]
+mod nccl;
+pub mod rendezvous;
 
 use thiserror::Error;
 
@@ -19,6 +22,9 @@ pub use launch::{from_env, LaunchError, Launcher, World};
 pub use local::Local;
 #[cfg(feature = "mpi")]
 pub use mpi::Mpi;
+#[cfg(feature = "cuda")]
+pub use nccl::Nccl;
+pub use rendezvous::IdBoard;
 
 /// A collective operation failed.
 #[derive(Debug, Error)]
@@ -61,16 +67,51 @@ pub trait Collective {
     }
 }
 
-/// The collective for this process: MPI when an MPI launcher started a world of several
-/// processes (and the `mpi` feature is built), else one process alone. An inconsistent
+/// The variable naming one launch attempt, for ranks that share NCCL's id through the run's
+/// store (same on every rank of an attempt, new for each: the Job's uid on Kubernetes).
+pub const RENDEZVOUS_VAR: &str = "KELP_RENDEZVOUS_ID";
+
+/// What joining a job needs beyond the launcher's variables.
+#[derive(Default)]
+pub struct JoinOptions<'a> {
+    /// The GPU this rank trains on; `None` trains on the CPU. With a GPU and several ranks the
+    /// ranks join through NCCL.
+    pub gpu: Option<usize>,
+    /// Where ranks not started by MPI share NCCL's id: the run's store.
+    pub board: Option<&'a dyn IdBoard>,
+}
+
+/// The collective for this process on the CPU: MPI when an MPI launcher started a world of
+/// several processes (and the `mpi` feature is built), else one process alone. An inconsistent
 /// launcher environment is an error naming the variable.
 pub fn join() -> Result<Box<dyn Collective>, DistError> {
+    join_with(&JoinOptions::default())
+}
+
+/// The collective for this process: one process alone; NCCL across GPUs (`opts.gpu`, the
+/// `cuda` feature), its id shared through MPI when MPI started the ranks (`mpirun`,
+/// `srun --mpi=pmix`) and through `opts.board` under [`RENDEZVOUS_VAR`] otherwise; MPI across
+/// CPUs.
+pub fn join_with(opts: &JoinOptions<'_>) -> Result<Box<dyn Collective>, DistError> {
     let world = launch::from_env()?;
     if world.size == 1 {
         return Ok(Box::new(Local::new(world)));
     }
+    if let Some(ordinal) = opts.gpu {
+        return join_gpus(world, ordinal, opts.board);
+    }
+    join_cpus(world)
+}
+
+fn join_cpus(world: World) -> Result<Box<dyn Collective>, DistError> {
     #[cfg(feature = "mpi")]
     {
+        if world.launcher == Launcher::Torchrun {
+            return Err(DistError::Setup(format!(
+                "{}: CPU ranks join through MPI; start them with mpirun or srun --mpi=pmix (RANK/WORLD_SIZE alone serve GPU jobs, joined by NCCL)",
+                world.launcher
+            )));
+        }
         Ok(Box::new(Mpi::init(world)?))
     }
     #[cfg(not(feature = "mpi"))]
@@ -80,4 +121,52 @@ pub fn join() -> Result<Box<dyn Collective>, DistError> {
             world.launcher, world.size
         )))
     }
+}
+
+#[cfg(feature = "cuda")]
+fn join_gpus(
+    world: World,
+    ordinal: usize,
+    board: Option<&dyn IdBoard>,
+) -> Result<Box<dyn Collective>, DistError> {
+    use std::time::Duration;
+    #[cfg(feature = "mpi")]
+    if world.launcher != Launcher::Torchrun {
+        let mut mpi: Box<dyn Collective> = Box::new(Mpi::init(world.clone())?);
+        let id = rendezvous::share_via_collective(mpi.as_mut(), Nccl::new_id)?;
+        return Ok(Box::new(Nccl::init(world, ordinal, id, Some(mpi))?));
+    }
+    let board = board.ok_or_else(|| {
+        DistError::Setup(format!(
+            "{}: NCCL's id is shared through the run's store, and none was given",
+            world.launcher
+        ))
+    })?;
+    let key = std::env::var(RENDEZVOUS_VAR).map_err(|_| {
+        DistError::Setup(format!(
+            "{}: set {RENDEZVOUS_VAR} to the same value on every rank, new for each launch (infra/k8s/kelp-train.yaml sets the Job's uid)",
+            world.launcher
+        ))
+    })?;
+    let id = rendezvous::share_via_board(
+        board,
+        &key,
+        &world,
+        Nccl::new_id,
+        Duration::from_secs(1),
+        Duration::from_secs(600),
+    )?;
+    Ok(Box::new(Nccl::init(world, ordinal, id, None)?))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn join_gpus(
+    world: World,
+    _ordinal: usize,
+    _board: Option<&dyn IdBoard>,
+) -> Result<Box<dyn Collective>, DistError> {
+    Err(DistError::Setup(format!(
+        "{} starts {} GPU ranks, but this kelp was built without the `cuda` feature (NCCL)",
+        world.launcher, world.size
+    )))
 }

@@ -1,4 +1,4 @@
-//! Training: device selection ([`backend`]), the shared config sections ([`config`]), the loop
+//! Training: device selection ([`backend`]), runtime balance across ranks ([`balance`]), the shared config sections ([`config`]), the loop
 //! every model uses ([`trainer`]) with its optimizer pieces ([`optim`]), batch sources
 //! ([`source`], [`synthetic`], the loader as one: [`loader_source`], with the held-out [`split`]), a run's location ([`store`]), checkpoints ([`checkpoint`],
 //! [`weights`]) and metrics ([`metrics`], [`plot`]); the VAE's task and commands ([`vae`]).
@@ -7,6 +7,7 @@
 //! architectures (they are [`crate::models`]') or data reading (the loader's, [`crate::data`]).
 
 pub mod backend;
+pub mod balance;
 pub mod checkpoint;
 pub mod config;
 pub mod data_parallel;

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use kelp_pipeline::store::{self, Location, StoreOptions};
-use object_store::ObjectStoreExt;
+use object_store::{ObjectStoreExt, PutMode, PutPayload};
 
 use super::TrainError;
 
@@ -50,6 +50,24 @@ impl RunStore {
             ))
             .map(|_| ())
             .map_err(|e| TrainError::Store(e.to_string()))
+    }
+
+    /// Puts `bytes` at `rel` only when nothing is there (the commit protocol's conditional
+    /// create); `Ok(false)` when something already was.
+    pub fn create_new(&self, rel: &str, bytes: Vec<u8>) -> Result<bool, TrainError> {
+        let path = self.loc.child(rel);
+        let loc = &self.loc;
+        self.rt.block_on(async {
+            match loc
+                .store
+                .put_opts(&path, PutPayload::from(bytes), PutMode::Create.into())
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+                Err(e) => Err(err(loc, rel, "creating", e)),
+            }
+        })
     }
 
     /// The object at `rel`, `None` when absent.
@@ -98,5 +116,37 @@ impl RunStore {
             let _ = std::fs::remove_dir_all(dir.join(rel));
         }
         Ok(())
+    }
+}
+
+/// Ranks started without MPI share NCCL's id through the run's prefix.
+impl crate::dist::IdBoard for RunStore {
+    fn create_new(&self, rel: &str, bytes: Vec<u8>) -> Result<bool, String> {
+        RunStore::create_new(self, rel, bytes).map_err(|e| e.to_string())
+    }
+    fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, String> {
+        self.get(rel)
+            .map(|b| b.map(|b| b.to_vec()))
+            .map_err(|e| e.to_string())
+    }
+    fn describe(&self, rel: &str) -> String {
+        self.loc.object_url(&self.loc.child(rel))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_new_writes_once_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunStore::open(dir.path().to_str().unwrap(), &StoreOptions::default()).unwrap();
+        assert!(run.create_new("_rendezvous/a/nccl-id", vec![1, 2]).unwrap());
+        assert!(!run.create_new("_rendezvous/a/nccl-id", vec![3]).unwrap());
+        assert_eq!(
+            &run.get("_rendezvous/a/nccl-id").unwrap().unwrap()[..],
+            &[1, 2]
+        );
     }
 }
