@@ -252,6 +252,7 @@ fn packed_samples_equal_each_sample_run_alone() {
         "the model outputs ~0: test is vacuous"
     );
     let (da, db) = (max_abs_diff(&outs[0], &ra), max_abs_diff(&outs[1], &rb));
+    println!("packed vs alone: max |difference| {da:.2e}, {db:.2e}");
     assert!(da < 1e-5 && db < 1e-5, "packed vs alone: {da}, {db}");
 
     // Changing sample b (latent and caption) leaves sample a's packed output unchanged.

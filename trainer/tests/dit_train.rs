@@ -7,7 +7,7 @@ mod common;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 use common::{jittered, max_abs_diff, tiny, values};
 use kelp_trainer::models::dit::Dit;
 use kelp_trainer::models::nn::Compute;
@@ -41,10 +41,32 @@ fn validation_loss(model: &Dit<Cpu>, batches: &[DitBatch], flow: &FlowConfig, se
     sum / batches.len() as f64
 }
 
+/// The mean squared distance from `x` to each class's latent.
+fn distances(x: &[f32]) -> Vec<f64> {
+    (0..SPEC.classes)
+        .map(|j| {
+            let l = synthetic::class_latent(7, j, SPEC.latent);
+            let sq: f64 = x
+                .iter()
+                .zip(&l)
+                .map(|(a, b)| f64::from((a - b) * (a - b)))
+                .sum();
+            sq / l.len() as f64
+        })
+        .collect()
+}
+
+/// One training run serves two checks (training is the slow part): the validation loss falls
+/// well below its step-0 value, and sampling a class's caption lands nearest that class's
+/// latent, with and without guidance.
+// Measured 2026-12-02 on the shared 2-core dev machine (debug build): 300 steps in 9.9 s, loss
+// 1.493 → 0.346 (0.23×; 120 steps gave 0.816, 0.55×); every class's sample nearest its own latent
+// (mean squared distance 0.17–0.31 against 0.69–1.10 to the others at g = 1, 0.32–0.65 against
+// 1.44–2.57 at g = 3). The bound 0.4× leaves room for float differences across machines.
 #[test]
-fn flow_matching_loss_falls_on_a_tiny_fixed_set() {
+fn flow_matching_loss_falls_and_samples_follow_their_caption() {
     let device = Default::default();
-    let steps = 120;
+    let steps = 300;
     let spec: TrainSpec = parse_toml(
         &format!("steps = {steps}\nlr = 3e-3\nwarmup_steps = 10\nema_decay = 0.0\nseed = 1"),
         "test",
@@ -76,11 +98,43 @@ fn flow_matching_loss_falls_on_a_tiny_fixed_set() {
     let t0 = Instant::now();
     let trained = train(&mut task, model, &mut source, &spec, &store, &opts, &device).unwrap();
     let secs = t0.elapsed().as_secs_f64();
-    let after = validation_loss(&trained.model.valid(), &batches, &flow, 99);
+    let model = trained.model.valid();
+    let after = validation_loss(&model, &batches, &flow, 99);
     println!(
         "flow-matching validation loss {before:.4} → {after:.4} after {steps} steps ({secs:.1} s)"
     );
-    assert!(after < 0.6 * before, "loss {before:.4} → {after:.4}");
+    assert!(after < 0.4 * before, "loss {before:.4} → {after:.4}");
+
+    let [c, t, h, w] = SPEC.latent;
+    for k in 0..SPEC.classes {
+        let (e, m) = synthetic::class_caption(7, k, &SPEC);
+        let text = Tensor::<Cpu, 3>::from_data(
+            TensorData::new(e, [1, SPEC.text_len, SPEC.text_dim]),
+            &device,
+        );
+        let mask = Tensor::<Cpu, 2>::from_data(TensorData::new(m, [1, SPEC.text_len]), &device);
+        for cfg in [1.0, 3.0] {
+            let s = SampleSpec {
+                steps: 20,
+                cfg,
+                shift: 1.0,
+                seed: 11,
+            };
+            let x = sample(
+                &model,
+                [1, c, t, h, w],
+                text.clone(),
+                mask.clone(),
+                &s,
+                Compute::F32,
+            )
+            .unwrap();
+            let d = distances(&values(x));
+            println!("caption {k}, g = {cfg}: distance to each class {d:.3?}");
+            let nearest = (0..d.len()).min_by(|&a, &b| d[a].total_cmp(&d[b])).unwrap();
+            assert_eq!(nearest, k, "caption {k}, g = {cfg}: distances {d:?}");
+        }
+    }
 }
 
 #[test]

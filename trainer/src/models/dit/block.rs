@@ -76,8 +76,7 @@ pub struct Block<B: Backend> {
     pub heads: usize,
 }
 
-/// The streams entering and leaving a block, with their conditioning (SiLU already applied):
-/// `cond_*` is `[B, 1, D]` or one row per token `[B, N, D]` (packed samples).
+/// The token streams entering and leaving a block: video `[B, Nv, D]`, text `[B, Nt, D]`.
 pub struct Streams<B: Backend> {
     pub video: Tensor<B, 3>,
     pub text: Tensor<B, 3>,
@@ -113,8 +112,9 @@ impl<B: Backend> Block<B> {
         }
     }
 
-    /// One block over both streams. `rope` covers the joint sequence (video then text), `bias`
-    /// is the attention bias over it.
+    /// One block over both streams. `cond_*` is the timestep conditioning with SiLU applied,
+    /// `[B, 1, D]` or one row per token (packed samples); `rope` covers the joint sequence
+    /// (video then text) and `bias` is the attention bias over it.
     pub fn forward(
         &self,
         x: Streams<B>,
