@@ -308,3 +308,28 @@ fn the_parameter_count_walk_matches_the_built_model() {
         "sharing the whole FFN saves nothing"
     );
 }
+
+#[test]
+fn dropped_captions_become_the_null_caption_and_kept_ones_stay() {
+    let device = Default::default();
+    let config = tiny([1, 2, 2]);
+    let model = Dit::<B>::new(&config, &device, 1);
+    let (l, d) = (4, config.text_dim);
+    let text = randn::<B, 3>(8, [2, l, d], &device);
+    let mask = Tensor::<B, 2>::from_data(
+        TensorData::new(vec![1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0], [2, l]),
+        &device,
+    );
+    let (t2, m2) = model.drop_text(text.clone(), mask.clone(), &[false, true]);
+    let (null, null_mask) = model.null_caption(1, l);
+    assert_eq!(
+        values(t2.clone().narrow(0, 0, 1)),
+        values(text.narrow(0, 0, 1))
+    );
+    assert_eq!(
+        values(m2.clone().narrow(0, 0, 1)),
+        values(mask.narrow(0, 0, 1))
+    );
+    assert_eq!(values(t2.narrow(0, 1, 1)), values(null));
+    assert_eq!(values(m2.narrow(0, 1, 1)), values(null_mask));
+}

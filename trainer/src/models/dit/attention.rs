@@ -40,14 +40,18 @@ pub fn segment_bias<B: Backend>(
     device: &B::Device,
 ) -> Tensor<B, 4> {
     let n = segment.len();
-    let mut v = vec![0f32; n * n];
-    for i in 0..n {
-        for j in 0..n {
-            if segment[i] != segment[j] || !valid.get(j).copied().unwrap_or(false) {
-                v[i * n + j] = MASKED;
-            }
-        }
-    }
+    let v: Vec<f32> = segment
+        .iter()
+        .flat_map(|si| {
+            segment.iter().enumerate().map(move |(j, sj)| {
+                if si == sj && valid.get(j).copied().unwrap_or(false) {
+                    0.0
+                } else {
+                    MASKED
+                }
+            })
+        })
+        .collect();
     Tensor::from_data(TensorData::new(v, [1, 1, n, n]), device)
 }
 

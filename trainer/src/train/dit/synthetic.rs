@@ -44,11 +44,10 @@ pub fn class_latent(seed: u64, k: usize, [c, t, h, w]: [usize; 4]) -> Vec<f32> {
 /// (at least 1), padding zeroed.
 pub fn class_caption(seed: u64, k: usize, spec: &SyntheticSpec) -> (Vec<f32>, Vec<f32>) {
     let mut rng = HostRng::for_name(seed, &format!("dit-synthetic/text/{k}"));
-    let real = spec
-        .text_len
-        .saturating_sub(k % 3)
-        .max(1)
-        .min(spec.text_len);
+    let real = match spec.text_len {
+        0 => 0,
+        l => l.saturating_sub(k % 3).max(1),
+    };
     let mut text = rng.normals(spec.text_len * spec.text_dim);
     for v in text.iter_mut().skip(real * spec.text_dim) {
         *v = 0.0;
