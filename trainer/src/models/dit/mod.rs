@@ -9,7 +9,8 @@
 //!   report.
 //!
 //! Text arrives as token embeddings with a mask; the text encoder (MiniLM) is a later slice.
-//! Training (flow matching) and sampling are [`crate::train::dit`]'s.
+//! What must not live here: the noise schedule, losses over timesteps or sampling (flow
+//! matching and the sampler are [`crate::train::dit`]'s), or any data reading.
 
 pub mod attention;
 pub mod block;
