@@ -1,11 +1,12 @@
-//! The models kelp trains: the causal 3D VAE ([`vae`]); the diffusion transformer joins it with
-//! its issue. Shared pieces: deterministic parameter construction ([`init`]) and the layers video
+//! The models kelp trains: the causal 3D VAE ([`vae`]) and the diffusion transformer over its
+//! latents ([`dit`]). Shared pieces: deterministic parameter construction ([`init`]) and the layers video
 //! models share ([`nn`]).
 //!
 //! What lives here: architectures, their configs, losses that belong to a model. What must not:
 //! the training loop, optimizers, checkpoints or devices (those are [`crate::train`]'s), or any
 //! data reading.
 
+pub mod dit;
 pub mod init;
 pub mod nn;
 pub mod vae;

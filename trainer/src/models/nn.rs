@@ -26,14 +26,16 @@ pub struct Compute {
 impl Compute {
     pub const F32: Compute = Compute { half: None };
 
-    fn down<B: Backend, const D: usize>(&self, t: Tensor<B, D>) -> Tensor<B, D> {
+    /// `t` in the compute precision (an operand of a heavy operation).
+    pub fn down<B: Backend, const D: usize>(&self, t: Tensor<B, D>) -> Tensor<B, D> {
         match self.half {
             Some(dt) => t.cast(dt),
             None => t,
         }
     }
 
-    fn up<B: Backend, const D: usize>(&self, t: Tensor<B, D>) -> Tensor<B, D> {
+    /// A heavy operation's result back in f32.
+    pub fn up<B: Backend, const D: usize>(&self, t: Tensor<B, D>) -> Tensor<B, D> {
         match self.half {
             Some(_) => t.cast(FloatDType::F32),
             None => t,

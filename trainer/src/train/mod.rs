@@ -1,7 +1,8 @@
 //! Training: device selection ([`backend`]), runtime balance across ranks ([`balance`]), the shared config sections ([`config`]), the loop
 //! every model uses ([`trainer`]) with its optimizer pieces ([`optim`]), batch sources
 //! ([`source`], [`synthetic`], the loader as one: [`loader_source`], with the held-out [`split`]), a run's location ([`store`]), checkpoints ([`checkpoint`],
-//! [`weights`]) and metrics ([`metrics`], [`plot`]); the VAE's task and commands ([`vae`]).
+//! [`weights`]) and metrics ([`metrics`], [`plot`]); the VAE's task and commands ([`vae`]); the
+//! DiT's flow-matching task, sampler and synthetic batches ([`dit`]).
 //!
 //! What lives here: what trainers share, and each model's training task. What must not:
 //! architectures (they are [`crate::models`]') or data reading (the loader's, [`crate::data`]).
@@ -11,6 +12,7 @@ pub mod balance;
 pub mod checkpoint;
 pub mod config;
 pub mod data_parallel;
+pub mod dit;
 pub mod loader_source;
 pub mod metrics;
 pub mod optim;

@@ -1,0 +1,190 @@
+//! The DiT: latents + timestep + text token embeddings → velocity. [`Dit::forward`] takes a
+//! padded batch; [`Dit::forward_tokens`] takes token sequences with explicit positions, per-token
+//! timesteps and an attention bias, which is what packed sequences
+//! ([`super::packing`]) need. The text encoder is not here: text arrives as token embeddings
+//! `[B, L, text_dim]` with a mask (1 = token, 0 = padding).
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::silu;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+
+use super::attention::key_padding_bias;
+use super::block::{Block, Streams};
+use super::config::DitConfig;
+use super::layers::{layer_norm, modulate, Dense};
+use super::patch::{patchify, unpatchify};
+use super::rope::{text_offset, text_positions, video_positions, Pos, RopeTable};
+use super::time::TimestepEmbed;
+use crate::models::init::ParamInit;
+use crate::models::nn::Compute;
+use crate::models::ModelError;
+
+#[derive(Module, Debug)]
+pub struct Dit<B: Backend> {
+    pub patch_in: Dense<B>,
+    pub text_in: Dense<B>,
+    /// The learned "no caption" embedding, put in every text position of a dropped caption
+    /// (conditioning dropout for classifier-free guidance).
+    pub null_text: Param<Tensor<B, 1>>,
+    pub time: TimestepEmbed<B>,
+    pub blocks: Vec<Block<B>>,
+    /// SiLU(c) → (shift, scale) of the output norm.
+    pub final_ada: Dense<B>,
+    /// Zero at start, so a fresh model predicts zero velocity.
+    pub final_out: Dense<B>,
+    pub patch: [usize; 3],
+    pub latent_channels: usize,
+    pub rope_axes: [usize; 3],
+    pub rope_theta: usize,
+}
+
+/// Token sequences for [`Dit::forward_tokens`]. `positions` has one entry per video token then
+/// one per text token (the rows of a batch share them); `t_video`/`t_text` are `[B, 1]` or one
+/// timestep per token; `bias` is the attention bias over the joint sequence.
+pub struct TokenInput<B: Backend> {
+    pub video: Tensor<B, 3>,
+    pub text: Tensor<B, 3>,
+    pub positions: Vec<Pos>,
+    pub t_video: Tensor<B, 2>,
+    pub t_text: Tensor<B, 2>,
+    pub bias: Option<Tensor<B, 4>>,
+}
+
+impl<B: Backend> Dit<B> {
+    /// A freshly initialised model (deterministic for `seed`). The config must be valid.
+    pub fn new(config: &DitConfig, device: &B::Device, seed: u64) -> Self {
+        let init = ParamInit::new(device, seed);
+        let d = config.hidden;
+        let blocks = (0..config.depth)
+            .map(|i| {
+                Block::new(
+                    &init,
+                    &format!("blocks.{i}"),
+                    config,
+                    i < config.dual_layers,
+                )
+            })
+            .collect();
+        Dit {
+            patch_in: Dense::new(&init, "patch_in", config.patch_dim(), d),
+            text_in: Dense::new(&init, "text_in", config.text_dim, d),
+            null_text: init.uniform("null_text", [config.text_dim], 1.0),
+            time: TimestepEmbed::new(&init, "time", config.time_features, d),
+            blocks,
+            final_ada: Dense::zeros(&init, "final_ada", d, 2 * d),
+            final_out: Dense::zeros(&init, "final_out", d, config.patch_dim()),
+            patch: config.patch,
+            latent_channels: config.latent_channels,
+            rope_axes: config.rope_axes,
+            rope_theta: config.rope_theta.round() as usize,
+        }
+    }
+
+    /// The velocity at `x_t`: `latents` `[B, C, T, H, W]`, `t` `[B]` in [0, 1], `text`
+    /// `[B, L, text_dim]`, `text_mask` `[B, L]` (1 = token, 0 = padding; padded keys are never
+    /// attended).
+    pub fn forward(
+        &self,
+        latents: Tensor<B, 5>,
+        t: Tensor<B, 1>,
+        text: Tensor<B, 3>,
+        text_mask: Tensor<B, 2>,
+        c: Compute,
+    ) -> Result<Tensor<B, 5>, ModelError> {
+        let [b, ch, ..] = latents.dims();
+        let [bt, l, _] = text.dims();
+        if ch != self.latent_channels || bt != b || t.dims()[0] != b || text_mask.dims() != [b, l] {
+            return Err(ModelError::Shape(format!(
+                "latents {:?}, t {:?}, text {:?}, mask {:?}: expected [B, {}, T, H, W], [B], [B, L, D], [B, L]",
+                latents.dims(),
+                t.dims(),
+                text.dims(),
+                text_mask.dims(),
+                self.latent_channels
+            )));
+        }
+        let (video, grid) = patchify(latents, self.patch)?;
+        let nv = video.dims()[1];
+        let mut positions = video_positions(grid);
+        positions.extend(text_positions(l, text_offset(grid)));
+        let keep = Tensor::cat(vec![Tensor::ones([b, nv], &video.device()), text_mask], 1);
+        let t2 = t.reshape([b, 1]);
+        let out = self.forward_tokens(
+            TokenInput {
+                video,
+                text,
+                positions,
+                t_video: t2.clone(),
+                t_text: t2,
+                bias: Some(key_padding_bias(keep)),
+            },
+            c,
+        );
+        unpatchify(out, self.patch, grid, self.latent_channels)
+    }
+
+    /// Velocity tokens `[B, Nv, C·pt·ph·pw]` for token sequences.
+    pub fn forward_tokens(&self, x: TokenInput<B>, c: Compute) -> Tensor<B, 3> {
+        let device = x.video.device();
+        let rope = RopeTable::new(
+            &x.positions,
+            self.rope_axes,
+            self.rope_theta as f64,
+            &device,
+        );
+        let cond_video = self.time.forward(x.t_video, c);
+        let cond_text = self.time.forward(x.t_text, c);
+        let (sv, st) = (silu(cond_video.clone()), silu(cond_text));
+        let mut s = Streams {
+            video: self.patch_in.forward(x.video, c),
+            text: self.text_in.forward(x.text, c),
+        };
+        for block in &self.blocks {
+            s = block.forward(s, &sv, &st, &rope, x.bias.as_ref(), c);
+        }
+        let m = self.final_ada.forward(sv, c).chunk(2, 2);
+        let h = modulate(layer_norm(s.video), m[0].clone(), m[1].clone());
+        self.final_out.forward(h, c)
+    }
+
+    /// `text` and `mask` with the rows where `drop` is true replaced by the null caption (the
+    /// null embedding in every position, all positions valid).
+    pub fn drop_text(
+        &self,
+        text: Tensor<B, 3>,
+        mask: Tensor<B, 2>,
+        drop: &[bool],
+    ) -> (Tensor<B, 3>, Tensor<B, 2>) {
+        let [b, _, dt] = text.dims();
+        let device = text.device();
+        let flags: Vec<f32> = (0..b)
+            .map(|i| {
+                if drop.get(i).copied().unwrap_or(false) {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let dropped = Tensor::<B, 1>::from_data(TensorData::new(flags, [b]), &device);
+        let keep3 = (dropped.clone().neg() + 1.0).reshape([b, 1, 1]);
+        let null = self.null_text.val().reshape([1, 1, dt]);
+        let text = text * keep3.clone() + null * (keep3.neg() + 1.0);
+        let d2 = dropped.reshape([b, 1]);
+        let mask = mask * (d2.clone().neg() + 1.0) + d2;
+        (text, mask)
+    }
+
+    /// The null caption alone: `[b, len, text_dim]` and its all-ones mask.
+    pub fn null_caption(&self, b: usize, len: usize) -> (Tensor<B, 3>, Tensor<B, 2>) {
+        let dt = self.null_text.dims()[0];
+        let device = self.null_text.device();
+        let text = self
+            .null_text
+            .val()
+            .reshape([1, 1, dt])
+            .expand([b, len, dt]);
+        (text, Tensor::ones([b, len], &device))
+    }
+}

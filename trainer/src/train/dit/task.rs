@@ -1,0 +1,190 @@
+//! The DiT's training task: a batch of clean latents and caption embeddings → noised latents at
+//! sampled timesteps (some captions dropped to the null caption) → predicted velocity → MSE
+//! against `ε − x0` ([`super::flow`] has the convention).
+
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Tensor, TensorData};
+
+use super::flow::{logit_normal, shift_time, FlowConfig};
+use crate::models::dit::{Dit, DitConfig};
+use crate::models::init::HostRng;
+use crate::models::nn::Compute;
+use crate::train::trainer::{StepAt, StepLoss, Task};
+use crate::train::TrainError;
+
+/// Clean latents `[B, C, T, H, W]` with their captions' token embeddings `[B, L, D_text]` and
+/// mask `[B, L]` (1 = token, 0 = padding), flat and row-major.
+#[derive(Debug, Clone)]
+pub struct DitBatch {
+    pub ids: Vec<String>,
+    pub shape: [usize; 5],
+    pub latents: Vec<f32>,
+    pub text_shape: [usize; 3],
+    pub text: Vec<f32>,
+    pub mask: Vec<f32>,
+}
+
+impl DitBatch {
+    /// Checks that the lengths agree with the shapes.
+    pub fn new(
+        ids: Vec<String>,
+        shape: [usize; 5],
+        latents: Vec<f32>,
+        text_shape: [usize; 3],
+        text: Vec<f32>,
+        mask: Vec<f32>,
+    ) -> Result<Self, TrainError> {
+        let [b, ..] = shape;
+        let [bt, l, _] = text_shape;
+        if ids.len() != b
+            || bt != b
+            || latents.len() != shape.iter().product::<usize>()
+            || text.len() != text_shape.iter().product::<usize>()
+            || mask.len() != b * l
+        {
+            return Err(TrainError::Data(format!(
+                "DiT batch: {} ids, latents {shape:?} ({} values), text {text_shape:?} ({} values), mask of {}: they disagree",
+                ids.len(),
+                latents.len(),
+                text.len(),
+                mask.len()
+            )));
+        }
+        Ok(DitBatch {
+            ids,
+            shape,
+            latents,
+            text_shape,
+            text,
+            mask,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.shape[0]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.shape[0] == 0
+    }
+
+    /// (latents, text, mask) on `device`.
+    pub fn tensors<B: Backend>(
+        &self,
+        device: &B::Device,
+    ) -> (Tensor<B, 5>, Tensor<B, 3>, Tensor<B, 2>) {
+        let [b, l, _] = self.text_shape;
+        (
+            Tensor::from_data(TensorData::new(self.latents.clone(), self.shape), device),
+            Tensor::from_data(TensorData::new(self.text.clone(), self.text_shape), device),
+            Tensor::from_data(TensorData::new(self.mask.clone(), [b, l]), device),
+        )
+    }
+}
+
+/// What is drawn for a batch: per sample a timestep and whether its caption is dropped, and the
+/// noise `ε` (batch-shaped, flat).
+#[derive(Debug, Clone)]
+pub struct Draws {
+    pub t: Vec<f32>,
+    pub drop: Vec<bool>,
+    pub noise: Vec<f32>,
+}
+
+/// The draws for `batch`, each sample's a function of (seed, `key`, clip id) alone, so a clip gets
+/// the same draws whichever rank or batch position it lands in.
+pub fn draws(batch: &DitBatch, flow: &FlowConfig, shift: f64, seed: u64, key: &str) -> Draws {
+    let per: usize = batch.shape[1..].iter().product();
+    let mut d = Draws {
+        t: Vec::new(),
+        drop: Vec::new(),
+        noise: Vec::with_capacity(per * batch.len()),
+    };
+    for id in &batch.ids {
+        let mut rng = HostRng::for_name(seed, &format!("dit/{key}/{id}"));
+        d.drop.push(f64::from(rng.uniform()) < flow.cfg_dropout);
+        let t = logit_normal(&mut rng, flow.logit_mean, flow.logit_std);
+        d.t.push(shift_time(t, shift) as f32);
+        d.noise.extend(rng.normals(per));
+    }
+    d
+}
+
+/// The flow-matching loss of `model` on `batch` with `draws`: mean of `(v − (ε − x0))²`.
+pub fn flow_loss<B: Backend>(
+    model: &Dit<B>,
+    batch: &DitBatch,
+    draws: &Draws,
+    c: Compute,
+    device: &B::Device,
+) -> Result<Tensor<B, 1>, TrainError> {
+    let (x0, text, mask) = batch.tensors::<B>(device);
+    let b = batch.len();
+    let eps = Tensor::<B, 5>::from_data(TensorData::new(draws.noise.clone(), batch.shape), device);
+    let t = Tensor::<B, 1>::from_data(TensorData::new(draws.t.clone(), [b]), device);
+    let t5 = t.clone().reshape([b, 1, 1, 1, 1]);
+    let xt = x0.clone() * (t5.clone().neg() + 1.0) + eps.clone() * t5;
+    let (text, mask) = model.drop_text(text, mask, &draws.drop);
+    let v = model.forward(xt, t, text, mask, c)?;
+    Ok((v - (eps - x0)).square().mean())
+}
+
+pub struct DitTask<B: AutodiffBackend> {
+    pub config: DitConfig,
+    pub flow: FlowConfig,
+    pub compute: Compute,
+    device: B::Device,
+}
+
+impl<B: AutodiffBackend> DitTask<B> {
+    pub fn new(config: DitConfig, flow: FlowConfig, compute: Compute, device: &B::Device) -> Self {
+        DitTask {
+            config,
+            flow,
+            compute,
+            device: device.clone(),
+        }
+    }
+
+    /// Video tokens of one sample of `batch`.
+    pub fn tokens(&self, batch: &DitBatch) -> Result<usize, TrainError> {
+        let [_, _, t, h, w] = batch.shape;
+        Ok(self.config.token_grid(t, h, w)?.iter().product())
+    }
+}
+
+impl<B: AutodiffBackend> Task<B> for DitTask<B> {
+    type Model = Dit<B>;
+    type Batch = DitBatch;
+
+    fn kind(&self) -> &'static str {
+        "dit"
+    }
+
+    fn part_names(&self) -> Vec<String> {
+        vec!["velocity_mse".into()]
+    }
+
+    fn loss(
+        &mut self,
+        model: &Dit<B>,
+        batch: &DitBatch,
+        at: StepAt,
+    ) -> Result<StepLoss<B>, TrainError> {
+        let shift = self.flow.shift_for(self.tokens(batch)?);
+        let key = format!("{}", at.step);
+        let d = draws(batch, &self.flow, shift, at.seed, &key);
+        let total = flow_loss(model, batch, &d, self.compute, &self.device)?;
+        let parts = vec![total.clone().detach().inner()];
+        Ok(StepLoss { total, parts })
+    }
+
+    fn samples(&self, batch: &DitBatch) -> usize {
+        batch.len()
+    }
+
+    fn flops(&self, batch: &DitBatch) -> f64 {
+        let tokens = self.tokens(batch).unwrap_or(0);
+        3.0 * self.config.forward_flops(tokens, batch.text_shape[1]) * batch.len() as f64
+    }
+}
