@@ -200,15 +200,25 @@ fn the_slurm_training_script_parses_and_uses_flags_kelp_train_has() {
 
 /// A fake `kelp` (or `srun`) that appends its rank variables and arguments to `$FAKE_LOG`, and
 /// fails for the local rank in `$FAKE_FAIL_LOCAL`.
+///
+/// The executable is written by `install`, not by this process: a file this (multi-threaded)
+/// test process held open for writing could be inherited by a child another test forks at that
+/// moment, and executing it would then fail with "text file busy".
 fn fake_command(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
     let path = dir.join(name);
+    let source = dir.join(format!("{name}.txt"));
     std::fs::write(
-        &path,
+        &source,
         "#!/usr/bin/env bash\necho \"${RANK:-} ${LOCAL_RANK:-} ${WORLD_SIZE:-} $*\" >> \"$FAKE_LOG\"\n[ \"${LOCAL_RANK:-x}\" != \"${FAKE_FAIL_LOCAL:-none}\" ]\n",
     )
     .unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let installed = std::process::Command::new("install")
+        .args(["-m", "755"])
+        .arg(&source)
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(installed.success(), "install {}", path.display());
     path
 }
 
@@ -305,10 +315,15 @@ fn the_training_launch_files_agree_on_the_world_and_start_the_right_ranks() {
             .env("KELP_ENDPOINT", "http://127.0.0.1:9")
             .env("FAKE_LOG", &log)
             .env("FAKE_FAIL_LOCAL", fail_local)
-            .status()
+            .output()
             .unwrap()
     };
-    assert!(run_pod("none").success());
+    let pod = run_pod("none");
+    assert!(
+        pod.status.success(),
+        "the pod script failed: {}",
+        String::from_utf8_lossy(&pod.stderr)
+    );
     let mut ranks: Vec<String> = std::fs::read_to_string(&log)
         .unwrap()
         .lines()
@@ -336,7 +351,10 @@ fn the_training_launch_files_agree_on_the_world_and_start_the_right_ranks() {
             assert!(help.contains(name), "kelp train vae --help lacks {name}");
         }
     }
-    assert!(!run_pod("1").success(), "a failing rank fails the pod");
+    assert!(
+        !run_pod("1").status.success(),
+        "a failing rank fails the pod"
+    );
 
     // The Slurm script hands the same command to srun.
     let srun_dir = tempfile::tempdir().unwrap();
