@@ -102,9 +102,9 @@ pub struct Boundary {
     pub score: f64,
 }
 
-/// A `boundaries` row's transition span in seconds, `(start_s, end_s)`, from its columns
-/// (`time_s`, `frame`, `span_start`, `span_frames`) and the video's frame rate: a cut, a row
-/// without span columns or a video without a known rate spans only `time_s`.
+/// A boundary's transition span in seconds, `(start_s, end_s)` (the `boundaries` table's
+/// `span_start_s`, `span_end_s`), from `time_s`, `frame`, `span_start`, `span_frames` and the
+/// video's frame rate: a cut or a video without a known rate spans only `time_s`.
 pub fn boundary_span_s(
     time_s: f64,
     frame: f64,

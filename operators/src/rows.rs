@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::context::{Boundary, BoundaryKind, Clip, VideoContext};
+use crate::context::{boundary_span_s, Boundary, BoundaryKind, Clip, VideoContext};
 use crate::output::{
     ColumnSpec, ColumnType as T, TableRows, TableSpec, Value, TABLE_CLIPS, TABLE_REJECTED_CLIPS,
     TABLE_REJECTIONS, TABLE_VIDEOS,
@@ -139,6 +139,8 @@ pub fn shots_tables() -> (TableSpec, ColumnSpec) {
             req(B, "kind", T::Utf8, "`cut`, `fade` or `dissolve`"),
             req(B, "span_start", T::Int64, "first frame of the transition (= frame for a cut)"),
             req(B, "span_frames", T::Int64, "frames in the transition, 0 for a cut"),
+            req(B, "span_start_s", T::Float64, "seconds: start of the transition (= `time_s` for a cut)"),
+            req(B, "span_end_s", T::Float64, "seconds: end of the transition (= `time_s` for a cut)"),
             req(B, "score", T::Float64, "cut: content change ÷ neighbours' mean (≥ 3 by default); fade: 1–2 (1 + pre-fade brightness); dissolve: 0–1, share of the change a blend explains"),
         ],
         mirrors: None,
@@ -331,8 +333,11 @@ impl VideoContext {
             "kind",
             "span_start",
             "span_frames",
+            "span_start_s",
+            "span_end_s",
             "score",
         ]);
+        let fps = self.probe.as_ref().map(|p| p.fps);
         for b in &self.boundaries {
             let Boundary {
                 frame,
@@ -342,6 +347,13 @@ impl VideoContext {
                 span_frames,
                 score,
             } = b;
+            let span_s = boundary_span_s(
+                *time_s,
+                *frame as f64,
+                Some(*span_start as f64),
+                Some(*span_frames as f64),
+                fps,
+            );
             push(
                 &mut rows,
                 vec![
@@ -351,6 +363,8 @@ impl VideoContext {
                     kind.as_str().into(),
                     (*span_start as i64).into(),
                     (*span_frames as i64).into(),
+                    span_s.0.into(),
+                    span_s.1.into(),
                     (*score).into(),
                 ],
             );

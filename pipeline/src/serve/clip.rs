@@ -150,7 +150,6 @@ async fn timeline(
 ) -> Result<Timeline, ServeError> {
     let ctx = &state.ctx;
     let vid = literal(video_id);
-    let fps = video.and_then(|v| f(v, "fps"));
     let mut out = Timeline::default();
     if let Some(have) = columns_of(ctx, "boundaries").await {
         if ["time_s", "kind", "frame"]
@@ -164,14 +163,9 @@ async fn timeline(
             .await?;
             for b in json::objects(&schema, &batches)? {
                 let time_s = f(&b, "time_s").unwrap_or(0.0);
-                let frame = f(&b, "frame").unwrap_or(0.0);
-                let (start_s, end_s) = kelp_operators::context::boundary_span_s(
-                    time_s,
-                    frame,
-                    f(&b, "span_start"),
-                    f(&b, "span_frames"),
-                    fps,
-                );
+                // The transition's span as `shots` wrote it; an instant in datasets without it.
+                let start_s = f(&b, "span_start_s").unwrap_or(time_s);
+                let end_s = f(&b, "span_end_s").unwrap_or(time_s);
                 out.boundaries.push(TimelineMark {
                     time_s,
                     kind: b
