@@ -219,6 +219,16 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Res
         .map_err(|e| TrainError::Config(format!("{what}: {}: {}", e.path(), e.inner().message())))
 }
 
+/// Reads a config file and parses it with `from_toml(text, what)`, `what` being its path.
+pub fn load_config<T>(
+    path: &std::path::Path,
+    from_toml: impl FnOnce(&str, &str) -> Result<T, TrainError>,
+) -> Result<T, TrainError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
+    from_toml(&text, &path.display().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,9 +50,7 @@ impl DitTrainConfig {
     }
 
     pub fn load(path: &std::path::Path) -> Result<Self, TrainError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
-        Self::from_toml(&text, &path.display().to_string())
+        super::config::load_config(path, Self::from_toml)
     }
 
     /// The resolved `[model]`.

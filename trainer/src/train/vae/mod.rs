@@ -66,9 +66,7 @@ impl VaeTrainConfig {
     }
 
     pub fn load(path: &std::path::Path) -> Result<Self, TrainError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
-        Self::from_toml(&text, &path.display().to_string())
+        super::config::load_config(path, Self::from_toml)
     }
 
     pub fn to_toml(&self) -> Result<String, TrainError> {
