@@ -1,6 +1,7 @@
 //! The models kelp trains: the causal 3D VAE ([`vae`]) and the diffusion transformer over its
-//! latents ([`dit`]). Shared pieces: deterministic parameter construction ([`init`]) and the layers video
-//! models share ([`nn`]).
+//! latents ([`dit`]); and the frozen pretrained text encoder that conditions the DiT ([`text`]).
+//! Shared pieces: deterministic parameter construction ([`init`]) and the layers video models
+//! share ([`nn`]).
 //!
 //! What lives here: architectures, their configs, losses that belong to a model. What must not:
 //! the training loop, optimizers, checkpoints or devices (those are [`crate::train`]'s), or any
@@ -9,6 +10,7 @@
 pub mod dit;
 pub mod init;
 pub mod nn;
+pub mod text;
 pub mod vae;
 
 use thiserror::Error;
