@@ -8,7 +8,8 @@
 //! - [`packing`]: several samples in one sequence with a block-diagonal mask, and the padding
 //!   report.
 //!
-//! Text arrives as token embeddings with a mask; the text encoder (MiniLM) is a later slice.
+//! Text arrives as token embeddings with a mask; the frozen text encoder that makes them
+//! (MiniLM) is [`crate::models::text`].
 //! What must not live here: the noise schedule, losses over timesteps or sampling (flow
 //! matching and the sampler are [`crate::train::dit`]'s), or any data reading.
 

@@ -1,8 +1,8 @@
 //! The DiT: latents + timestep + text token embeddings → velocity. [`Dit::forward`] takes a
 //! padded batch; [`Dit::forward_tokens`] takes token sequences with explicit positions, per-token
 //! timesteps and an attention bias, which is what packed sequences
-//! ([`super::packing`]) need. The text encoder is not here: text arrives as token embeddings
-//! `[B, L, text_dim]` with a mask (1 = token, 0 = padding).
+//! ([`super::packing`]) need. The text encoder is not here ([`crate::models::text`]): text
+//! arrives as token embeddings `[B, L, text_dim]` with a mask (1 = token, 0 = padding).
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::silu;

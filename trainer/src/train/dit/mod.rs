@@ -3,8 +3,9 @@
 //! runs ([`task`]), the Euler sampler with classifier-free guidance ([`sample`]) and synthetic
 //! batches ([`synthetic`]) until the loader delivers latents with caption embeddings.
 //!
-//! Not here yet: `kelp train dit` / `kelp sample` commands, the text encoder, the multi-stage
-//! schedule, image-to-video conditioning and packing inside the training loop.
+//! Not here yet: `kelp train dit` / `kelp sample` commands, captions through the text encoder
+//! ([`crate::models::text`], ready) in the loop, the multi-stage schedule, image-to-video
+//! conditioning and packing inside the training loop.
 
 pub mod flow;
 pub mod sample;
