@@ -8,8 +8,8 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use super::bert::Bert;
 use super::config::BertConfig;
+use super::tokenizer::BertTokenizer;
 use super::weights::Checkpoint;
-use super::wordpiece::WordPiece;
 use super::{TextError, MODEL_ID};
 
 /// A batch of encoded texts: `tokens` `[B, L, hidden]` (rows past a text's length are 0),
@@ -24,7 +24,7 @@ pub struct TextBatch<B: Backend> {
 #[derive(Debug, Clone)]
 pub struct TextEncoder<B: Backend> {
     bert: Bert<B>,
-    tokenizer: WordPiece,
+    tokenizer: BertTokenizer,
     device: B::Device,
 }
 
@@ -38,7 +38,7 @@ impl<B: Backend> TextEncoder<B> {
             });
         }
         let config = BertConfig::from_file(&dir.join("config.json"))?;
-        let tokenizer = WordPiece::from_file(&dir.join("tokenizer.json"))?;
+        let tokenizer = BertTokenizer::from_file(&dir.join("tokenizer.json"))?;
         let checkpoint = Checkpoint::open(&dir.join("model.safetensors"))?;
         let bert = Bert::load(&checkpoint, &config, device)?;
         Ok(TextEncoder {
@@ -69,10 +69,10 @@ impl<B: Backend> TextEncoder<B> {
                 "max_len {max_len}: must be in 2..={limit} (the model's positions)"
             )));
         }
-        Ok(texts
+        texts
             .iter()
             .map(|t| self.tokenizer.encode(t, max_len))
-            .collect())
+            .collect()
     }
 
     /// The last hidden state of each text, padded to the longest (at most `max_len` tokens).

@@ -4,7 +4,7 @@
 //! `models/all-minilm-l6-v2/`; nothing is downloaded at run time.
 //!
 //! - [`config`]: `config.json`; [`weights`]: `model.safetensors` into burn tensors;
-//! - [`wordpiece`]: the BERT tokenizer from `tokenizer.json`;
+//! - [`tokenizer`]: the BERT tokenizer from `tokenizer.json` (HF `tokenizers`);
 //! - [`bert`]: the encoder; [`encoder`]: texts → token embeddings, and the mean-pooled,
 //!   normalised sentence embedding sentence-transformers returns;
 //! - [`cache`]: each caption encoded once (in memory, optionally on disk).
@@ -15,8 +15,8 @@ pub mod bert;
 pub mod cache;
 pub mod config;
 pub mod encoder;
+pub mod tokenizer;
 pub mod weights;
-pub mod wordpiece;
 
 use std::path::{Path, PathBuf};
 
