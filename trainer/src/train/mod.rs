@@ -1,6 +1,6 @@
 //! Training: device selection ([`backend`]), runtime balance across ranks ([`balance`]), the shared config sections ([`config`]), the loop
 //! every model uses ([`trainer`]) with its optimizer pieces ([`optim`]), batch sources
-//! ([`source`], [`synthetic`], the loader as one: [`loader_source`], with the held-out [`split`]), a run's location ([`store`]), checkpoints ([`checkpoint`],
+//! ([`source`], [`synthetic`], the loader as one: [`loader_source`], with the held-out [`split`]), a run's location ([`store`]) and start ([`run`]), checkpoints ([`checkpoint`],
 //! [`weights`]) and metrics ([`metrics`], [`plot`]); the VAE's task and commands ([`vae`]); the
 //! DiT's flow-matching task, sampler and synthetic batches ([`dit`]).
 //!
@@ -17,6 +17,7 @@ pub mod loader_source;
 pub mod metrics;
 pub mod optim;
 pub mod plot;
+pub mod run;
 pub mod source;
 pub mod split;
 pub mod store;

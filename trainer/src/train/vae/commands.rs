@@ -13,14 +13,13 @@ use super::eval::{eval_batch, EvalReport};
 use super::{load_vae, train_vae, TrainSummary, TrainVaeArgs, VaeTrainConfig, WeightsChoice};
 use crate::data::recon::{write_side_by_side, PlanarClip};
 use crate::data::{Batch, Loader};
-use crate::dist;
 use crate::models::nn::Compute;
 use crate::models::vae::VaeConfig;
 use crate::train::backend::{self, DeviceChoice, Selected};
 use crate::train::checkpoint;
 use crate::train::loader_source::{batches, loader_config, one_pass, with_dataset, LoaderSource};
+use crate::train::run;
 use crate::train::split::Split;
-use crate::train::store::RunStore;
 use crate::train::TrainError;
 
 /// Refuses a dataset whose clip shapes the VAE cannot take, naming each and the fix.
@@ -52,30 +51,12 @@ pub fn train_vae_on(
     args: &TrainVaeArgs,
     dataset: Option<&str>,
 ) -> Result<TrainSummary, TrainError> {
-    let joining = |e: dist::DistError| TrainError::Other(format!("joining the job: {e}"));
-    // The device first: GPU ranks join through NCCL, CPU ranks through MPI.
-    let launcher_world = dist::from_env().map_err(|e| joining(e.into()))?;
-    let selected = backend::select(args.device.unwrap_or(args.config.train.device))?;
-    let gpu = selected.is_gpu().then_some(launcher_world.local_rank);
-    let board = match (gpu, launcher_world.size > 1) {
-        (Some(_), true) => Some(RunStore::open(&args.run, &args.store)?),
-        _ => None,
-    };
-    let mut coll = dist::join_with(&dist::JoinOptions {
-        gpu,
-        board: board.as_ref().map(|b| b as &dyn dist::IdBoard),
-    })
-    .map_err(joining)?;
+    let (selected, mut coll) = run::join_job(
+        args.device.unwrap_or(args.config.train.device),
+        &args.run,
+        &args.store,
+    )?;
     let world = coll.world().clone();
-    if world.size > 1 {
-        tracing::info!(
-            "rank {} of {} ({}, collectives: {})",
-            world.rank,
-            world.size,
-            world.launcher,
-            coll.name()
-        );
-    }
     // The run's config records the dataset it trains on (eval and encode read it from there).
     let mut args = args.clone();
     args.device = Some(if selected.is_gpu() {

@@ -9,26 +9,22 @@ pub mod encode;
 pub mod eval;
 pub mod task;
 
-use std::path::PathBuf;
-
 use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::FloatDType;
 use kelp_pipeline::store::StoreOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Batch;
 use crate::dist::Collective;
-use crate::models::init::fnv1a;
-use crate::models::nn::Compute;
 use crate::models::vae::{Vae, VaeConfig, VaeSpec};
 use crate::train::backend::{self, DeviceChoice, Selected};
 use crate::train::checkpoint;
-use crate::train::config::{parse_toml, CheckpointSpec, EvalSpec, LogSpec, Precision, TrainSpec};
+use crate::train::config::{parse_toml, CheckpointSpec, EvalSpec, LogSpec, TrainSpec};
+pub use crate::train::run::TrainSummary;
+use crate::train::run::{self, compute_for, RunFlags};
 use crate::train::source::BatchSource;
-use crate::train::store::RunStore;
 use crate::train::trainer::{self, RunOptions, Trained};
-use crate::train::{metrics, weights, TrainError};
+use crate::train::{weights, TrainError};
 pub use task::{LossConfig, VaeTask};
 
 /// A VAE training config (`trainer/configs/vae-tiny.toml` is one).
@@ -115,54 +111,6 @@ pub struct TrainVaeArgs {
     pub progress: bool,
 }
 
-/// What `kelp train vae` prints at the end.
-#[derive(Debug, Clone)]
-pub struct TrainSummary {
-    pub run: String,
-    pub device: String,
-    pub step: u64,
-    pub samples: u64,
-    pub params: u64,
-    pub last: Vec<(String, f64)>,
-}
-
-impl std::fmt::Display for TrainSummary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "{}: step {} ({} clips) on {}, {:.2} M parameters",
-            self.run,
-            self.step,
-            self.samples,
-            self.device,
-            self.params as f64 / 1e6
-        )?;
-        let vals: Vec<String> = self
-            .last
-            .iter()
-            .filter(|(_, v)| v.is_finite())
-            .map(|(k, v)| format!("{k} {v:.4}"))
-            .collect();
-        writeln!(f, "last: {}", vals.join("  "))
-    }
-}
-
-fn compute_for(precision: Precision, selected: &Selected) -> Compute {
-    match (precision, selected.is_gpu()) {
-        (Precision::F32, _) => Compute::F32,
-        (p, false) => {
-            tracing::warn!("precision {p:?} is for GPUs: the CPU trains in f32");
-            Compute::F32
-        }
-        (Precision::Bf16, true) => Compute {
-            half: Some(FloatDType::BF16),
-        },
-        (Precision::F16, true) => Compute {
-            half: Some(FloatDType::F16),
-        },
-    }
-}
-
 /// Trains the VAE on `source` on the device the config (or `--device`) asks for, as one rank
 /// of `coll`'s world (one process per GPU: local rank k uses GPU k).
 pub fn train_vae(
@@ -192,13 +140,6 @@ pub fn train_vae(
     }
 }
 
-fn metrics_dir(run: &RunStore) -> PathBuf {
-    match &run.loc.local_dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("kelp-run-{:016x}", fnv1a(run.uri()))),
-    }
-}
-
 fn run_on<B: AutodiffBackend>(
     args: &TrainVaeArgs,
     source: &mut dyn BatchSource<Item = Batch>,
@@ -207,61 +148,18 @@ fn run_on<B: AutodiffBackend>(
     coll: &mut dyn Collective,
 ) -> Result<TrainSummary, TrainError> {
     let cfg = &args.config;
-    let rank = coll.world().rank;
     let arch = cfg.model.resolve()?;
-    let run = RunStore::open(&args.run, &args.store)?;
-    let existing = checkpoint::latest(&run)?;
-    let mut args = args.clone();
-    args.resume |= args.auto_resume && existing.is_some();
-    let args = &args;
-    if args.overwrite && rank == 0 {
-        run.delete_all("checkpoints")?;
-        for f in [metrics::JSONL, metrics::CSV, "config.toml"] {
-            run.delete_all(f)?;
-        }
-    } else if let (false, Some(l)) = (args.overwrite, &existing) {
-        if !args.resume {
-            return Err(TrainError::Checkpoint(format!(
-                "{} already has checkpoints (latest: step {}): add --resume to continue it or --overwrite to start again",
-                run.uri(),
-                l.step
-            )));
-        }
-        let ck = checkpoint::load_dir(&run, &l.dir)?;
-        let old = VaeTrainConfig::from_toml(
-            &ck.state.config,
-            &format!("{}/{}/state.json", run.uri(), l.dir),
-        )?;
-        if let Some(diff) = cfg.resume_conflict(&old) {
-            return Err(TrainError::Config(format!(
-                "--resume: the config differs from the checkpoint's in {diff}; resume with the run's own config ({}/config.toml)",
-                run.uri()
-            )));
-        }
-    } else if args.resume {
-        return Err(TrainError::Checkpoint(format!(
-            "--resume: {} has no checkpoint yet",
-            run.uri()
-        )));
-    }
     let config_toml = cfg.to_toml()?;
-    if rank == 0 {
-        run.put("config.toml", config_toml.clone().into_bytes())?;
-    }
-    // Every rank starts once rank 0 has cleared (--overwrite) and described the run.
-    coll.barrier()
-        .map_err(|e| TrainError::Other(format!("waiting for rank 0: {e}")))?;
-    let mdir = metrics_dir(&run);
-    if args.resume && run.loc.local_dir.is_none() {
-        std::fs::create_dir_all(&mdir)
-            .map_err(|e| TrainError::Io(format!("{}: {e}", mdir.display())))?;
-        for f in [metrics::JSONL, metrics::CSV] {
-            if let Some(b) = run.get(f)? {
-                std::fs::write(mdir.join(f), &b)
-                    .map_err(|e| TrainError::Io(format!("{}: {e}", mdir.display())))?;
-            }
-        }
-    }
+    let flags = RunFlags {
+        resume: args.resume,
+        auto_resume: args.auto_resume,
+        overwrite: args.overwrite,
+    };
+    let conflict = |old: &str, what: &str| -> Result<Option<String>, TrainError> {
+        Ok(cfg.resume_conflict(&VaeTrainConfig::from_toml(old, what)?))
+    };
+    let start = run::start(&args.run, &args.store, flags, &config_toml, &conflict, coll)?;
+    let run = start.run;
     let peak = match selected {
         Selected::Cuda(g) => cfg.train.peak_tflops.or(backend::peak_bf16_tflops(&g.name)),
         Selected::Cpu { .. } => None,
@@ -277,11 +175,11 @@ fn run_on<B: AutodiffBackend>(
         run.uri()
     );
     let opts = RunOptions {
-        resume: args.resume,
+        resume: start.resume,
         until_step: args.until_step,
         progress: args.progress,
         config_toml,
-        metrics_dir: mdir,
+        metrics_dir: start.metrics_dir,
         peak_tflops: peak,
         checkpoint: cfg.checkpoint.clone(),
         log: cfg.log.clone(),
