@@ -172,7 +172,7 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Train a model on a dataset's clip media.
+    /// Train a model: the VAE on a dataset's clip media, the DiT on its latents.
     #[command(subcommand)]
     Train(crate::train_cli::TrainCommand),
     /// Evaluate a trained model on held-out clips.
@@ -180,6 +180,8 @@ pub enum Command {
     Eval(crate::train_cli::EvalCommand),
     /// Latents of a dataset's clips from a trained VAE, committed as a dataset of their own.
     Encode(crate::train_cli::EncodeCommand),
+    /// Sample a clip for a prompt from a trained DiT, decoded by its VAE, as an MP4.
+    Sample(crate::train_cli::SampleCommand),
     /// Plot a training run's metrics (loss terms, learning rate, throughput) to one PNG.
     Plot {
         /// The run: its folder or object-store prefix (`kelp train --run`).
@@ -426,6 +428,7 @@ pub fn name_of(command: &Command) -> &'static str {
         Command::Train(_) => "train",
         Command::Eval(_) => "eval",
         Command::Encode(_) => "encode",
+        Command::Sample(_) => "sample",
         Command::Operators => "operators",
         Command::Schema => "schema",
     }

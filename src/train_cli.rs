@@ -1,5 +1,5 @@
 //! The command lines of training and its tools: `kelp train vae`, `kelp eval vae`,
-//! `kelp encode`. Definitions only; `kelp-video` runs them (the trainer reads clip media).
+//! `kelp encode`, `kelp train dit`, `kelp sample`. Definitions only; `kelp-video` runs them (the trainer reads clip media).
 
 use std::path::PathBuf;
 
@@ -24,28 +24,101 @@ pub enum TrainCommand {
         /// prefix).
         #[arg(long, default_value = "runs/vae")]
         run: String,
-        /// Continue the run from its latest checkpoint: same weights, optimizer and data order.
-        #[arg(long, conflicts_with = "overwrite")]
-        resume: bool,
-        /// Continue the run when it has a checkpoint, else start it (cluster jobs that are
-        /// resubmitted after a preemption).
-        #[arg(long, conflicts_with_all = ["resume", "overwrite"])]
-        auto_resume: bool,
-        /// Delete the run's checkpoints and metrics and start again.
-        #[arg(long)]
-        overwrite: bool,
-        /// Stop after this optimizer step (the schedule still ends at [train] steps).
-        #[arg(long)]
-        until_step: Option<u64>,
-        /// auto, cpu or cuda (default: the config's [train] device).
-        #[arg(long)]
-        device: Option<DeviceChoice>,
-        /// No progress bar.
-        #[arg(long)]
-        quiet: bool,
         #[command(flatten)]
-        store: StoreArgs,
+        how: RunArgs,
     },
+    /// Train the diffusion transformer on a `latents` dataset (`kelp encode`) and its captions.
+    Dit {
+        /// The latents (a folder, file://, s3://, ...); default: the config's [data] latents.
+        #[arg(long)]
+        latents: Option<String>,
+        /// The training config, e.g. trainer/configs/dit-tiny.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// Where the run keeps its config, metrics and checkpoints.
+        #[arg(long, default_value = "runs/dit")]
+        run: String,
+        #[command(flatten)]
+        how: RunArgs,
+    },
+}
+
+/// How a `kelp train` command treats its run, where it trains and what it prints.
+#[derive(Args)]
+pub struct RunArgs {
+    /// Continue the run from its latest checkpoint: same weights, optimizer and data order.
+    #[arg(long, conflicts_with = "overwrite")]
+    pub resume: bool,
+    /// Continue the run when it has a checkpoint, else start it (cluster jobs that are
+    /// resubmitted after a preemption).
+    #[arg(long, conflicts_with_all = ["resume", "overwrite"])]
+    pub auto_resume: bool,
+    /// Delete the run's checkpoints and metrics and start again.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Stop after this optimizer step (the schedule still ends at [train] steps).
+    #[arg(long)]
+    pub until_step: Option<u64>,
+    /// auto, cpu or cuda (default: the config's [train] device).
+    #[arg(long)]
+    pub device: Option<DeviceChoice>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `kelp sample`.
+#[derive(Args)]
+pub struct SampleCommand {
+    /// The DiT: a run folder (its latest checkpoint) or one checkpoint folder.
+    #[arg(long)]
+    pub checkpoint: String,
+    /// The VAE run or checkpoint that encoded the DiT's training latents.
+    #[arg(long)]
+    pub vae: String,
+    #[arg(long)]
+    pub prompt: String,
+    /// Frames of the clip (1 + dt·k for the VAE's temporal compression dt).
+    #[arg(long, default_value_t = 17)]
+    pub frames: usize,
+    /// WIDTHxHEIGHT in pixels (multiples of the VAE's spatial compression).
+    #[arg(long, default_value = "256x256", value_parser = parse_size)]
+    pub size: [usize; 2],
+    /// Euler steps.
+    #[arg(long, default_value_t = 30)]
+    pub steps: usize,
+    /// Classifier-free guidance scale (1 = none).
+    #[arg(long, default_value_t = 4.0)]
+    pub cfg: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 24)]
+    pub fps: u32,
+    /// The MP4 to write.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Also write the sampled latents (f32 little-endian, [C, T, H, W]).
+    #[arg(long)]
+    pub save_latents: Option<PathBuf>,
+    /// Use the raw weights instead of their moving average.
+    #[arg(long)]
+    pub raw_weights: bool,
+    /// auto, cpu or cuda.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+fn parse_size(s: &str) -> Result<[usize; 2], String> {
+    let bad = || format!("{s:?}: give WIDTHxHEIGHT, e.g. 256x144");
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    Ok([
+        w.trim().parse().map_err(|_| bad())?,
+        h.trim().parse().map_err(|_| bad())?,
+    ])
 }
 
 /// Which clips and weights a command reads from a checkpoint's dataset.

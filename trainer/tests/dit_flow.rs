@@ -72,7 +72,11 @@ fn the_tiny_config_parses_and_unknown_keys_are_named() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/dit-tiny.toml");
     let c = DitTrainConfig::load(&path).unwrap();
     let arch = c.architecture("dit-tiny.toml").unwrap();
-    assert_eq!((arch.patch, arch.dual_layers), ([1, 2, 2], 1));
+    assert_eq!(
+        (arch.patch, arch.dual_layers, arch.text_dim),
+        ([1, 1, 1], 1, 384)
+    );
+    assert_eq!((c.data.batch_size, c.data.latent_scale), (2, None));
     let text = std::fs::read_to_string(&path)
         .unwrap()
         .replace("cfg_dropout", "cfg_drop");

@@ -13,11 +13,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+mod common;
 
 use burn::tensor::Tensor;
+use common::text_model_dir;
 use kelp_trainer::models::text::encoder::{mean_pool, normalise};
-use kelp_trainer::models::text::{EmbeddingCache, TextEncoder, MODEL_DIR_NAME};
+use kelp_trainer::models::text::{EmbeddingCache, TextEncoder};
 use kelp_trainer::train::backend::Cpu;
 
 type B = Cpu;
@@ -25,21 +26,8 @@ type B = Cpu;
 /// sentence-transformers' limit for this model.
 const MAX_LEN: usize = 256;
 
-fn model_dir() -> PathBuf {
-    let dir = std::env::var_os("KELP_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"))
-        .join(MODEL_DIR_NAME);
-    assert!(
-        dir.join("model.safetensors").is_file(),
-        "{} is missing: run `bash infra/install-models.sh` (bash infra/install-deps.sh runs it)",
-        dir.display()
-    );
-    dir
-}
-
 fn encoder() -> TextEncoder<B> {
-    TextEncoder::load(&model_dir(), &Default::default()).unwrap()
+    TextEncoder::load(&text_model_dir(), &Default::default()).unwrap()
 }
 
 fn rows(t: Tensor<B, 2>) -> Vec<Vec<f32>> {
@@ -162,7 +150,7 @@ fn a_missing_model_folder_names_it_and_the_install_script() {
 fn a_damaged_weights_file_names_it_and_the_install_script() {
     let dir = tempfile::tempdir().unwrap();
     for f in ["config.json", "tokenizer.json"] {
-        std::fs::copy(model_dir().join(f), dir.path().join(f)).unwrap();
+        std::fs::copy(text_model_dir().join(f), dir.path().join(f)).unwrap();
     }
     let weights = dir.path().join("model.safetensors");
     std::fs::write(&weights, b"not a safetensors file").unwrap();

@@ -184,6 +184,7 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
         Command::Train(c) => train::train(c),
         Command::Eval(c) => train::eval(c),
         Command::Encode(c) => train::encode(c),
+        Command::Sample(c) => train::sample(c),
         Command::Plot { run, out, store } => {
             let path = kelp_trainer::train::plot::plot_run(&run, &store.options(), out.as_deref())?;
             eprintln!("wrote {}", path.display());

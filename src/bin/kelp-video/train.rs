@@ -1,7 +1,13 @@
-//! `kelp train`, `kelp eval` and `kelp encode`: arguments → the trainer's entry points.
+//! `kelp train`, `kelp eval`, `kelp encode` and `kelp sample`: arguments → the trainer's entry
+//! points.
 
 use anyhow::{Context, Result};
-use kelp_cli::train_cli::{CheckpointData, EncodeCommand, EvalCommand, TrainCommand};
+use kelp_cli::train_cli::{
+    CheckpointData, EncodeCommand, EvalCommand, SampleCommand, TrainCommand,
+};
+use kelp_trainer::train::dit::commands::{sample_clip, train_dit_on, SampleArgs, TrainDitArgs};
+use kelp_trainer::train::dit::DitTrainConfig;
+use kelp_trainer::train::run::RunFlags;
 use kelp_trainer::train::split::Split;
 use kelp_trainer::train::vae::commands::{encode_dataset, eval_vae, train_vae_on, EvalVaeArgs};
 use kelp_trainer::train::vae::encode::EncodeArgs;
@@ -13,27 +19,44 @@ pub fn train(command: TrainCommand) -> Result<()> {
             dataset,
             config,
             run,
-            resume,
-            auto_resume,
-            overwrite,
-            until_step,
-            device,
-            quiet,
-            store,
+            how,
         } => {
-            let config = VaeTrainConfig::load(&config)?;
             let args = TrainVaeArgs {
-                config,
+                config: VaeTrainConfig::load(&config)?,
                 run,
-                store: store.options(),
-                resume,
-                auto_resume,
-                overwrite,
-                until_step,
-                device,
-                progress: !quiet,
+                store: how.store.options(),
+                resume: how.resume,
+                auto_resume: how.auto_resume,
+                overwrite: how.overwrite,
+                until_step: how.until_step,
+                device: how.device,
+                progress: !how.quiet,
             };
             let summary = train_vae_on(&args, dataset.as_deref()).context("kelp train vae")?;
+            print!("{summary}");
+            Ok(())
+        }
+        TrainCommand::Dit {
+            latents,
+            config,
+            run,
+            how,
+        } => {
+            let args = TrainDitArgs {
+                config: DitTrainConfig::load(&config)?,
+                latents,
+                run,
+                store: how.store.options(),
+                flags: RunFlags {
+                    resume: how.resume,
+                    auto_resume: how.auto_resume,
+                    overwrite: how.overwrite,
+                },
+                until_step: how.until_step,
+                device: how.device,
+                progress: !how.quiet,
+            };
+            let summary = train_dit_on(&args).context("kelp train dit")?;
             print!("{summary}");
             Ok(())
         }
@@ -94,6 +117,39 @@ pub fn encode(command: EncodeCommand) -> Result<()> {
     println!(
         "{}: latents of {} clips in {} shards",
         summary.output, summary.clips, summary.shards
+    );
+    Ok(())
+}
+
+pub fn sample(c: SampleCommand) -> Result<()> {
+    let args = SampleArgs {
+        checkpoint: c.checkpoint,
+        vae: c.vae,
+        prompt: c.prompt,
+        frames: c.frames,
+        size: c.size,
+        steps: c.steps,
+        cfg: c.cfg,
+        seed: c.seed,
+        fps: c.fps,
+        output: c.output,
+        save_latents: c.save_latents,
+        weights: if c.raw_weights {
+            WeightsChoice::Raw
+        } else {
+            WeightsChoice::Ema
+        },
+        device: c.device,
+        store: c.store.options(),
+    };
+    let s = sample_clip(&args).context("kelp sample")?;
+    println!(
+        "{}: {} frames of {}x{} (latent {:?})",
+        s.output.display(),
+        s.frames,
+        s.width,
+        s.height,
+        s.latent
     );
     Ok(())
 }

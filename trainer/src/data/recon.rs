@@ -1,7 +1,8 @@
-//! Side-by-side videos of clips and their reconstructions (`kelp eval vae --write-recon`): the
-//! original on the left, the model's output on the right, encoded to H.264 MP4 by the pipeline's
-//! clip encoder (the one the `transcode` operator uses). It lives in `data` because this is the
-//! trainer's only module that touches video.
+//! Videos the trainer writes: side by side clips and their reconstructions (`kelp eval vae
+//! --write-recon`: the original on the left, the model's output on the right) and sampled clips
+//! (`kelp sample`), encoded to H.264 MP4 by the pipeline's clip encoder (the one the `transcode`
+//! operator uses). It lives in `data` because this is the trainer's only module that touches
+//! video.
 
 use std::path::Path;
 
@@ -40,18 +41,12 @@ fn yuv(p: [f32; 3]) -> [f32; 3] {
     ]
 }
 
-/// One side-by-side frame as packed YUV 4:2:0 planes (width `2·w`).
-fn frame_planes(left: &PlanarClip, right: &PlanarClip, t: usize) -> Vec<u8> {
-    let (h, w) = (left.height, left.width);
-    let ow = 2 * w;
+/// Frame `t` of `clips` placed left to right, as packed YUV 4:2:0 planes.
+fn frame_planes(clips: &[PlanarClip], t: usize) -> Vec<u8> {
+    let (h, w) = (clips[0].height, clips[0].width);
+    let ow = clips.len() * w;
     let (cw, ch) = (ow.div_ceil(2), h.div_ceil(2));
-    let px = |x: usize, y: usize| {
-        if x < w {
-            left.rgb(t, y, x)
-        } else {
-            right.rgb(t, y, x - w)
-        }
-    };
+    let px = |x: usize, y: usize| clips[x / w].rgb(t, y, x % w);
     let mut out = Vec::with_capacity(ow * h + 2 * cw * ch);
     for y in 0..h {
         for x in 0..ow {
@@ -89,16 +84,24 @@ pub fn write_side_by_side(
     right: PlanarClip,
     fps: u32,
 ) -> Result<(), String> {
+    write_row(path, &[left, right], fps)
+}
+
+/// Writes `clips` (one shape) placed left to right as an H.264 MP4 at `fps` frames per second to
+/// `path`.
+pub fn write_row(path: &Path, clips: &[PlanarClip], fps: u32) -> Result<(), String> {
     let what = path.display();
-    if !left.len_ok() || !right.len_ok() {
-        return Err(format!(
-            "{what}: the clip and its reconstruction are not [3, T, H, W]"
-        ));
+    let Some(first) = clips.first() else {
+        return Err(format!("{what}: no clips to write"));
+    };
+    if clips.iter().any(|c| !c.len_ok()) {
+        return Err(format!("{what}: a clip is not [3, T, H, W]"));
     }
-    if (left.frames, left.height, left.width) != (right.frames, right.height, right.width) {
-        return Err(format!(
-            "{what}: the clip and its reconstruction differ in shape"
-        ));
+    if clips
+        .iter()
+        .any(|c| (c.frames, c.height, c.width) != (first.frames, first.height, first.width))
+    {
+        return Err(format!("{what}: the clips differ in shape"));
     }
     let spec = EncoderSpec {
         codec: "libx264".into(),
@@ -115,10 +118,11 @@ pub fn write_side_by_side(
         num: i32::try_from(fps.max(1)).unwrap_or(24),
         den: 1,
     };
-    let mut enc = ClipEncoder::new(&spec, 2 * left.width as u32, left.height as u32, rate)
+    let width = (clips.len() * first.width) as u32;
+    let mut enc = ClipEncoder::new(&spec, width, first.height as u32, rate)
         .map_err(|e| format!("{what}: {e}"))?;
-    for t in 0..left.frames {
-        enc.push(&frame_planes(&left, &right, t))
+    for t in 0..first.frames {
+        enc.push(&frame_planes(clips, t))
             .map_err(|e| format!("{what}: frame {t}: {e}"))?;
     }
     let bytes = enc.finish().map_err(|e| format!("{what}: {e}"))?;
@@ -151,7 +155,7 @@ mod tests {
             height: h,
             width: w,
         };
-        let planes = frame_planes(&clip(&a), &clip(&b), 0);
+        let planes = frame_planes(&[clip(&a), clip(&b)], 0);
         assert_eq!(planes.len(), 48 * 16 + 2 * 24 * 8);
         assert_eq!(
             (planes[0], planes[47]),

@@ -69,7 +69,44 @@ pub struct Loaded {
     pub files: BTreeMap<String, Bytes>,
 }
 
+/// Which weights of a checkpoint to use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WeightsChoice {
+    /// The EMA when the checkpoint has one, else the raw weights.
+    #[default]
+    Ema,
+    Raw,
+}
+
+/// The checkpoint at `uri` (a run: its latest; or one checkpoint folder), which must be a
+/// `kind` model's.
+pub fn open_kind(
+    uri: &str,
+    opts: &kelp_pipeline::store::StoreOptions,
+    kind: &str,
+) -> Result<Loaded, TrainError> {
+    let ck = open(uri, opts)?;
+    if ck.state.kind != kind {
+        return Err(TrainError::Checkpoint(format!(
+            "{uri}: a {} checkpoint, not a {kind}'s",
+            ck.state.kind
+        )));
+    }
+    Ok(ck)
+}
+
 impl Loaded {
+    /// The weights file `choice` picks: `ema.safetensors` when asked for and present, else
+    /// `model.safetensors`.
+    pub fn weights_file(&self, choice: WeightsChoice) -> &'static str {
+        match choice {
+            WeightsChoice::Ema if self.files.contains_key(super::trainer::EMA_FILE) => {
+                super::trainer::EMA_FILE
+            }
+            _ => super::trainer::MODEL_FILE,
+        }
+    }
+
     pub fn file(&self, name: &str) -> Result<&Bytes, TrainError> {
         self.files.get(name).ok_or_else(|| {
             TrainError::Checkpoint(format!("{}: no {name} in this checkpoint", self.dir))

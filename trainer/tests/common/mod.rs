@@ -1,4 +1,4 @@
-//! Helpers the DiT tests share.
+//! Helpers the DiT and text-encoder tests share.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -64,4 +64,19 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
+}
+
+/// The installed all-MiniLM-L6-v2 folder (`$KELP_MODELS_DIR` or the repository's `models/`);
+/// fails, naming the install script, when it is missing.
+pub fn text_model_dir() -> std::path::PathBuf {
+    let dir = std::env::var_os("KELP_MODELS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"))
+        .join(kelp_trainer::models::text::MODEL_DIR_NAME);
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "{} is missing: run `bash infra/install-models.sh` (bash infra/install-deps.sh runs it)",
+        dir.display()
+    );
+    dir
 }

@@ -1,14 +1,17 @@
 //! Training the diffusion transformer with flow matching: the config file
 //! ([`DitTrainConfig`]), the timestep convention and schedule ([`flow`]), the task the shared loop
 //! runs ([`task`]), the Euler sampler with classifier-free guidance ([`sample`]) and synthetic
-//! batches ([`synthetic`]) until the loader delivers latents with caption embeddings.
+//! batches ([`synthetic`]) for tests; a `latents` dataset with its captions' token embeddings
+//! (the frozen text encoder, [`crate::models::text`]) as a batch source ([`source`]), and the
+//! `kelp train dit` / `kelp sample` entry points ([`commands`]).
 //!
-//! Not here yet: `kelp train dit` / `kelp sample` commands, captions through the text encoder
-//! ([`crate::models::text`], ready) in the loop, the multi-stage schedule, image-to-video
-//! conditioning and packing inside the training loop.
+//! Not here yet: the multi-stage schedule, image-to-video conditioning and packing inside the
+//! training loop.
 
+pub mod commands;
 pub mod flow;
 pub mod sample;
+pub mod source;
 pub mod synthetic;
 pub mod task;
 
@@ -34,6 +37,58 @@ pub struct DitTrainConfig {
     pub checkpoint: CheckpointSpec,
     #[serde(default)]
     pub log: LogSpec,
+    #[serde(default)]
+    pub data: DitDataSpec,
+}
+
+/// `[data]`: where the latents come from and how they are batched and captioned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DitDataSpec {
+    /// The `latents` dataset `kelp encode` committed (`--latents` overrides it).
+    #[serde(default)]
+    pub latents: Option<String>,
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    /// Seed of the data order (the loader's planner: every batch one latent shape).
+    #[serde(default)]
+    pub seed: u64,
+    /// Latents are multiplied by this before training (and divided after sampling). Absent:
+    /// 1 / the standard deviation of the dataset's latent values, measured when the run starts
+    /// and written into the run's config, so `kelp sample` and a resume use the same value.
+    #[serde(default)]
+    pub latent_scale: Option<f64>,
+    /// Caption tokens kept (with `[CLS]` and `[SEP]`).
+    #[serde(default = "d_text_len")]
+    pub text_max_len: usize,
+    /// The text encoder's folder (default: models/all-minilm-l6-v2, from
+    /// `infra/install-models.sh`).
+    #[serde(default)]
+    pub text_model: Option<std::path::PathBuf>,
+    /// A folder keeping each caption's token embeddings across runs (default: memory only).
+    #[serde(default)]
+    pub text_cache: Option<std::path::PathBuf>,
+}
+
+fn d_batch() -> usize {
+    4
+}
+fn d_text_len() -> usize {
+    64
+}
+
+impl Default for DitDataSpec {
+    fn default() -> Self {
+        DitDataSpec {
+            latents: None,
+            batch_size: d_batch(),
+            seed: 0,
+            latent_scale: None,
+            text_max_len: d_text_len(),
+            text_model: None,
+            text_cache: None,
+        }
+    }
 }
 
 impl DitTrainConfig {
@@ -47,11 +102,54 @@ impl DitTrainConfig {
         c.train
             .validate()
             .map_err(|e| TrainError::Config(format!("{what}: {e}")))?;
+        if c.data.batch_size == 0 || c.data.text_max_len < 2 {
+            return Err(TrainError::Config(format!(
+                "{what}: [data] batch_size must be at least 1 and text_max_len at least 2"
+            )));
+        }
+        if let Some(s) = c.data.latent_scale {
+            if !(s.is_finite() && s > 0.0) {
+                return Err(TrainError::Config(format!(
+                    "{what}: [data] latent_scale = {s}: must be a positive number"
+                )));
+            }
+        }
         Ok(c)
     }
 
     pub fn load(path: &std::path::Path) -> Result<Self, TrainError> {
         super::config::load_config(path, Self::from_toml)
+    }
+
+    pub fn to_toml(&self) -> Result<String, TrainError> {
+        toml::to_string(self).map_err(|e| TrainError::Config(format!("encoding the config: {e}")))
+    }
+
+    /// Why a run with this config cannot resume a checkpoint written with `old` (`None` if it
+    /// can). Only the schedule's length, the device and where/how often to save may change.
+    pub fn resume_conflict(&self, old: &DitTrainConfig) -> Option<String> {
+        let mut a = self.clone();
+        a.train.steps = old.train.steps;
+        a.train.device = old.train.device;
+        a.train.peak_tflops = old.train.peak_tflops;
+        a.checkpoint = old.checkpoint.clone();
+        a.log = old.log.clone();
+        a.data.text_cache = old.data.text_cache.clone();
+        a.data.text_model = old.data.text_model.clone();
+        let differs: Vec<&str> = [
+            ("[model]", a.model != old.model),
+            ("[flow]", a.flow != old.flow),
+            (
+                "[train] (other than steps and device)",
+                a.train != old.train,
+            ),
+            ("[data]", a.data != old.data),
+        ]
+        .iter()
+        .filter(|(_, d)| *d)
+        .map(|(n, _)| *n)
+        .collect();
+        (!differs.is_empty()).then(|| differs.join(", "))
     }
 
     /// The resolved `[model]`.

@@ -7,7 +7,9 @@
 //! `latents` columns: `clip_id`, `bucket` (of the source clip), the source clip's `frames`,
 //! `height`, `width`; the latent's `channels`, `latent_frames`, `latent_height`,
 //! `latent_width`; `mean` and `logvar` (float lists, `[C, T, H, W]` in C order, the posterior
-//! N(mean, exp(logvar))); `vae` (the checkpoint and step that encoded them).
+//! N(mean, exp(logvar))); `vae` (the checkpoint and step that encoded them); `caption` (the
+//! clip's caption when the dataset has a `captions` table, else null: what `kelp train dit`
+//! conditions on).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +47,7 @@ pub fn schema() -> SchemaRef {
         Field::new("mean", list(), false),
         Field::new("logvar", list(), false),
         Field::new("vae", DataType::Utf8, false),
+        Field::new("caption", DataType::Utf8, true),
     ]))
 }
 
@@ -167,6 +170,7 @@ fn run<B: Backend>(
                 list_array(mean, per, b),
                 list_array(logvar, per, b),
                 Arc::new(StringArray::from(vec![provenance.clone(); b])),
+                Arc::new(StringArray::from(batch.captions.clone())),
             ],
         )
         .map_err(|e| TrainError::Other(format!("building latents rows: {e}")))?;

@@ -19,6 +19,7 @@ use crate::dist::Collective;
 use crate::models::vae::{Vae, VaeConfig, VaeSpec};
 use crate::train::backend::{self, DeviceChoice, Selected};
 use crate::train::checkpoint;
+pub use crate::train::checkpoint::WeightsChoice;
 use crate::train::config::{parse_toml, CheckpointSpec, EvalSpec, LogSpec, TrainSpec};
 pub use crate::train::run::TrainSummary;
 use crate::train::run::{self, compute_for, RunFlags};
@@ -197,15 +198,6 @@ fn run_on<B: AutodiffBackend>(
     })
 }
 
-/// Which weights of a checkpoint to use.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum WeightsChoice {
-    /// The EMA when the checkpoint has one, else the raw weights.
-    #[default]
-    Ema,
-    Raw,
-}
-
 /// A trained VAE read from a checkpoint (a run or a checkpoint folder).
 pub struct LoadedVae<B: Backend> {
     pub vae: Vae<B>,
@@ -222,19 +214,10 @@ pub fn load_vae<B: Backend>(
     choice: WeightsChoice,
     device: &B::Device,
 ) -> Result<LoadedVae<B>, TrainError> {
-    let ck = checkpoint::open(uri, opts)?;
-    if ck.state.kind != "vae" {
-        return Err(TrainError::Checkpoint(format!(
-            "{uri}: a {} checkpoint, not a VAE's",
-            ck.state.kind
-        )));
-    }
+    let ck = checkpoint::open_kind(uri, opts, "vae")?;
     let train = VaeTrainConfig::from_toml(&ck.state.config, &format!("{uri}: its config"))?;
     let config = train.model.resolve()?;
-    let file = match choice {
-        WeightsChoice::Ema if ck.files.contains_key(trainer::EMA_FILE) => trainer::EMA_FILE,
-        _ => trainer::MODEL_FILE,
-    };
+    let file = ck.weights_file(choice);
     let vae = weights::from_safetensors(
         Vae::<B>::new(&config, device, 0),
         ck.file(file)?,

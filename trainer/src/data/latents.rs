@@ -1,0 +1,213 @@
+//! The diffusion transformer's data: the `latents` dataset `kelp encode` commits (one row per
+//! clip: the VAE posterior's mean and log-variance, the latent's shape and the clip's caption),
+//! read whole through the [`Dataset`] handle — latents are small (a 17×256² clip under the 48×
+//! VAE is 5×32×32×16 floats, 330 kB) — and ordered by the loader's own planner: every batch one
+//! latent shape, a global order that is a pure function of (seed, epoch), rank slices of it.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Float32Type, Int32Type};
+use kelp_pipeline::dataset::Dataset;
+use kelp_pipeline::store::StoreOptions;
+
+use super::config::BucketWeights;
+use super::order::{rank_batches, EpochPlan, OrderSettings, Planner, SampleKey};
+use super::LoaderError;
+
+/// The `latents` table's name (written by `kelp encode`).
+pub const TABLE: &str = "latents";
+
+/// One clip's latent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatentRow {
+    pub clip_id: String,
+    pub caption: Option<String>,
+    /// `[C, T, H, W]`.
+    pub shape: [usize; 4],
+    /// The posterior mean, `[C, T, H, W]` in C order.
+    pub mean: Vec<f32>,
+}
+
+/// Every latent of a dataset, with its shapes numbered.
+#[derive(Debug, Clone)]
+pub struct LatentSet {
+    pub uri: String,
+    pub rows: Vec<LatentRow>,
+    /// The distinct shapes, in order; `shape_of[i]` indexes it.
+    pub shapes: Vec<[usize; 4]>,
+    pub shape_of: Vec<u32>,
+}
+
+fn data(uri: &str, m: impl std::fmt::Display) -> LoaderError {
+    LoaderError::dataset(uri, m)
+}
+
+/// An `Int32` column's value at `i` as a size.
+fn size(b: &RecordBatch, name: &str, i: usize, uri: &str) -> Result<usize, LoaderError> {
+    let col = b
+        .column_by_name(name)
+        .ok_or_else(|| data(uri, format!("the latents table has no column {name}")))?;
+    let v = col
+        .as_primitive_opt::<Int32Type>()
+        .ok_or_else(|| data(uri, format!("latents column {name} is not Int32")))?;
+    usize::try_from(v.value(i))
+        .map_err(|_| data(uri, format!("{name} = {} at row {i}", v.value(i))))
+}
+
+fn rows_of(b: &RecordBatch, uri: &str, out: &mut Vec<LatentRow>) -> Result<(), LoaderError> {
+    let text = |name: &str| {
+        b.column_by_name(name)
+            .and_then(|c| c.as_string_opt::<i32>().cloned())
+    };
+    let ids =
+        text("clip_id").ok_or_else(|| data(uri, "the latents table has no clip_id column"))?;
+    // Datasets encoded before captions were carried have no caption column: no captions.
+    let captions = text("caption");
+    let mean = b
+        .column_by_name("mean")
+        .and_then(|c| c.as_list_opt::<i32>().cloned())
+        .ok_or_else(|| data(uri, "the latents table has no float-list column mean"))?;
+    for i in 0..b.num_rows() {
+        let shape = [
+            size(b, "channels", i, uri)?,
+            size(b, "latent_frames", i, uri)?,
+            size(b, "latent_height", i, uri)?,
+            size(b, "latent_width", i, uri)?,
+        ];
+        let id = ids.value(i).to_string();
+        let values = mean.value(i);
+        let values = values
+            .as_primitive_opt::<Float32Type>()
+            .ok_or_else(|| data(uri, "latents column mean does not hold Float32"))?;
+        let n: usize = shape.iter().product();
+        if values.len() != n || values.null_count() > 0 {
+            return Err(data(
+                uri,
+                format!(
+                    "clip {id}: mean has {} values ({} null) for a latent of {shape:?}",
+                    values.len(),
+                    values.null_count()
+                ),
+            ));
+        }
+        out.push(LatentRow {
+            caption: captions
+                .as_ref()
+                .filter(|c| c.is_valid(i))
+                .map(|c| c.value(i).to_string()),
+            clip_id: id,
+            shape,
+            mean: values.values().to_vec(),
+        });
+    }
+    Ok(())
+}
+
+impl LatentSet {
+    /// Reads every latent of the dataset at `uri`; a dataset without a `latents` table says how
+    /// to make one.
+    pub async fn read(uri: &str, store: &StoreOptions) -> Result<LatentSet, LoaderError> {
+        let ds = Dataset::open(uri, store).await.map_err(|e| data(uri, e))?;
+        if ds.shards(TABLE).is_empty() {
+            return Err(data(
+                uri,
+                "no latents: encode a curated dataset with `kelp encode --checkpoint VAE_RUN --output URI` and train on that URI",
+            ));
+        }
+        let mut rows = Vec::new();
+        for shard in ds.shards(TABLE) {
+            for b in ds.read_shard(shard, &[]).await.map_err(|e| data(uri, e))? {
+                rows_of(&b, uri, &mut rows)?;
+            }
+        }
+        Ok(Self::from_rows(uri, rows))
+    }
+
+    /// Numbers the shapes of `rows` (sorted, so the numbering is a function of the data).
+    pub fn from_rows(uri: &str, rows: Vec<LatentRow>) -> LatentSet {
+        let mut ids: BTreeMap<[usize; 4], u32> = rows.iter().map(|r| (r.shape, 0)).collect();
+        for (i, v) in ids.values_mut().enumerate() {
+            *v = i as u32;
+        }
+        let shape_of = rows
+            .iter()
+            .map(|r| ids.get(&r.shape).copied().unwrap_or(0))
+            .collect();
+        LatentSet {
+            uri: uri.to_string(),
+            shapes: ids.keys().copied().collect(),
+            shape_of,
+            rows,
+        }
+    }
+
+    /// The standard deviation of every latent value: what scales latents to unit variance.
+    pub fn value_std(&self) -> f64 {
+        let (mut n, mut sum, mut sq) = (0f64, 0f64, 0f64);
+        for r in &self.rows {
+            for &v in &r.mean {
+                let v = f64::from(v);
+                n += 1.0;
+                sum += v;
+                sq += v * v;
+            }
+        }
+        if n < 2.0 {
+            return 1.0;
+        }
+        let mean = sum / n;
+        (sq / n - mean * mean).max(0.0).sqrt()
+    }
+}
+
+/// The order of latent batches: the loader's planner over the latents' shapes.
+#[derive(Debug, Clone)]
+pub struct LatentOrder {
+    planner: Planner,
+    drop_last: bool,
+}
+
+impl LatentOrder {
+    pub fn new(set: &LatentSet, seed: u64, batch_size: usize) -> Result<Self, LoaderError> {
+        let samples: Vec<SampleKey> = set
+            .shape_of
+            .iter()
+            .map(|&shape| SampleKey {
+                dataset: 0,
+                shard: 0,
+                shape,
+            })
+            .collect();
+        let weights = BucketWeights::Natural;
+        let settings = OrderSettings {
+            seed,
+            batch_size,
+            // Every batch full: the loss averages over the same number of clips each step.
+            drop_last: true,
+            shuffle_shards: 0,
+            epoch_samples: None,
+            dataset_weights: vec![None],
+            dataset_names: vec![set.uri.clone()],
+            bucket_weights: &weights,
+            shape_buckets: set
+                .shapes
+                .iter()
+                .map(|[c, t, h, w]| format!("latent-{c}x{t}x{h}x{w}"))
+                .collect(),
+        };
+        Ok(LatentOrder {
+            planner: Planner::new(&samples, &settings)?,
+            drop_last: true,
+        })
+    }
+
+    /// The batches (row indices) rank `rank` of `world` takes in `epoch`, in order.
+    pub fn rank_epoch(&self, epoch: u64, rank: usize, world: usize) -> Vec<Vec<u32>> {
+        let plan: EpochPlan = self.planner.epoch(epoch);
+        rank_batches(plan.batches.len(), 0, rank, world, self.drop_last)
+            .into_iter()
+            .map(|g| plan.batches[g].samples.clone())
+            .collect()
+    }
+}

@@ -1,0 +1,369 @@
+//! What `kelp train dit` and `kelp sample` do once their arguments are parsed. Training reads a
+//! `latents` dataset (`kelp encode`'s output) with its captions and runs the shared loop on the
+//! device the config asks for, as one rank of the launcher's world. Sampling integrates the
+//! flow from noise with guidance, decodes the latents with the VAE that made the training
+//! latents and writes an H.264 MP4 through the pipeline's clip encoder.
+
+use std::path::PathBuf;
+
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::Tensor;
+use kelp_pipeline::store::StoreOptions;
+
+use super::sample::{sample, SampleSpec};
+use super::source::{LatentSource, LatentSourceSpec};
+use super::{DitTask, DitTrainConfig};
+use crate::data::latents::LatentSet;
+use crate::data::recon::{write_row, PlanarClip};
+use crate::dist::Collective;
+use crate::models::dit::{Dit, DitConfig};
+use crate::models::nn::Compute;
+use crate::models::text::{self, EmbeddingCache, TextEncoder};
+use crate::train::backend::{self, Cpu, DeviceChoice, Selected};
+use crate::train::run::{self, compute_for, RunFlags, TrainSummary};
+use crate::train::trainer::{self, RunOptions};
+use crate::train::vae::{load_vae, WeightsChoice};
+use crate::train::{checkpoint, weights, TrainError};
+
+/// `kelp train dit`.
+#[derive(Debug, Clone)]
+pub struct TrainDitArgs {
+    pub config: DitTrainConfig,
+    /// The `latents` dataset (else the config's `[data] latents`).
+    pub latents: Option<String>,
+    pub run: String,
+    pub store: StoreOptions,
+    pub flags: RunFlags,
+    pub until_step: Option<u64>,
+    pub device: Option<DeviceChoice>,
+    pub progress: bool,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, TrainError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| TrainError::Store(format!("starting the store runtime: {e}")))
+}
+
+/// The frozen text encoder the config names, checked against the DiT's text width.
+fn text_encoder(cfg: &DitTrainConfig, arch: &DitConfig) -> Result<TextEncoder<Cpu>, TrainError> {
+    let dir = cfg
+        .data
+        .text_model
+        .clone()
+        .unwrap_or_else(text::default_model_dir);
+    let enc = TextEncoder::<Cpu>::load(&dir, &Default::default())
+        .map_err(|e| TrainError::Config(format!("the text encoder: {e}")))?;
+    if enc.dim() != arch.text_dim {
+        return Err(TrainError::Config(format!(
+            "[model] text_dim = {} but the text encoder ({}) gives {}-wide tokens: set text_dim = {}",
+            arch.text_dim,
+            dir.display(),
+            enc.dim(),
+            enc.dim()
+        )));
+    }
+    Ok(enc)
+}
+
+/// Refuses latents the DiT cannot take, naming the shape and the fix.
+fn check_latents(set: &LatentSet, arch: &DitConfig) -> Result<(), TrainError> {
+    for &[c, t, h, w] in &set.shapes {
+        if c != arch.latent_channels {
+            return Err(TrainError::Config(format!(
+                "{}: latents of {c} channels but [model] latent_channels = {}",
+                set.uri, arch.latent_channels
+            )));
+        }
+        arch.token_grid(t, h, w)
+            .map_err(|e| TrainError::Config(format!("{}: latents of {t}×{h}×{w}: {e}", set.uri)))?;
+    }
+    Ok(())
+}
+
+/// `kelp train dit`: trains on every latent of the dataset, as one rank of the world its
+/// launcher describes, or alone.
+pub fn train_dit_on(args: &TrainDitArgs) -> Result<TrainSummary, TrainError> {
+    let (selected, mut coll) = run::join_job(
+        args.device.unwrap_or(args.config.train.device),
+        &args.run,
+        &args.store,
+    )?;
+    let world = coll.world().clone();
+    let mut cfg = args.config.clone();
+    if let Some(l) = &args.latents {
+        cfg.data.latents = Some(l.clone());
+    }
+    let uri = cfg.data.latents.clone().ok_or_else(|| {
+        TrainError::Config("no latents to train on: give --latents URI or [data] latents".into())
+    })?;
+    let arch = cfg.architecture("the config")?;
+    let set = runtime()?
+        .block_on(LatentSet::read(&uri, &args.store))
+        .map_err(|e| TrainError::Data(e.to_string()))?;
+    check_latents(&set, &arch)?;
+    let scale = match cfg.data.latent_scale {
+        Some(s) => s,
+        None => {
+            let std = set.value_std();
+            if !(std.is_finite() && std > 0.0) {
+                return Err(TrainError::Data(format!(
+                    "{uri}: every latent value is the same: nothing to learn"
+                )));
+            }
+            1.0 / std
+        }
+    };
+    cfg.data.latent_scale = Some(scale);
+    let text = text_encoder(&cfg, &arch)?;
+    let cache = match &cfg.data.text_cache {
+        Some(d) => EmbeddingCache::with_dir(d),
+        None => Ok(EmbeddingCache::in_memory()),
+    }
+    .map_err(|e| TrainError::Config(e.to_string()))?;
+    tracing::info!(
+        "training on {} latents of {} shapes from {uri} (scaled by {scale:.4})",
+        set.rows.len(),
+        set.shapes.len()
+    );
+    let spec = LatentSourceSpec {
+        seed: cfg.data.seed,
+        batch_size: cfg.data.batch_size,
+        latent_scale: scale,
+        text_max_len: cfg.data.text_max_len,
+        rank: world.rank,
+        world: world.size,
+    };
+    let mut source = LatentSource::new(set, &spec, text, cache)?;
+    let mut args = args.clone();
+    args.config = cfg;
+    args.progress &= world.rank == 0;
+    match &selected {
+        Selected::Cpu { .. } => run_on::<backend::CpuAutodiff>(
+            &args,
+            &mut source,
+            &Default::default(),
+            &selected,
+            coll.as_mut(),
+        ),
+        #[cfg(feature = "cuda")]
+        Selected::Cuda(g) => run_on::<backend::GpuAutodiff>(
+            &args,
+            &mut source,
+            &burn::backend::cuda::CudaDevice::new(if world.size > 1 {
+                world.local_rank
+            } else {
+                g.ordinal
+            }),
+            &selected,
+            coll.as_mut(),
+        ),
+        #[cfg(not(feature = "cuda"))]
+        Selected::Cuda(_) => Err(TrainError::Device("built without cuda".into())),
+    }
+}
+
+fn run_on<B: AutodiffBackend>(
+    args: &TrainDitArgs,
+    source: &mut LatentSource,
+    device: &B::Device,
+    selected: &Selected,
+    coll: &mut dyn Collective,
+) -> Result<TrainSummary, TrainError> {
+    let cfg = &args.config;
+    let arch = cfg.architecture("the config")?;
+    let config_toml = cfg.to_toml()?;
+    let conflict = |old: &str, what: &str| -> Result<Option<String>, TrainError> {
+        Ok(cfg.resume_conflict(&DitTrainConfig::from_toml(old, what)?))
+    };
+    let start = run::start(
+        &args.run,
+        &args.store,
+        args.flags,
+        &config_toml,
+        &conflict,
+        coll,
+    )?;
+    let peak = match selected {
+        Selected::Cuda(g) => cfg.train.peak_tflops.or(backend::peak_bf16_tflops(&g.name)),
+        Selected::Cpu { .. } => None,
+    };
+    let compute = compute_for(cfg.train.precision, selected);
+    let params = arch.params() as u64;
+    let model = Dit::<B>::new(&arch, device, cfg.train.seed);
+    let mut task = DitTask::<B>::new(arch, cfg.flow.clone(), compute, device);
+    tracing::info!(
+        "training a {:.2} M-parameter DiT on {} into {}",
+        params as f64 / 1e6,
+        selected.describe(),
+        start.run.uri()
+    );
+    let opts = RunOptions {
+        resume: start.resume,
+        until_step: args.until_step,
+        progress: args.progress,
+        config_toml,
+        metrics_dir: start.metrics_dir,
+        peak_tflops: peak,
+        checkpoint: cfg.checkpoint.clone(),
+        log: cfg.log.clone(),
+    };
+    let trained = trainer::train_with(
+        &mut task, model, source, &cfg.train, &start.run, &opts, device, coll,
+    )?;
+    Ok(TrainSummary {
+        run: start.run.uri().to_string(),
+        device: selected.describe(),
+        step: trained.step,
+        samples: trained.samples,
+        params,
+        last: trained.last,
+    })
+}
+
+/// A trained DiT read from a checkpoint (a run or a checkpoint folder).
+pub struct LoadedDit<B: Backend> {
+    pub dit: Dit<B>,
+    pub train: DitTrainConfig,
+    pub step: u64,
+}
+
+pub fn load_dit<B: Backend>(
+    uri: &str,
+    opts: &StoreOptions,
+    choice: WeightsChoice,
+    device: &B::Device,
+) -> Result<LoadedDit<B>, TrainError> {
+    let ck = checkpoint::open_kind(uri, opts, "dit")?;
+    let train = DitTrainConfig::from_toml(&ck.state.config, &format!("{uri}: its config"))?;
+    let arch = train.architecture(uri)?;
+    let file = ck.weights_file(choice);
+    let dit = weights::from_safetensors(
+        Dit::<B>::new(&arch, device, 0),
+        ck.file(file)?,
+        &format!("{uri}/{file}"),
+    )?;
+    Ok(LoadedDit {
+        dit,
+        train,
+        step: ck.state.step,
+    })
+}
+
+/// `kelp sample`.
+#[derive(Debug, Clone)]
+pub struct SampleArgs {
+    /// The DiT (a run or one checkpoint).
+    pub checkpoint: String,
+    /// The VAE that encoded the DiT's training latents.
+    pub vae: String,
+    pub prompt: String,
+    pub frames: usize,
+    /// Width and height in pixels.
+    pub size: [usize; 2],
+    pub steps: usize,
+    pub cfg: f64,
+    pub seed: u64,
+    pub fps: u32,
+    pub output: PathBuf,
+    /// Also write the sampled latents (f32 little-endian, `[C, T, H, W]`, unscaled).
+    pub save_latents: Option<PathBuf>,
+    pub weights: WeightsChoice,
+    pub device: DeviceChoice,
+    pub store: StoreOptions,
+}
+
+/// What `kelp sample` wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleSummary {
+    pub output: PathBuf,
+    pub frames: usize,
+    pub width: usize,
+    pub height: usize,
+    pub latent: [usize; 4],
+}
+
+/// `kelp sample`: one clip for one prompt.
+pub fn sample_clip(args: &SampleArgs) -> Result<SampleSummary, TrainError> {
+    match backend::select(args.device)? {
+        Selected::Cpu { .. } => sample_on::<Cpu>(args, &Default::default()),
+        #[cfg(feature = "cuda")]
+        Selected::Cuda(g) => {
+            sample_on::<backend::Gpu>(args, &burn::backend::cuda::CudaDevice::new(g.ordinal))
+        }
+        #[cfg(not(feature = "cuda"))]
+        Selected::Cuda(_) => Err(TrainError::Device("built without cuda".into())),
+    }
+}
+
+fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>, TrainError> {
+    t.into_data()
+        .to_vec::<f32>()
+        .map_err(|e| TrainError::Other(format!("reading a tensor back: {e:?}")))
+}
+
+fn sample_on<B: Backend>(
+    args: &SampleArgs,
+    device: &B::Device,
+) -> Result<SampleSummary, TrainError> {
+    let dit = load_dit::<B>(&args.checkpoint, &args.store, args.weights, device)?;
+    let vae = load_vae::<B>(&args.vae, &args.store, args.weights, device)?;
+    let arch = dit.train.architecture(&args.checkpoint)?;
+    let [width, height] = args.size;
+    let latent = vae
+        .config
+        .latent_shape(args.frames, height, width)
+        .map_err(|e| {
+            TrainError::Config(format!(
+                "--frames {} --size {width}x{height}: {e}",
+                args.frames
+            ))
+        })?;
+    let [c, t, h, w] = latent;
+    if c != arch.latent_channels {
+        return Err(TrainError::Config(format!(
+            "the VAE {} makes {c}-channel latents, the DiT {} takes {}",
+            args.vae, args.checkpoint, arch.latent_channels
+        )));
+    }
+    let scale = dit.train.data.latent_scale.unwrap_or(1.0);
+    let text = text_encoder(&dit.train, &arch)?;
+    let batch = text
+        .encode(&[args.prompt.as_str()], dit.train.data.text_max_len)
+        .map_err(|e| TrainError::Config(format!("the prompt: {e}")))?;
+    let tokens = Tensor::<B, 3>::from_data(batch.tokens.into_data(), device);
+    let mask = Tensor::<B, 2>::from_data(batch.mask.into_data(), device);
+    let spec = SampleSpec {
+        steps: args.steps,
+        cfg: args.cfg,
+        shift: dit
+            .train
+            .flow
+            .shift_for(arch.token_grid(t, h, w)?.iter().product()),
+        seed: args.seed,
+    };
+    let z = sample(&dit.dit, [1, c, t, h, w], tokens, mask, &spec, Compute::F32)?.div_scalar(scale);
+    if let Some(p) = &args.save_latents {
+        let bytes: Vec<u8> = values(z.clone())?
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        std::fs::write(p, bytes).map_err(|e| TrainError::Io(format!("{}: {e}", p.display())))?;
+    }
+    let video = values(vae.vae.decode(z, Compute::F32).clamp(-1.0, 1.0))?;
+    let clip = PlanarClip {
+        values: &video,
+        frames: args.frames,
+        height,
+        width,
+    };
+    write_row(&args.output, &[clip], args.fps).map_err(TrainError::Io)?;
+    Ok(SampleSummary {
+        output: args.output.clone(),
+        frames: args.frames,
+        width,
+        height,
+        latent,
+    })
+}

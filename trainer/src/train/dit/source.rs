@@ -1,0 +1,175 @@
+//! The DiT's batches from a `latents` dataset: the loader's order over the latents
+//! ([`crate::data::latents`]), each latent scaled by `latent_scale`, each caption's token
+//! embeddings from the frozen text encoder through the [`EmbeddingCache`] (a clip without a
+//! caption gets the empty caption, `[CLS] [SEP]`). Its state is (epoch, batch of the epoch), so
+//! a resumed run takes the batches that followed.
+
+use serde::{Deserialize, Serialize};
+
+use super::task::DitBatch;
+use crate::data::latents::{LatentOrder, LatentSet};
+use crate::models::text::{EmbeddingCache, TextEncoder};
+use crate::train::backend::Cpu;
+use crate::train::source::BatchSource;
+use crate::train::TrainError;
+
+/// Latents and captions as DiT batches, for rank `rank` of `world`.
+pub struct LatentSource {
+    set: LatentSet,
+    order: LatentOrder,
+    scale: f32,
+    text: TextEncoder<Cpu>,
+    cache: EmbeddingCache,
+    text_max_len: usize,
+    rank: usize,
+    world: usize,
+    epoch: u64,
+    pos: usize,
+    batches: Vec<Vec<u32>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct State {
+    epoch: u64,
+    batch: usize,
+}
+
+/// How a [`LatentSource`] batches and captions.
+pub struct LatentSourceSpec {
+    pub seed: u64,
+    pub batch_size: usize,
+    pub latent_scale: f64,
+    pub text_max_len: usize,
+    pub rank: usize,
+    pub world: usize,
+}
+
+impl LatentSource {
+    pub fn new(
+        set: LatentSet,
+        spec: &LatentSourceSpec,
+        text: TextEncoder<Cpu>,
+        cache: EmbeddingCache,
+    ) -> Result<Self, TrainError> {
+        let order = LatentOrder::new(&set, spec.seed, spec.batch_size)
+            .map_err(|e| TrainError::Data(e.to_string()))?;
+        let mut s = LatentSource {
+            set,
+            order,
+            scale: spec.latent_scale as f32,
+            text,
+            cache,
+            text_max_len: spec.text_max_len,
+            rank: spec.rank,
+            world: spec.world.max(1),
+            epoch: 0,
+            pos: 0,
+            batches: Vec::new(),
+        };
+        s.batches = s.epoch_batches(0)?;
+        Ok(s)
+    }
+
+    fn epoch_batches(&self, epoch: u64) -> Result<Vec<Vec<u32>>, TrainError> {
+        let b = self.order.rank_epoch(epoch, self.rank, self.world);
+        if b.is_empty() {
+            return Err(TrainError::Data(format!(
+                "{}: {} latents make no full batch for rank {} of {} (lower [data] batch_size)",
+                self.set.uri,
+                self.set.rows.len(),
+                self.rank,
+                self.world
+            )));
+        }
+        Ok(b)
+    }
+
+    /// How many captions went through the text encoder (the rest came from the cache).
+    pub fn captions_encoded(&self) -> usize {
+        self.cache.encoded()
+    }
+
+    fn batch(&mut self, rows: &[u32]) -> Result<DitBatch, TrainError> {
+        let picked: Vec<&crate::data::latents::LatentRow> = rows
+            .iter()
+            .filter_map(|&i| self.set.rows.get(i as usize))
+            .collect();
+        let Some(first) = picked.first() else {
+            return Err(TrainError::Data(
+                "an empty batch in the latents' order".into(),
+            ));
+        };
+        let [c, t, h, w] = first.shape;
+        let mut latents = Vec::with_capacity(picked.len() * c * t * h * w);
+        for r in &picked {
+            if r.shape != first.shape {
+                return Err(TrainError::Data(format!(
+                    "{}: clip {} has latent {:?} in a batch of {:?}",
+                    self.set.uri, r.clip_id, r.shape, first.shape
+                )));
+            }
+            latents.extend(r.mean.iter().map(|v| v * self.scale));
+        }
+        let captions: Vec<&str> = picked
+            .iter()
+            .map(|r| r.caption.as_deref().unwrap_or(""))
+            .collect();
+        let text = self
+            .cache
+            .encode(&self.text, &captions, self.text_max_len)
+            .map_err(|e| TrainError::Data(format!("encoding captions: {e}")))?;
+        let text_shape = text.tokens.dims();
+        let values = |t: burn::tensor::TensorData| {
+            t.to_vec::<f32>()
+                .map_err(|e| TrainError::Data(format!("reading text embeddings: {e:?}")))
+        };
+        DitBatch::new(
+            picked.iter().map(|r| r.clip_id.clone()).collect(),
+            [picked.len(), c, t, h, w],
+            latents,
+            text_shape,
+            values(text.tokens.into_data())?,
+            values(text.mask.into_data())?,
+        )
+    }
+}
+
+impl BatchSource for LatentSource {
+    type Item = DitBatch;
+
+    fn next_batch(&mut self) -> Result<DitBatch, TrainError> {
+        if self.pos >= self.batches.len() {
+            self.epoch += 1;
+            self.pos = 0;
+            self.batches = self.epoch_batches(self.epoch)?;
+        }
+        let rows = self.batches[self.pos].clone();
+        self.pos += 1;
+        self.batch(&rows)
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::to_value(State {
+            epoch: self.epoch,
+            batch: self.pos,
+        })
+        .unwrap_or(serde_json::Value::Null)
+    }
+
+    fn restore(&mut self, s: &serde_json::Value) -> Result<(), TrainError> {
+        let st: State = serde_json::from_value(s.clone())
+            .map_err(|e| TrainError::Checkpoint(format!("the latents' position {s}: {e}")))?;
+        self.batches = self.epoch_batches(st.epoch)?;
+        if st.batch > self.batches.len() {
+            return Err(TrainError::Checkpoint(format!(
+                "the latents' position: batch {} of epoch {}, which has {} (did the data or [data] change?)",
+                st.batch,
+                st.epoch,
+                self.batches.len()
+            )));
+        }
+        self.epoch = st.epoch;
+        self.pos = st.batch;
+        Ok(())
+    }
+}

@@ -1,0 +1,102 @@
+//! The DiT's batch source over a `latents` dataset: every batch one latent shape, scaled, with
+//! its captions' token embeddings (each distinct caption encoded once); ranks take disjoint
+//! batches; a restored position continues with the batches that followed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::text_model_dir;
+use kelp_trainer::data::latents::{LatentRow, LatentSet};
+use kelp_trainer::models::text::{EmbeddingCache, TextEncoder};
+use kelp_trainer::train::dit::source::{LatentSource, LatentSourceSpec};
+use kelp_trainer::train::source::BatchSource;
+
+/// 7 latents of [2, 1, 2, 2] and 5 of [2, 2, 2, 2]; four captions, one clip without.
+fn set() -> LatentSet {
+    let rows = (0..12)
+        .map(|i| {
+            let shape = if i < 7 { [2, 1, 2, 2] } else { [2, 2, 2, 2] };
+            let n: usize = shape.iter().product();
+            LatentRow {
+                clip_id: format!("clip{i:02}"),
+                caption: (i != 3).then(|| format!("caption number {}", i % 4)),
+                shape,
+                mean: (0..n).map(|k| (i * 100 + k) as f32).collect(),
+            }
+        })
+        .collect();
+    LatentSet::from_rows("memory://latents", rows)
+}
+
+fn source(rank: usize, world: usize) -> LatentSource {
+    let spec = LatentSourceSpec {
+        seed: 9,
+        batch_size: 2,
+        latent_scale: 0.5,
+        text_max_len: 8,
+        rank,
+        world,
+    };
+    let text = TextEncoder::load(&text_model_dir(), &Default::default()).unwrap();
+    LatentSource::new(set(), &spec, text, EmbeddingCache::in_memory()).unwrap()
+}
+
+#[test]
+fn batches_have_one_shape_scaled_latents_and_each_caption_encoded_once() {
+    let s = set();
+    let mut src = source(0, 1);
+    // 7 + 5 clips in batches of 2, partial batches dropped: 3 + 2 per epoch.
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let b = src.next_batch().unwrap();
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.text_shape[0], 2);
+        assert_eq!(b.text_shape[2], 384);
+        for (j, id) in b.ids.iter().enumerate() {
+            let row = s.rows.iter().find(|r| &r.clip_id == id).unwrap();
+            assert_eq!(
+                &b.shape[1..],
+                &row.shape,
+                "{id} in a batch of {:?}",
+                b.shape
+            );
+            let n: usize = row.shape.iter().product();
+            let got = &b.latents[j * n..(j + 1) * n];
+            let want: Vec<f32> = row.mean.iter().map(|v| v * 0.5).collect();
+            assert_eq!(got, want.as_slice(), "{id}: latents not scaled by 0.5");
+        }
+        ids.extend(b.ids.clone());
+    }
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), 10, "an epoch repeated a clip: {ids:?}");
+    // At most five distinct captions ("", and numbers 0..4) went through the encoder.
+    assert!(src.captions_encoded() <= 5, "{}", src.captions_encoded());
+}
+
+#[test]
+fn ranks_take_disjoint_batches_and_a_restored_source_continues_the_order() {
+    let mut a = source(0, 2);
+    let mut b = source(1, 2);
+    let (x, y) = (a.next_batch().unwrap(), b.next_batch().unwrap());
+    assert!(
+        x.ids.iter().all(|id| !y.ids.contains(id)),
+        "{:?} / {:?}",
+        x.ids,
+        y.ids
+    );
+
+    let mut whole = source(0, 1);
+    let first: Vec<Vec<String>> = (0..3).map(|_| whole.next_batch().unwrap().ids).collect();
+    let state = whole.state();
+    let rest: Vec<Vec<String>> = (0..6).map(|_| whole.next_batch().unwrap().ids).collect();
+    let mut resumed = source(0, 1);
+    resumed.restore(&state).unwrap();
+    let again: Vec<Vec<String>> = (0..6).map(|_| resumed.next_batch().unwrap().ids).collect();
+    assert_eq!(rest, again, "after {first:?}");
+    assert!(resumed
+        .restore(&serde_json::json!({"epoch": 0, "batch": 99}))
+        .is_err());
+}
