@@ -1,12 +1,12 @@
-//! Training the VAE through the shared loop: the tiny preset learns (loss falls, held-out PSNR
-//! beats predicting each clip's mean colour), and a run stopped and resumed from its checkpoint
-//! ends where the uninterrupted run ends, having seen the same batches.
+//! Training the VAE through the shared loop: a run stopped and resumed from its checkpoint ends
+//! where the uninterrupted run ends, having seen the same batches; a damaged checkpoint is
+//! refused by name. (That the tiny preset learns is `tests/vae_learns.rs`, on the quickstart
+//! dataset.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};
 
-use burn::module::AutodiffModule;
 use kelp_trainer::data::Batch;
 use kelp_trainer::models::nn::Compute;
 use kelp_trainer::models::vae::{Vae, VaeSpec};
@@ -16,7 +16,6 @@ use kelp_trainer::train::source::{BatchSource, FixedBatches};
 use kelp_trainer::train::store::RunStore;
 use kelp_trainer::train::synthetic;
 use kelp_trainer::train::trainer::{train, RunOptions};
-use kelp_trainer::train::vae::eval::{eval_batch, EvalReport};
 use kelp_trainer::train::vae::{LossConfig, VaeTask};
 use kelp_trainer::train::{weights, TrainError};
 
@@ -174,79 +173,4 @@ fn a_damaged_checkpoint_is_refused_by_name() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("optimizer.mpk") && e.contains("damaged"), "{e}");
-}
-
-/// The tiny preset on synthetic clips (moving discs and bars on colour gradients): after a few
-/// hundred steps the loss has fallen and held-out clips reconstruct well above the mean-colour
-/// baseline. Sizes are kept small so this runs in seconds; `kelp bench vae-step` and the README
-/// have the longer run.
-// Not yet met: measured 2026-12-01 on the shared 2-core dev machine (debug build), 300 steps took
-// 466 s and ended at loss 0.632 → 0.509 with held-out PSNR 12.94 dB against a 13.98 dB clip-mean
-// baseline. Too slow for CI and not yet learning enough; run it with `--ignored` while tuning.
-#[test]
-#[ignore = "not yet passing (PSNR 12.9 dB vs 14.0 dB baseline after 300 steps) and ~8 min in debug; see the comment"]
-fn tiny_vae_learns_and_beats_the_clip_mean_on_held_out_clips() {
-    let device = Default::default();
-    let steps = 300;
-    let spec: TrainSpec = parse_toml(
-        &format!("steps = {steps}\nlr = 3e-3\nwarmup_steps = 20\nmin_lr_ratio = 0.1\nema_decay = 0.99\nseed = 2"),
-        "test",
-    )
-    .unwrap();
-    let train_batches = synthetic::batches(5, 0, 32, 4, [5, 16, 16]);
-    let held_out = synthetic::batches(5, 10_000, 4, 4, [5, 16, 16]);
-    let mut source = FixedBatches::new(train_batches, 1).unwrap();
-    let arch = tiny();
-    let loss = LossConfig::default();
-    let mut task = VaeTask::<AB>::new(arch.clone(), loss, Compute::F32, &device, 2);
-    let dir = tempfile::tempdir().unwrap();
-    let store = RunStore::open(dir.path().to_str().unwrap(), &Default::default()).unwrap();
-    let mut opts = options(dir.path(), false, None, 0);
-    opts.log = LogSpec { every: 20 };
-    let started = std::time::Instant::now();
-    let t = train(
-        &mut task,
-        Vae::<AB>::new(&arch, &device, 2),
-        &mut source,
-        &spec,
-        &store,
-        &opts,
-        &device,
-    )
-    .unwrap();
-    let secs = started.elapsed().as_secs_f64();
-
-    let rows: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let first = rows.first().unwrap()["loss"].as_f64().unwrap();
-    let last = rows.last().unwrap()["loss"].as_f64().unwrap();
-
-    let ema = t.ema.clone().unwrap();
-    let mut report = EvalReport::default();
-    for b in &held_out {
-        eval_batch(&ema, &arch, b, Compute::F32, &device, &mut report).unwrap();
-    }
-    let total = report.total();
-    let raw = t.model.valid();
-    let mut raw_report = EvalReport::default();
-    for b in &held_out {
-        eval_batch(&raw, &arch, b, Compute::F32, &device, &mut raw_report).unwrap();
-    }
-    println!(
-        "tiny VAE, {steps} steps in {secs:.1} s: loss {first:.4} → {last:.4}; held-out PSNR {:.2} dB (raw weights {:.2}), SSIM {:.4}, clip-mean baseline {:.2} dB\n{report}",
-        total.psnr(),
-        raw_report.total().psnr(),
-        total.ssim(),
-        total.baseline_psnr()
-    );
-    assert!(last < 0.5 * first, "loss {first} → {last}");
-    assert!(
-        total.psnr() > total.baseline_psnr() + 3.0,
-        "PSNR {:.2} vs baseline {:.2}",
-        total.psnr(),
-        total.baseline_psnr()
-    );
 }
