@@ -158,6 +158,12 @@ pub enum EvalCommand {
         #[arg(long, value_name = "DIR")]
         write_recon: Option<PathBuf>,
     },
+    /// The DiT's flow-matching loss on held-out latents at fixed timesteps (t = 0.1 … 0.9);
+    /// --dataset is the latents dataset (default: the one it trained on).
+    Dit {
+        #[command(flatten)]
+        data: CheckpointData,
+    },
 }
 
 /// `kelp encode`.

@@ -40,18 +40,20 @@ text_dim = 384
 [flow]
 base_tokens = 0
 [train]
-steps = 4
-lr = 1e-3
-warmup_steps = 1
+steps = 60
+lr = 2e-3
+warmup_steps = 5
 seed = 1
 device = "cpu"
 [checkpoint]
-every = 2
+every = 30
 [log]
-every = 1
+every = 10
 [data]
 batch_size = 2
 text_max_len = 16
+[eval]
+holdout = 0.25
 "#;
 
 fn s(p: &std::path::Path) -> &str {
@@ -180,18 +182,42 @@ fn train_and_sample_dit(dir: &std::path::Path, vae: &std::path::Path, latents: &
     let config = dir.join("dit.toml");
     std::fs::write(&config, DIT_CONFIG).unwrap();
     let run = dir.join("dit-run");
-    let out = kelp_ok(&[
-        "train",
-        "dit",
-        "--latents",
-        s(latents),
-        "--config",
-        s(&config),
-        "--run",
-        s(&run),
-        "--quiet",
-    ]);
-    assert!(out.contains("step 4 (8 clips)"), "{out}");
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "dit",
+            "--latents",
+            s(latents),
+            "--config",
+            s(&config),
+            "--run",
+            s(&run),
+            "--quiet",
+        ];
+        args.extend(extra);
+        kelp_ok(&args)
+    };
+    // The held-out loss after one step (about the untrained model's) and after sixty.
+    let held_out_loss = || {
+        let out = kelp_ok(&["eval", "dit", "--checkpoint", s(&run)]);
+        let all = out
+            .lines()
+            .find(|l| l.starts_with("all "))
+            .unwrap_or_else(|| panic!("no `all` row:\n{out}"));
+        let loss: f64 = all.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (loss, out)
+    };
+    let out = train(&["--until-step", "1"]);
+    assert!(out.contains("step 1 (2 clips)"), "{out}");
+    let (before, table) = held_out_loss();
+    let out = train(&["--resume"]);
+    assert!(out.contains("step 60 (120 clips)"), "{out}");
+    let (after, table_after) = held_out_loss();
+    println!("DiT held-out flow-matching loss: step 1 {before:.4} → step 60 {after:.4}\n{table}{table_after}");
+    assert!(
+        after < 0.7 * before,
+        "held-out loss {before:.4} → {after:.4}\n{table}{table_after}"
+    );
     let recorded = std::fs::read_to_string(run.join("config.toml")).unwrap();
     assert!(recorded.contains("latent_scale"), "{recorded}");
 

@@ -6,6 +6,7 @@ use kelp_cli::train_cli::{
     CheckpointData, EncodeCommand, EvalCommand, SampleCommand, TrainCommand,
 };
 use kelp_trainer::train::dit::commands::{sample_clip, train_dit_on, SampleArgs, TrainDitArgs};
+use kelp_trainer::train::dit::eval::{eval_dit, EvalDitArgs};
 use kelp_trainer::train::dit::DitTrainConfig;
 use kelp_trainer::train::run::RunFlags;
 use kelp_trainer::train::split::Split;
@@ -91,6 +92,19 @@ pub fn eval(command: EvalCommand) -> Result<()> {
             };
             let summary = eval_vae(&args).context("kelp eval vae")?;
             print!("{summary}");
+            Ok(())
+        }
+        EvalCommand::Dit { data } => {
+            let args = EvalDitArgs {
+                checkpoint: data.checkpoint.clone(),
+                latents: data.dataset.clone(),
+                split: data.split.unwrap_or(Split::HeldOut),
+                weights: weights(&data),
+                batch_size: data.batch_size,
+                device: data.device,
+                store: data.store.options(),
+            };
+            print!("{}", eval_dit(&args).context("kelp eval dit")?);
             Ok(())
         }
     }

@@ -6,8 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{Float32Type, Int32Type};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Float32Type, Int32Type};
 use kelp_pipeline::dataset::Dataset;
 use kelp_pipeline::store::StoreOptions;
 
@@ -43,39 +46,50 @@ fn data(uri: &str, m: impl std::fmt::Display) -> LoaderError {
     LoaderError::dataset(uri, m)
 }
 
-/// An `Int32` column's value at `i` as a size.
-fn size(b: &RecordBatch, name: &str, i: usize, uri: &str) -> Result<usize, LoaderError> {
-    let col = b
-        .column_by_name(name)
-        .ok_or_else(|| data(uri, format!("the latents table has no column {name}")))?;
-    let v = col
-        .as_primitive_opt::<Int32Type>()
-        .ok_or_else(|| data(uri, format!("latents column {name} is not Int32")))?;
-    usize::try_from(v.value(i))
-        .map_err(|_| data(uri, format!("{name} = {} at row {i}", v.value(i))))
+/// Column `name` cast to `to` (query results may hold strings as views), `None` when absent.
+fn column(
+    b: &RecordBatch,
+    name: &str,
+    to: &DataType,
+    uri: &str,
+) -> Result<Option<ArrayRef>, LoaderError> {
+    b.column_by_name(name)
+        .map(|c| cast(c, to).map_err(|e| data(uri, format!("latents column {name}: {e}"))))
+        .transpose()
+}
+
+fn required(
+    b: &RecordBatch,
+    name: &str,
+    to: &DataType,
+    uri: &str,
+) -> Result<ArrayRef, LoaderError> {
+    column(b, name, to, uri)?
+        .ok_or_else(|| data(uri, format!("the latents table has no column {name}")))
 }
 
 fn rows_of(b: &RecordBatch, uri: &str, out: &mut Vec<LatentRow>) -> Result<(), LoaderError> {
-    let text = |name: &str| {
-        b.column_by_name(name)
-            .and_then(|c| c.as_string_opt::<i32>().cloned())
-    };
-    let ids =
-        text("clip_id").ok_or_else(|| data(uri, "the latents table has no clip_id column"))?;
+    let ids = required(b, "clip_id", &DataType::Utf8, uri)?;
+    let ids = ids.as_string::<i32>();
     // Datasets encoded before captions were carried have no caption column: no captions.
-    let captions = text("caption");
-    let mean = b
-        .column_by_name("mean")
-        .and_then(|c| c.as_list_opt::<i32>().cloned())
-        .ok_or_else(|| data(uri, "the latents table has no float-list column mean"))?;
+    let captions = column(b, "caption", &DataType::Utf8, uri)?;
+    let captions = captions.as_ref().map(|c| c.as_string::<i32>());
+    let list = DataType::List(Arc::new(Field::new("item", DataType::Float32, true)));
+    let mean = required(b, "mean", &list, uri)?;
+    let mean = mean.as_list::<i32>();
+    let dims = ["channels", "latent_frames", "latent_height", "latent_width"]
+        .map(|n| required(b, n, &DataType::Int32, uri));
+    let [c, t, h, w] = dims;
+    let dims = [c?, t?, h?, w?];
+    let dims: Vec<&arrow::array::Int32Array> =
+        dims.iter().map(|a| a.as_primitive::<Int32Type>()).collect();
     for i in 0..b.num_rows() {
-        let shape = [
-            size(b, "channels", i, uri)?,
-            size(b, "latent_frames", i, uri)?,
-            size(b, "latent_height", i, uri)?,
-            size(b, "latent_width", i, uri)?,
-        ];
         let id = ids.value(i).to_string();
+        let mut shape = [0usize; 4];
+        for (d, col) in shape.iter_mut().zip(&dims) {
+            *d = usize::try_from(col.value(i))
+                .map_err(|_| data(uri, format!("clip {id}: latent size {}", col.value(i))))?;
+        }
         let values = mean.value(i);
         let values = values
             .as_primitive_opt::<Float32Type>()
@@ -93,7 +107,6 @@ fn rows_of(b: &RecordBatch, uri: &str, out: &mut Vec<LatentRow>) -> Result<(), L
         }
         out.push(LatentRow {
             caption: captions
-                .as_ref()
                 .filter(|c| c.is_valid(i))
                 .map(|c| c.value(i).to_string()),
             clip_id: id,
@@ -105,9 +118,14 @@ fn rows_of(b: &RecordBatch, uri: &str, out: &mut Vec<LatentRow>) -> Result<(), L
 }
 
 impl LatentSet {
-    /// Reads every latent of the dataset at `uri`; a dataset without a `latents` table says how
-    /// to make one.
-    pub async fn read(uri: &str, store: &StoreOptions) -> Result<LatentSet, LoaderError> {
+    /// Reads the latents of the dataset at `uri` that `filter` (a SQL predicate over the
+    /// `latents` columns, e.g. the held-out split's) keeps, every one when `None`, in clip-id
+    /// order; a dataset without a `latents` table says how to make one.
+    pub async fn read(
+        uri: &str,
+        store: &StoreOptions,
+        filter: Option<&str>,
+    ) -> Result<LatentSet, LoaderError> {
         let ds = Dataset::open(uri, store).await.map_err(|e| data(uri, e))?;
         if ds.shards(TABLE).is_empty() {
             return Err(data(
@@ -115,13 +133,29 @@ impl LatentSet {
                 "no latents: encode a curated dataset with `kelp encode --checkpoint VAE_RUN --output URI` and train on that URI",
             ));
         }
+        let sql = match filter {
+            Some(f) => format!("SELECT * FROM {TABLE} WHERE {f} ORDER BY clip_id"),
+            None => format!("SELECT * FROM {TABLE} ORDER BY clip_id"),
+        };
+        let (_, batches) = ds.query(&sql).await.map_err(|e| data(uri, e))?;
         let mut rows = Vec::new();
-        for shard in ds.shards(TABLE) {
-            for b in ds.read_shard(shard, &[]).await.map_err(|e| data(uri, e))? {
-                rows_of(&b, uri, &mut rows)?;
-            }
+        for b in &batches {
+            rows_of(b, uri, &mut rows)?;
         }
         Ok(Self::from_rows(uri, rows))
+    }
+
+    /// Every latent in batches of at most `batch_size` of one shape each, in order, none
+    /// dropped (for evaluation).
+    pub fn all_batches(&self, batch_size: usize) -> Vec<Vec<u32>> {
+        let mut by_shape: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for (i, &s) in self.shape_of.iter().enumerate() {
+            by_shape.entry(s).or_default().push(i as u32);
+        }
+        by_shape
+            .values()
+            .flat_map(|rows| rows.chunks(batch_size.max(1)).map(<[u32]>::to_vec))
+            .collect()
     }
 
     /// Numbers the shapes of `rows` (sorted, so the numbering is a function of the data).

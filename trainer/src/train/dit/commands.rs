@@ -1,6 +1,7 @@
-//! What `kelp train dit` and `kelp sample` do once their arguments are parsed. Training reads a
-//! `latents` dataset (`kelp encode`'s output) with its captions and runs the shared loop on the
-//! device the config asks for, as one rank of the launcher's world. Sampling integrates the
+//! What `kelp train dit` and `kelp sample` do once their arguments are parsed (`kelp eval dit`
+//! is [`super::eval`]). Training reads the training split of a `latents` dataset (`kelp
+//! encode`'s output) with its captions and runs the shared loop on the device the config asks
+//! for, as one rank of the launcher's world. Sampling integrates the
 //! flow from noise with guidance, decodes the latents with the VAE that made the training
 //! latents and writes an H.264 MP4 through the pipeline's clip encoder.
 
@@ -21,6 +22,7 @@ use crate::models::nn::Compute;
 use crate::models::text::{self, EmbeddingCache, TextEncoder};
 use crate::train::backend::{self, Cpu, DeviceChoice, Selected};
 use crate::train::run::{self, compute_for, RunFlags, TrainSummary};
+use crate::train::split::{self, Split};
 use crate::train::trainer::{self, RunOptions};
 use crate::train::vae::{load_vae, WeightsChoice};
 use crate::train::{checkpoint, weights, TrainError};
@@ -39,7 +41,7 @@ pub struct TrainDitArgs {
     pub progress: bool,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, TrainError> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, TrainError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -47,7 +49,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, TrainError> {
 }
 
 /// The frozen text encoder the config names, checked against the DiT's text width.
-fn text_encoder(cfg: &DitTrainConfig, arch: &DitConfig) -> Result<TextEncoder<Cpu>, TrainError> {
+pub(super) fn text_encoder(
+    cfg: &DitTrainConfig,
+    arch: &DitConfig,
+) -> Result<TextEncoder<Cpu>, TrainError> {
     let dir = cfg
         .data
         .text_model
@@ -68,7 +73,7 @@ fn text_encoder(cfg: &DitTrainConfig, arch: &DitConfig) -> Result<TextEncoder<Cp
 }
 
 /// Refuses latents the DiT cannot take, naming the shape and the fix.
-fn check_latents(set: &LatentSet, arch: &DitConfig) -> Result<(), TrainError> {
+pub(super) fn check_latents(set: &LatentSet, arch: &DitConfig) -> Result<(), TrainError> {
     for &[c, t, h, w] in &set.shapes {
         if c != arch.latent_channels {
             return Err(TrainError::Config(format!(
@@ -99,8 +104,9 @@ pub fn train_dit_on(args: &TrainDitArgs) -> Result<TrainSummary, TrainError> {
         TrainError::Config("no latents to train on: give --latents URI or [data] latents".into())
     })?;
     let arch = cfg.architecture("the config")?;
+    let train_only = split::predicate(cfg.eval.holdout, Split::Train)?;
     let set = runtime()?
-        .block_on(LatentSet::read(&uri, &args.store))
+        .block_on(LatentSet::read(&uri, &args.store, train_only.as_deref()))
         .map_err(|e| TrainError::Data(e.to_string()))?;
     check_latents(&set, &arch)?;
     let scale = match cfg.data.latent_scale {
@@ -297,7 +303,7 @@ pub fn sample_clip(args: &SampleArgs) -> Result<SampleSummary, TrainError> {
     }
 }
 
-fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>, TrainError> {
+pub(super) fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>, TrainError> {
     t.into_data()
         .to_vec::<f32>()
         .map_err(|e| TrainError::Other(format!("reading a tensor back: {e:?}")))

@@ -3,12 +3,13 @@
 //! runs ([`task`]), the Euler sampler with classifier-free guidance ([`sample`]) and synthetic
 //! batches ([`synthetic`]) for tests; a `latents` dataset with its captions' token embeddings
 //! (the frozen text encoder, [`crate::models::text`]) as a batch source ([`source`]), and the
-//! `kelp train dit` / `kelp sample` entry points ([`commands`]).
+//! `kelp train dit` / `kelp sample` entry points ([`commands`]) and `kelp eval dit` ([`eval`]).
 //!
 //! Not here yet: the multi-stage schedule, image-to-video conditioning and packing inside the
 //! training loop.
 
 pub mod commands;
+pub mod eval;
 pub mod flow;
 pub mod sample;
 pub mod source;
@@ -18,7 +19,7 @@ pub mod task;
 use serde::{Deserialize, Serialize};
 
 use crate::models::dit::{DitConfig, DitSpec};
-use crate::train::config::{parse_toml, CheckpointSpec, LogSpec, TrainSpec};
+use crate::train::config::{parse_toml, CheckpointSpec, EvalSpec, LogSpec, TrainSpec};
 use crate::train::TrainError;
 pub use flow::FlowConfig;
 pub use task::{DitBatch, DitTask};
@@ -39,6 +40,10 @@ pub struct DitTrainConfig {
     pub log: LogSpec,
     #[serde(default)]
     pub data: DitDataSpec,
+    /// The held-out share of the latents (by a hash of the clip id, as the VAE's): training never
+    /// reads them; `kelp eval dit` measures them.
+    #[serde(default)]
+    pub eval: EvalSpec,
 }
 
 /// `[data]`: where the latents come from and how they are batched and captioned.
@@ -144,6 +149,7 @@ impl DitTrainConfig {
                 a.train != old.train,
             ),
             ("[data]", a.data != old.data),
+            ("[eval] holdout (the training clips)", a.eval != old.eval),
         ]
         .iter()
         .filter(|(_, d)| *d)

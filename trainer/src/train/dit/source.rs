@@ -13,14 +13,19 @@ use crate::train::backend::Cpu;
 use crate::train::source::BatchSource;
 use crate::train::TrainError;
 
-/// Latents and captions as DiT batches, for rank `rank` of `world`.
-pub struct LatentSource {
+/// Rows of a latent set → DiT batches: scaled latents with their captions' token embeddings.
+pub struct LatentBatcher {
     set: LatentSet,
-    order: LatentOrder,
     scale: f32,
     text: TextEncoder<Cpu>,
     cache: EmbeddingCache,
     text_max_len: usize,
+}
+
+/// Latents and captions as DiT batches in the planner's order, for rank `rank` of `world`.
+pub struct LatentSource {
+    batcher: LatentBatcher,
+    order: LatentOrder,
     rank: usize,
     world: usize,
     epoch: u64,
@@ -54,12 +59,8 @@ impl LatentSource {
         let order = LatentOrder::new(&set, spec.seed, spec.batch_size)
             .map_err(|e| TrainError::Data(e.to_string()))?;
         let mut s = LatentSource {
-            set,
+            batcher: LatentBatcher::new(set, spec.latent_scale, spec.text_max_len, text, cache),
             order,
-            scale: spec.latent_scale as f32,
-            text,
-            cache,
-            text_max_len: spec.text_max_len,
             rank: spec.rank,
             world: spec.world.max(1),
             epoch: 0,
@@ -73,10 +74,11 @@ impl LatentSource {
     fn epoch_batches(&self, epoch: u64) -> Result<Vec<Vec<u32>>, TrainError> {
         let b = self.order.rank_epoch(epoch, self.rank, self.world);
         if b.is_empty() {
+            let set = &self.batcher.set;
             return Err(TrainError::Data(format!(
                 "{}: {} latents make no full batch for rank {} of {} (lower [data] batch_size)",
-                self.set.uri,
-                self.set.rows.len(),
+                set.uri,
+                set.rows.len(),
                 self.rank,
                 self.world
             )));
@@ -86,10 +88,38 @@ impl LatentSource {
 
     /// How many captions went through the text encoder (the rest came from the cache).
     pub fn captions_encoded(&self) -> usize {
+        self.batcher.captions_encoded()
+    }
+}
+
+impl LatentBatcher {
+    pub fn new(
+        set: LatentSet,
+        latent_scale: f64,
+        text_max_len: usize,
+        text: TextEncoder<Cpu>,
+        cache: EmbeddingCache,
+    ) -> Self {
+        LatentBatcher {
+            set,
+            scale: latent_scale as f32,
+            text,
+            cache,
+            text_max_len,
+        }
+    }
+
+    pub fn set(&self) -> &LatentSet {
+        &self.set
+    }
+
+    /// How many captions went through the text encoder (the rest came from the cache).
+    pub fn captions_encoded(&self) -> usize {
         self.cache.encoded()
     }
 
-    fn batch(&mut self, rows: &[u32]) -> Result<DitBatch, TrainError> {
+    /// The batch of rows `rows` (indices into the set), which must share one shape.
+    pub fn batch(&mut self, rows: &[u32]) -> Result<DitBatch, TrainError> {
         let picked: Vec<&crate::data::latents::LatentRow> = rows
             .iter()
             .filter_map(|&i| self.set.rows.get(i as usize))
@@ -145,7 +175,7 @@ impl BatchSource for LatentSource {
         }
         let rows = self.batches[self.pos].clone();
         self.pos += 1;
-        self.batch(&rows)
+        self.batcher.batch(&rows)
     }
 
     fn state(&self) -> serde_json::Value {
