@@ -102,6 +102,10 @@ pub struct SampleCommand {
     /// Also write the sampled latents (f32 little-endian, [C, T, H, W]).
     #[arg(long)]
     pub save_latents: Option<PathBuf>,
+    /// Image-to-video: the first frame (PNG or JPEG, scaled to --size); the DiT must have been
+    /// trained with [model] image_condition.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
     /// Use the raw weights instead of their moving average.
     #[arg(long)]
     pub raw_weights: bool,

@@ -31,12 +31,13 @@ size = [32, 20]
 "#;
 
 /// The tiny DiT on the tiny VAE's latents (2×5×8 for 5×32×20 clips: no patching) with MiniLM's
-/// 384-wide caption tokens.
+/// 384-wide caption tokens, image-conditioned on a fifth of its samples.
 const DIT_CONFIG: &str = r#"
 [model]
 preset = "tiny"
 patch = [1, 1, 1]
 text_dim = 384
+image_condition = true
 [flow]
 base_tokens = 0
 [train]
@@ -221,12 +222,12 @@ fn train_and_sample_dit(dir: &std::path::Path, vae: &std::path::Path, latents: &
     let recorded = std::fs::read_to_string(run.join("config.toml")).unwrap();
     assert!(recorded.contains("latent_scale"), "{recorded}");
 
-    let sample = |seed: &str, name: &str| {
+    let sample = |seed: &str, name: &str, extra: &[&str]| {
         let (mp4, raw) = (
             dir.join(format!("{name}.mp4")),
             dir.join(format!("{name}.f32")),
         );
-        kelp_ok(&[
+        let mut args = vec![
             "sample",
             "--checkpoint",
             s(&run),
@@ -248,12 +249,15 @@ fn train_and_sample_dit(dir: &std::path::Path, vae: &std::path::Path, latents: &
             s(&mp4),
             "--save-latents",
             s(&raw),
-        ]);
+        ];
+        args.extend(extra);
+        let out = kelp_ok(&args);
+        assert!(out.contains("5 frames of 32x20"), "{out}");
         (mp4, std::fs::read(&raw).unwrap())
     };
-    let (mp4, a) = sample("3", "a");
-    let (_, again) = sample("3", "b");
-    let (_, other) = sample("4", "c");
+    let (mp4, a) = sample("3", "a", &[]);
+    let (_, again) = sample("3", "b", &[]);
+    let (_, other) = sample("4", "c", &[]);
     assert_eq!(a.len(), 8 * 2 * 5 * 8 * 4, "f32 latents of 8×2×5×8");
     assert_eq!(a, again, "the same seed gave other latents");
     assert_ne!(a, other, "the seed changed nothing");
@@ -278,6 +282,19 @@ fn train_and_sample_dit(dir: &std::path::Path, vae: &std::path::Path, latents: &
         "{}",
         String::from_utf8_lossy(&probe.stderr)
     );
+
+    // Image-to-video: the same model continues a still (a frame of a sample video).
+    let still = dir.join("first.png");
+    ffmpeg(&[
+        "-i",
+        s(&dir.join("samples/cuts.mp4")),
+        "-frames:v",
+        "1",
+        s(&still),
+    ]);
+    let (i2v, from_still) = sample("3", "i2v", &["--image", s(&still)]);
+    assert_ne!(from_still, a, "the still changed nothing");
+    assert!(std::fs::metadata(&i2v).unwrap().len() > 0);
 }
 
 #[test]

@@ -77,6 +77,7 @@ fn the_tiny_config_parses_and_unknown_keys_are_named() {
         ([1, 1, 1], 1, 384)
     );
     assert_eq!((c.data.batch_size, c.data.latent_scale), (2, None));
+    assert!(arch.image_condition && (c.flow.i2v_rate - 0.2).abs() < 1e-12);
     let text = std::fs::read_to_string(&path)
         .unwrap()
         .replace("cfg_dropout", "cfg_drop");

@@ -126,6 +126,7 @@ fn flow_matching_loss_falls_and_samples_follow_their_caption() {
                 [1, c, t, h, w],
                 text.clone(),
                 mask.clone(),
+                None,
                 &s,
                 Compute::F32,
             )
@@ -153,8 +154,16 @@ fn sampling_with_guidance_has_the_latent_shape_and_is_deterministic_for_a_seed()
             shift: 1.5,
             seed,
         };
-        let x: Tensor<Cpu, 5> =
-            sample(&model, shape, text.clone(), mask.clone(), &s, Compute::F32).unwrap();
+        let x: Tensor<Cpu, 5> = sample(
+            &model,
+            shape,
+            text.clone(),
+            mask.clone(),
+            None,
+            &s,
+            Compute::F32,
+        )
+        .unwrap();
         assert_eq!(x.dims(), shape);
         values(x)
     };

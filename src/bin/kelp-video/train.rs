@@ -148,6 +148,7 @@ pub fn sample(c: SampleCommand) -> Result<()> {
         fps: c.fps,
         output: c.output,
         save_latents: c.save_latents,
+        image: c.image,
         weights: if c.raw_weights {
             WeightsChoice::Raw
         } else {

@@ -4,7 +4,7 @@
 //! is an iterator of batches) with its [`LoaderConfig`] and [`ResumeState`]; the index of clips
 //! it reads (`index`), the data order — buckets, weights, the deterministic elastic shuffle
 //! and rank slices ([`order`]) —, the shard cache (`cache`), clip fetches (`fetch`) and the
-//! loader benchmark ([`bench`]); the DiT's latents and their order ([`latents`]); side-by-side reconstruction videos for `kelp eval` ([`recon`]). What must not: model code or training policy. This is the only
+//! loader benchmark ([`bench`]); the DiT's latents and their order ([`latents`]); side-by-side reconstruction videos for `kelp eval` and sampled clips ([`recon`]); still images for image-to-video ([`image`]). What must not: model code or training policy. This is the only
 //! module of the trainer that may call the decoder in `kelp-operators`
 //! (`media::clip_decode`).
 
@@ -14,6 +14,7 @@ mod cache;
 pub mod config;
 mod error;
 mod fetch;
+pub mod image;
 mod index;
 pub mod latents;
 mod loader;

@@ -36,6 +36,10 @@ pub struct DitConfig {
     pub rope_theta: f64,
     /// Sinusoidal features of the timestep before its MLP.
     pub time_features: usize,
+    /// Image-to-video: the model also takes a condition latent and a mask channel (the first
+    /// frame's clean latent where given, zeros elsewhere), `2·C + 1` input channels in all.
+    #[serde(default)]
+    pub image_condition: bool,
 }
 
 /// The `[model]` table: a preset and keys overriding it.
@@ -54,6 +58,7 @@ pub struct DitSpec {
     pub mlp_ratio: Option<f64>,
     pub ffn_shared: Option<f64>,
     pub rope_axes: Option<[usize; 3]>,
+    pub image_condition: Option<bool>,
 }
 
 pub const PRESETS: &[&str] = &["tiny", "small100m", "seaweed"];
@@ -74,6 +79,7 @@ impl DitConfig {
             rope_axes: [4, 4, 4],
             rope_theta: 10_000.0,
             time_features: 32,
+            image_condition: false,
         }
     }
 
@@ -93,6 +99,7 @@ impl DitConfig {
             rope_axes: [16, 24, 24],
             rope_theta: 10_000.0,
             time_features: 256,
+            image_condition: false,
         }
     }
 
@@ -113,6 +120,7 @@ impl DitConfig {
             rope_axes: [32, 48, 48],
             rope_theta: 10_000.0,
             time_features: 256,
+            image_condition: false,
         }
     }
 
@@ -132,9 +140,24 @@ impl DitConfig {
         self.hidden / self.heads.max(1)
     }
 
-    /// Values per token: `C · pt · ph · pw`.
+    /// Values per output token: `C · pt · ph · pw`.
     pub fn patch_dim(&self) -> usize {
         self.latent_channels * self.patch.iter().product::<usize>()
+    }
+
+    /// Channels of the model's input: the noisy latent, and with `image_condition` the
+    /// condition latent and its mask.
+    pub fn in_channels(&self) -> usize {
+        if self.image_condition {
+            2 * self.latent_channels + 1
+        } else {
+            self.latent_channels
+        }
+    }
+
+    /// Values per input token: `in_channels · pt · ph · pw`.
+    pub fn patch_in_dim(&self) -> usize {
+        self.in_channels() * self.patch.iter().product::<usize>()
     }
 
     /// SwiGLU hidden units of a block's FFN.
@@ -222,7 +245,7 @@ impl DitConfig {
         let blocks = self.dual_layers * dual + (self.depth - self.dual_layers) * single;
         let pd = self.patch_dim();
         blocks
-            + dense(pd, d)
+            + dense(self.patch_in_dim(), d)
             + dense(self.text_dim, d)
             + self.text_dim
             + dense(self.time_features, d)
@@ -239,7 +262,7 @@ impl DitConfig {
         let per_token = 4.0 * d * d + 3.0 * d * f + 6.0 * d * d; // qkv+proj, SwiGLU, AdaLN
         let attention = 2.0 * n * n * d;
         let blocks = self.depth as f64 * (2.0 * n * per_token + 2.0 * attention);
-        let io = 2.0 * (video as f64) * (self.patch_dim() as f64) * d * 2.0
+        let io = 2.0 * (video as f64) * ((self.patch_in_dim() + self.patch_dim()) as f64) * d
             + 2.0 * (text as f64) * (self.text_dim as f64) * d;
         blocks + io
     }
@@ -262,7 +285,8 @@ impl DitSpec {
             text_dim,
             mlp_ratio,
             ffn_shared,
-            rope_axes
+            rope_axes,
+            image_condition
         );
         c.validate()?;
         Ok(c)

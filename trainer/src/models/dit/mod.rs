@@ -5,6 +5,7 @@
 //! - [`config`]: architecture, presets, FLOPs;
 //! - [`patch`]: latents ↔ tokens; [`rope`]: positions and rotary tables;
 //! - [`layers`], [`attention`], [`time`], [`block`]: the pieces; [`model`]: the whole;
+//! - [`condition`]: image-to-video input (the first frame's latent and a mask);
 //! - [`packing`]: several samples in one sequence with a block-diagonal mask, and the padding
 //!   report.
 //!
@@ -15,6 +16,7 @@
 
 pub mod attention;
 pub mod block;
+pub mod condition;
 pub mod config;
 pub mod layers;
 pub mod model;

@@ -35,6 +35,8 @@ pub struct Dit<B: Backend> {
     pub final_out: Dense<B>,
     pub patch: [usize; 3],
     pub latent_channels: usize,
+    /// Input channels: `latent_channels`, or `2·latent_channels + 1` with image conditioning.
+    pub in_channels: usize,
     pub rope_axes: [usize; 3],
     pub rope_theta: usize,
 }
@@ -67,7 +69,7 @@ impl<B: Backend> Dit<B> {
             })
             .collect();
         Dit {
-            patch_in: Dense::new(&init, "patch_in", config.patch_dim(), d),
+            patch_in: Dense::new(&init, "patch_in", config.patch_in_dim(), d),
             text_in: Dense::new(&init, "text_in", config.text_dim, d),
             null_text: init.uniform("null_text", [config.text_dim], 1.0),
             time: TimestepEmbed::new(&init, "time", config.time_features, d),
@@ -76,14 +78,16 @@ impl<B: Backend> Dit<B> {
             final_out: Dense::zeros(&init, "final_out", d, config.patch_dim()),
             patch: config.patch,
             latent_channels: config.latent_channels,
+            in_channels: config.in_channels(),
             rope_axes: config.rope_axes,
             rope_theta: config.rope_theta.round() as usize,
         }
     }
 
-    /// The velocity at `x_t`: `latents` `[B, C, T, H, W]`, `t` `[B]` in [0, 1], `text`
-    /// `[B, L, text_dim]`, `text_mask` `[B, L]` (1 = token, 0 = padding; padded keys are never
-    /// attended).
+    /// The velocity at `x_t`: `latents` `[B, C_in, T, H, W]` (`x_t`, and with image
+    /// conditioning the condition and mask channels after it: [`super::condition::with_condition`]),
+    /// `t` `[B]` in [0, 1], `text` `[B, L, text_dim]`, `text_mask` `[B, L]` (1 = token, 0 =
+    /// padding; padded keys are never attended). The velocity has `latent_channels`.
     pub fn forward(
         &self,
         latents: Tensor<B, 5>,
@@ -94,14 +98,14 @@ impl<B: Backend> Dit<B> {
     ) -> Result<Tensor<B, 5>, ModelError> {
         let [b, ch, ..] = latents.dims();
         let [bt, l, _] = text.dims();
-        if ch != self.latent_channels || bt != b || t.dims()[0] != b || text_mask.dims() != [b, l] {
+        if ch != self.in_channels || bt != b || t.dims()[0] != b || text_mask.dims() != [b, l] {
             return Err(ModelError::Shape(format!(
                 "latents {:?}, t {:?}, text {:?}, mask {:?}: expected [B, {}, T, H, W], [B], [B, L, D], [B, L]",
                 latents.dims(),
                 t.dims(),
                 text.dims(),
                 text_mask.dims(),
-                self.latent_channels
+                self.in_channels
             )));
         }
         let (video, grid) = patchify(latents, self.patch)?;

@@ -8,12 +8,13 @@
 use std::path::PathBuf;
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 use kelp_pipeline::store::StoreOptions;
 
 use super::sample::{sample, SampleSpec};
 use super::source::{LatentSource, LatentSourceSpec};
 use super::{DitTask, DitTrainConfig};
+use crate::data::image;
 use crate::data::latents::LatentSet;
 use crate::data::recon::{write_row, PlanarClip};
 use crate::dist::Collective;
@@ -275,6 +276,8 @@ pub struct SampleArgs {
     pub output: PathBuf,
     /// Also write the sampled latents (f32 little-endian, `[C, T, H, W]`, unscaled).
     pub save_latents: Option<PathBuf>,
+    /// Image-to-video: the clip's first frame (PNG or JPEG, scaled to `size`).
+    pub image: Option<PathBuf>,
     pub weights: WeightsChoice,
     pub device: DeviceChoice,
     pub store: StoreOptions,
@@ -349,7 +352,27 @@ fn sample_on<B: Backend>(
             .shift_for(arch.token_grid(t, h, w)?.iter().product()),
         seed: args.seed,
     };
-    let z = sample(&dit.dit, [1, c, t, h, w], tokens, mask, &spec, Compute::F32)?.div_scalar(scale);
+    let first = match &args.image {
+        Some(path) => {
+            let pixels = image::read_planar(path, width, height).map_err(TrainError::Data)?;
+            let x = Tensor::<B, 5>::from_data(
+                TensorData::new(pixels, [1, 3, 1, height, width]),
+                device,
+            );
+            Some(vae.vae.encode(x, Compute::F32).mean.mul_scalar(scale))
+        }
+        None => None,
+    };
+    let z = sample(
+        &dit.dit,
+        [1, c, t, h, w],
+        tokens,
+        mask,
+        first,
+        &spec,
+        Compute::F32,
+    )?
+    .div_scalar(scale);
     if let Some(p) = &args.save_latents {
         let bytes: Vec<u8> = values(z.clone())?
             .iter()

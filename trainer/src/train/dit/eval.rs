@@ -120,6 +120,7 @@ fn eval_on<B: Backend>(args: &EvalDitArgs, device: &B::Device) -> Result<DitEval
                 t: vec![t; batch.len()],
                 drop: vec![false; batch.len()],
                 noise: noise.clone(),
+                i2v: vec![false; batch.len()],
             };
             let l = flow_loss(&dit.dit, &batch, &d, Compute::F32, device)?;
             let l = values(l)?.first().copied().unwrap_or(f32::NAN);

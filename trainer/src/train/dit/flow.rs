@@ -31,6 +31,10 @@ pub struct FlowConfig {
     /// classifier-free guidance needs), in [0, 1].
     #[serde(default = "d_dropout")]
     pub cfg_dropout: f64,
+    /// With `[model] image_condition`: the share of samples conditioned on their first frame
+    /// (image-to-video; the seed's is a fifth), in [0, 1].
+    #[serde(default = "d_i2v")]
+    pub i2v_rate: f64,
 }
 
 impl Default for FlowConfig {
@@ -40,6 +44,7 @@ impl Default for FlowConfig {
             logit_std: d_one(),
             base_tokens: d_base_tokens(),
             cfg_dropout: d_dropout(),
+            i2v_rate: d_i2v(),
         }
     }
 }
@@ -53,11 +58,20 @@ fn d_base_tokens() -> usize {
 fn d_dropout() -> f64 {
     0.1
 }
+fn d_i2v() -> f64 {
+    0.2
+}
 
 impl FlowConfig {
     pub fn validate(&self) -> Result<(), String> {
         if !(self.logit_std > 0.0 && self.logit_mean.is_finite()) {
             return Err("[flow] logit_std must be > 0 and logit_mean finite".into());
+        }
+        if !(0.0..=1.0).contains(&self.i2v_rate) {
+            return Err(format!(
+                "[flow] i2v_rate = {}: must be in [0, 1]",
+                self.i2v_rate
+            ));
         }
         if !(0.0..=1.0).contains(&self.cfg_dropout) {
             return Err(format!(

@@ -5,8 +5,10 @@
 //! (the frozen text encoder, [`crate::models::text`]) as a batch source ([`source`]), and the
 //! `kelp train dit` / `kelp sample` entry points ([`commands`]) and `kelp eval dit` ([`eval`]).
 //!
-//! Not here yet: the multi-stage schedule, image-to-video conditioning and packing inside the
-//! training loop.
+//! Image-to-video: an image-conditioned model (`[model] image_condition`) sees the first clean
+//! latent frame of a share `[flow] i2v_rate` of its samples (`task::flow_loss`), and the sampler
+//! takes a first frame. Not here yet: the multi-stage schedule and packing inside the training
+//! loop.
 
 pub mod commands;
 pub mod eval;

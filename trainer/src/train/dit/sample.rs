@@ -7,6 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
 use super::flow::euler_times;
+use crate::models::dit::condition::with_condition;
 use crate::models::dit::Dit;
 use crate::models::init::HostRng;
 use crate::models::nn::Compute;
@@ -24,18 +25,38 @@ pub struct SampleSpec {
     pub seed: u64,
 }
 
-/// Latents `shape` = `[B, C, T, H, W]` for captions `text` `[B, L, D]` with `mask` `[B, L]`.
+/// Latents `shape` = `[B, C, T, H, W]` for captions `text` `[B, L, D]` with `mask` `[B, L]`;
+/// with `first` (`[B, C, 1, H, W]`, clean latents) an image-conditioned model continues those
+/// first frames (image-to-video).
 pub fn sample<B: Backend>(
     model: &Dit<B>,
     shape: [usize; 5],
     text: Tensor<B, 3>,
     mask: Tensor<B, 2>,
+    first: Option<Tensor<B, 5>>,
     spec: &SampleSpec,
     c: Compute,
 ) -> Result<Tensor<B, 5>, TrainError> {
     if spec.steps == 0 {
         return Err(TrainError::Config("sampling needs at least 1 step".into()));
     }
+    let conditioned = model.in_channels > model.latent_channels;
+    if first.is_some() && !conditioned {
+        return Err(TrainError::Config(
+            "a first frame was given but this DiT was trained without [model] image_condition"
+                .into(),
+        ));
+    }
+    // The model's input at x: with image conditioning, the condition channels beside it.
+    let input = |x: Tensor<B, 5>, rows: usize| {
+        if !conditioned {
+            return x;
+        }
+        let f = first
+            .clone()
+            .map(|f| Tensor::cat(vec![f; rows / shape[0].max(1)], 0));
+        with_condition(x, f, &vec![true; rows])
+    };
     let device = text.device();
     let [b, l, _] = text.dims();
     let n: usize = shape.iter().product();
@@ -58,7 +79,7 @@ pub fn sample<B: Backend>(
             let rows = 2 * b;
             let tt = Tensor::<B, 1>::full([rows], t as f32, &device);
             let both = model.forward(
-                Tensor::cat(vec![x.clone(), x.clone()], 0),
+                input(Tensor::cat(vec![x.clone(), x.clone()], 0), rows),
                 tt,
                 text.clone(),
                 mask.clone(),
@@ -69,7 +90,7 @@ pub fn sample<B: Backend>(
             null.clone() + (cond - null) * spec.cfg
         } else {
             let tt = Tensor::<B, 1>::full([b], t as f32, &device);
-            model.forward(x.clone(), tt, text.clone(), mask.clone(), c)?
+            model.forward(input(x.clone(), b), tt, text.clone(), mask.clone(), c)?
         };
         x = x + v * (next - t);
     }

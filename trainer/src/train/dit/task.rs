@@ -6,6 +6,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 
 use super::flow::{logit_normal, shift_time, FlowConfig};
+use crate::models::dit::condition::with_condition;
 use crate::models::dit::{Dit, DitConfig};
 use crate::models::init::HostRng;
 use crate::models::nn::Compute;
@@ -89,6 +90,8 @@ pub struct Draws {
     pub t: Vec<f32>,
     pub drop: Vec<bool>,
     pub noise: Vec<f32>,
+    /// Whether each sample is conditioned on its first frame (used by image-conditioned models).
+    pub i2v: Vec<bool>,
 }
 
 /// The draws for `batch`, each sample's a function of (seed, `key`, clip id) alone, so a clip gets
@@ -99,6 +102,7 @@ pub fn draws(batch: &DitBatch, flow: &FlowConfig, shift: f64, seed: u64, key: &s
         t: Vec::new(),
         drop: Vec::new(),
         noise: Vec::with_capacity(per * batch.len()),
+        i2v: Vec::new(),
     };
     for id in &batch.ids {
         let mut rng = HostRng::for_name(seed, &format!("dit/{key}/{id}"));
@@ -106,11 +110,13 @@ pub fn draws(batch: &DitBatch, flow: &FlowConfig, shift: f64, seed: u64, key: &s
         let t = logit_normal(&mut rng, flow.logit_mean, flow.logit_std);
         d.t.push(shift_time(t, shift) as f32);
         d.noise.extend(rng.normals(per));
+        d.i2v.push(f64::from(rng.uniform()) < flow.i2v_rate);
     }
     d
 }
 
-/// The flow-matching loss of `model` on `batch` with `draws`: mean of `(v − (ε − x0))²`.
+/// The flow-matching loss of `model` on `batch` with `draws`: mean of `(v − (ε − x0))²`. An
+/// image-conditioned model sees the first clean latent frame of the samples `draws.i2v` marks.
 pub fn flow_loss<B: Backend>(
     model: &Dit<B>,
     batch: &DitBatch,
@@ -125,7 +131,12 @@ pub fn flow_loss<B: Backend>(
     let t5 = t.clone().reshape([b, 1, 1, 1, 1]);
     let xt = x0.clone() * (t5.clone().neg() + 1.0) + eps.clone() * t5;
     let (text, mask) = model.drop_text(text, mask, &draws.drop);
-    let v = model.forward(xt, t, text, mask, c)?;
+    let input = if model.in_channels > model.latent_channels {
+        with_condition(xt, Some(x0.clone().narrow(2, 0, 1)), &draws.i2v)
+    } else {
+        xt
+    };
+    let v = model.forward(input, t, text, mask, c)?;
     Ok((v - (eps - x0)).square().mean())
 }
 
