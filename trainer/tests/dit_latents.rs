@@ -1,6 +1,7 @@
 //! The DiT's batch source over a `latents` dataset: every batch one latent shape, scaled, with
 //! its captions' token embeddings (each distinct caption encoded once); ranks take disjoint
-//! batches; a restored position continues with the batches that followed.
+//! batches; a restored position continues with the batches that followed; a multi-stage
+//! schedule trains on images first and then on everything, resumable across the switch.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,6 +13,7 @@ use common::text_model_dir;
 use kelp_trainer::data::latents::{LatentRow, LatentSet};
 use kelp_trainer::models::text::{EmbeddingCache, TextEncoder};
 use kelp_trainer::train::dit::source::{LatentSource, LatentSourceSpec};
+use kelp_trainer::train::dit::{DitTrainConfig, StageSpec};
 use kelp_trainer::train::source::BatchSource;
 
 /// 7 latents of [2, 1, 2, 2] and 5 of [2, 2, 2, 2]; four captions, one clip without.
@@ -32,6 +34,10 @@ fn set() -> LatentSet {
 }
 
 fn source(rank: usize, world: usize) -> LatentSource {
+    staged(rank, world, Vec::new())
+}
+
+fn staged(rank: usize, world: usize, stages: Vec<StageSpec>) -> LatentSource {
     let spec = LatentSourceSpec {
         seed: 9,
         batch_size: 2,
@@ -39,6 +45,8 @@ fn source(rank: usize, world: usize) -> LatentSource {
         text_max_len: 8,
         rank,
         world,
+        stages,
+        micro_per_step: 1,
     };
     let text = TextEncoder::load(&text_model_dir(), &Default::default()).unwrap();
     LatentSource::new(set(), &spec, text, EmbeddingCache::in_memory()).unwrap()
@@ -97,6 +105,77 @@ fn ranks_take_disjoint_batches_and_a_restored_source_continues_the_order() {
     let again: Vec<Vec<String>> = (0..6).map(|_| resumed.next_batch().unwrap().ids).collect();
     assert_eq!(rest, again, "after {first:?}");
     assert!(resumed
-        .restore(&serde_json::json!({"epoch": 0, "batch": 99}))
+        .restore(&serde_json::json!({"delivered": 0, "stage": 0, "epoch": 0, "batch": 99}))
         .is_err());
+}
+
+/// Images (1 latent frame) until step 3, then every latent.
+fn images_then_video() -> Vec<StageSpec> {
+    vec![
+        StageSpec {
+            from_step: 0,
+            max_latent_frames: Some(1),
+            max_latent_cells: None,
+        },
+        StageSpec {
+            from_step: 3,
+            max_latent_frames: None,
+            max_latent_cells: None,
+        },
+    ]
+}
+
+#[test]
+fn stages_switch_the_latents_at_their_step_and_resume_across_the_switch() {
+    let mut src = staged(0, 1, images_then_video());
+    let frames: Vec<usize> = (0..10)
+        .map(|_| src.next_batch().unwrap().shape[2])
+        .collect();
+    assert!(
+        frames[..3].iter().all(|&t| t == 1),
+        "stage 0 is images only: {frames:?}"
+    );
+    assert!(
+        frames[3..].contains(&2),
+        "stage 1 never reached the videos: {frames:?}"
+    );
+    assert_eq!(src.stage(), 1);
+
+    for cut in [2, 3, 5] {
+        let mut whole = staged(0, 1, images_then_video());
+        let ids = |s: &mut LatentSource, n: usize| -> Vec<Vec<String>> {
+            (0..n).map(|_| s.next_batch().unwrap().ids).collect()
+        };
+        ids(&mut whole, cut);
+        let state = whole.state();
+        let rest = ids(&mut whole, 6);
+        let mut resumed = staged(0, 1, images_then_video());
+        resumed.restore(&state).unwrap();
+        assert_eq!(ids(&mut resumed, 6), rest, "resumed after {cut} batches");
+    }
+}
+
+#[test]
+fn a_stage_schedule_must_start_at_zero_and_increase() {
+    let base = "[train]\nsteps = 10\n";
+    let late = format!("{base}[[stages]]\nfrom_step = 2\n");
+    let e = DitTrainConfig::from_toml(&late, "d.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("from_step = 0"), "{e}");
+    let back = format!("{base}[[stages]]\nfrom_step = 0\n[[stages]]\nfrom_step = 0\n");
+    let e = DitTrainConfig::from_toml(&back, "d.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("increase"), "{e}");
+    let ok = format!(
+        "{base}[[stages]]\nfrom_step = 0\nmax_latent_frames = 1\n[[stages]]\nfrom_step = 5\n"
+    );
+    assert_eq!(
+        DitTrainConfig::from_toml(&ok, "d.toml")
+            .unwrap()
+            .stages
+            .len(),
+        2
+    );
 }

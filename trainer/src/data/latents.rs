@@ -200,17 +200,30 @@ impl LatentSet {
 pub struct LatentOrder {
     planner: Planner,
     drop_last: bool,
+    /// The set's row of each of the planner's samples.
+    rows: Vec<u32>,
 }
 
 impl LatentOrder {
+    /// The order of every latent of `set`.
     pub fn new(set: &LatentSet, seed: u64, batch_size: usize) -> Result<Self, LoaderError> {
-        let samples: Vec<SampleKey> = set
-            .shape_of
+        let all: Vec<u32> = (0..set.rows.len() as u32).collect();
+        Self::of_rows(set, &all, seed, batch_size)
+    }
+
+    /// The order of the latents `rows` of `set` (a training stage's share).
+    pub fn of_rows(
+        set: &LatentSet,
+        rows: &[u32],
+        seed: u64,
+        batch_size: usize,
+    ) -> Result<Self, LoaderError> {
+        let samples: Vec<SampleKey> = rows
             .iter()
-            .map(|&shape| SampleKey {
+            .map(|&r| SampleKey {
                 dataset: 0,
                 shard: 0,
-                shape,
+                shape: set.shape_of.get(r as usize).copied().unwrap_or(0),
             })
             .collect();
         let weights = BucketWeights::Natural;
@@ -232,6 +245,7 @@ impl LatentOrder {
         };
         Ok(LatentOrder {
             planner: Planner::new(&samples, &settings)?,
+            rows: rows.to_vec(),
             drop_last: true,
         })
     }
@@ -241,7 +255,13 @@ impl LatentOrder {
         let plan: EpochPlan = self.planner.epoch(epoch);
         rank_batches(plan.batches.len(), 0, rank, world, self.drop_last)
             .into_iter()
-            .map(|g| plan.batches[g].samples.clone())
+            .map(|g| {
+                plan.batches[g]
+                    .samples
+                    .iter()
+                    .filter_map(|&i| self.rows.get(i as usize).copied())
+                    .collect()
+            })
             .collect()
     }
 }

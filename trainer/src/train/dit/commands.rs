@@ -141,6 +141,8 @@ pub fn train_dit_on(args: &TrainDitArgs) -> Result<TrainSummary, TrainError> {
         text_max_len: cfg.data.text_max_len,
         rank: world.rank,
         world: world.size,
+        stages: cfg.stages.clone(),
+        micro_per_step: cfg.train.grad_accum,
     };
     let mut source = LatentSource::new(set, &spec, text, cache)?;
     let mut args = args.clone();

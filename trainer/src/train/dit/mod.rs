@@ -7,8 +7,8 @@
 //!
 //! Image-to-video: an image-conditioned model (`[model] image_condition`) sees the first clean
 //! latent frame of a share `[flow] i2v_rate` of its samples (`task::flow_loss`), and the sampler
-//! takes a first frame. Not here yet: the multi-stage schedule and packing inside the training
-//! loop.
+//! takes a first frame. The multi-stage schedule (`[[stages]]`) picks which latents each stage
+//! trains on ([`source`]). Not here yet: packing inside the training loop.
 
 pub mod commands;
 pub mod eval;
@@ -46,6 +46,32 @@ pub struct DitTrainConfig {
     /// reads them; `kelp eval dit` measures them.
     #[serde(default)]
     pub eval: EvalSpec,
+    /// The multi-stage schedule (`[[stages]]`, e.g. images first, then video): from each stage's
+    /// step on, training takes only the latents it admits. None: every latent from step 0.
+    #[serde(default)]
+    pub stages: Vec<StageSpec>,
+}
+
+/// One stage of the schedule: which latents training takes from `from_step` on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSpec {
+    /// The optimizer step the stage starts at (the first stage's is 0).
+    pub from_step: u64,
+    /// Latents of at most this many latent frames (1 = images only).
+    #[serde(default)]
+    pub max_latent_frames: Option<usize>,
+    /// Latents of at most this many cells per frame (latent H·W): low resolutions first.
+    #[serde(default)]
+    pub max_latent_cells: Option<usize>,
+}
+
+impl StageSpec {
+    /// Whether a latent of `[C, T, H, W]` belongs to this stage.
+    pub fn admits(&self, [_, t, h, w]: [usize; 4]) -> bool {
+        self.max_latent_frames.is_none_or(|m| t <= m)
+            && self.max_latent_cells.is_none_or(|m| h * w <= m)
+    }
 }
 
 /// `[data]`: where the latents come from and how they are batched and captioned.
@@ -114,6 +140,22 @@ impl DitTrainConfig {
                 "{what}: [data] batch_size must be at least 1 and text_max_len at least 2"
             )));
         }
+        if let Some(first) = c.stages.first() {
+            if first.from_step != 0 {
+                return Err(TrainError::Config(format!(
+                    "{what}: [[stages]]: the first stage must start at from_step = 0 (it starts at {})",
+                    first.from_step
+                )));
+            }
+        }
+        if c.stages
+            .windows(2)
+            .any(|w| w[1].from_step <= w[0].from_step)
+        {
+            return Err(TrainError::Config(format!(
+                "{what}: [[stages]]: from_step must increase from one stage to the next"
+            )));
+        }
         if let Some(s) = c.data.latent_scale {
             if !(s.is_finite() && s > 0.0) {
                 return Err(TrainError::Config(format!(
@@ -152,6 +194,7 @@ impl DitTrainConfig {
             ),
             ("[data]", a.data != old.data),
             ("[eval] holdout (the training clips)", a.eval != old.eval),
+            ("[[stages]]", a.stages != old.stages),
         ]
         .iter()
         .filter(|(_, d)| *d)

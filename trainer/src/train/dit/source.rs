@@ -1,12 +1,15 @@
 //! The DiT's batches from a `latents` dataset: the loader's order over the latents
 //! ([`crate::data::latents`]), each latent scaled by `latent_scale`, each caption's token
 //! embeddings from the frozen text encoder through the [`EmbeddingCache`] (a clip without a
-//! caption gets the empty caption, `[CLS] [SEP]`). Its state is (epoch, batch of the epoch), so
-//! a resumed run takes the batches that followed.
+//! caption gets the empty caption, `[CLS] [SEP]`). With a multi-stage schedule each stage has
+//! its own order over the latents it admits, entered at its first step (the source counts its
+//! micro-batches to know the step). Its state is (micro-batches delivered, stage, epoch, batch of
+//! the epoch), so a resumed run takes the batches that followed.
 
 use serde::{Deserialize, Serialize};
 
 use super::task::DitBatch;
+use super::StageSpec;
 use crate::data::latents::{LatentOrder, LatentSet};
 use crate::models::text::{EmbeddingCache, TextEncoder};
 use crate::train::backend::Cpu;
@@ -22,12 +25,20 @@ pub struct LatentBatcher {
     text_max_len: usize,
 }
 
-/// Latents and captions as DiT batches in the planner's order, for rank `rank` of `world`.
+/// Latents and captions as DiT batches in the planner's order, for rank `rank` of `world`,
+/// stage by stage.
 pub struct LatentSource {
     batcher: LatentBatcher,
-    order: LatentOrder,
+    stages: Vec<StageSpec>,
+    seed: u64,
+    batch_size: usize,
+    micro_per_step: u64,
     rank: usize,
     world: usize,
+    /// Micro-batches handed out since step 0 (the step is this over `micro_per_step`).
+    delivered: u64,
+    stage: usize,
+    order: LatentOrder,
     epoch: u64,
     pos: usize,
     batches: Vec<Vec<u32>>,
@@ -35,6 +46,8 @@ pub struct LatentSource {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct State {
+    delivered: u64,
+    stage: usize,
     epoch: u64,
     batch: usize,
 }
@@ -47,6 +60,10 @@ pub struct LatentSourceSpec {
     pub text_max_len: usize,
     pub rank: usize,
     pub world: usize,
+    /// The schedule (empty: one stage of every latent).
+    pub stages: Vec<StageSpec>,
+    /// Micro-batches per optimizer step (`[train] grad_accum`): how the source knows the step.
+    pub micro_per_step: u64,
 }
 
 impl LatentSource {
@@ -56,13 +73,27 @@ impl LatentSource {
         text: TextEncoder<Cpu>,
         cache: EmbeddingCache,
     ) -> Result<Self, TrainError> {
-        let order = LatentOrder::new(&set, spec.seed, spec.batch_size)
-            .map_err(|e| TrainError::Data(e.to_string()))?;
+        let stages = if spec.stages.is_empty() {
+            vec![StageSpec {
+                from_step: 0,
+                max_latent_frames: None,
+                max_latent_cells: None,
+            }]
+        } else {
+            spec.stages.clone()
+        };
+        let order = stage_order(&set, &stages[0], 0, spec.seed, spec.batch_size)?;
         let mut s = LatentSource {
             batcher: LatentBatcher::new(set, spec.latent_scale, spec.text_max_len, text, cache),
-            order,
+            stages,
+            seed: spec.seed,
+            batch_size: spec.batch_size,
+            micro_per_step: spec.micro_per_step.max(1),
             rank: spec.rank,
             world: spec.world.max(1),
+            delivered: 0,
+            stage: 0,
+            order,
             epoch: 0,
             pos: 0,
             batches: Vec::new(),
@@ -71,13 +102,35 @@ impl LatentSource {
         Ok(s)
     }
 
+    /// The stage of optimizer step `step`.
+    fn stage_at(&self, step: u64) -> usize {
+        self.stages
+            .iter()
+            .rposition(|st| st.from_step <= step)
+            .unwrap_or(0)
+    }
+
+    /// Switches to stage `k` at the start of its epoch 0.
+    fn enter(&mut self, k: usize) -> Result<(), TrainError> {
+        let st = self.stages.get(k).cloned().ok_or_else(|| {
+            TrainError::Checkpoint(format!("the latents' position: no stage {k}"))
+        })?;
+        self.order = stage_order(&self.batcher.set, &st, k, self.seed, self.batch_size)?;
+        self.stage = k;
+        self.epoch = 0;
+        self.pos = 0;
+        self.batches = self.epoch_batches(0)?;
+        Ok(())
+    }
+
     fn epoch_batches(&self, epoch: u64) -> Result<Vec<Vec<u32>>, TrainError> {
         let b = self.order.rank_epoch(epoch, self.rank, self.world);
         if b.is_empty() {
             let set = &self.batcher.set;
             return Err(TrainError::Data(format!(
-                "{}: {} latents make no full batch for rank {} of {} (lower [data] batch_size)",
+                "{}: stage {} ({} latents in all) makes no full batch for rank {} of {} (lower [data] batch_size or widen the stage)",
                 set.uri,
+                self.stage,
                 set.rows.len(),
                 self.rank,
                 self.world
@@ -90,6 +143,37 @@ impl LatentSource {
     pub fn captions_encoded(&self) -> usize {
         self.batcher.captions_encoded()
     }
+
+    /// The stage the next batch comes from.
+    pub fn stage(&self) -> usize {
+        self.stage
+    }
+}
+
+/// The order of the latents `stage` admits; each stage has its own stream of the seed.
+fn stage_order(
+    set: &LatentSet,
+    stage: &StageSpec,
+    k: usize,
+    seed: u64,
+    batch_size: usize,
+) -> Result<LatentOrder, TrainError> {
+    let rows: Vec<u32> = set
+        .rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| stage.admits(r.shape))
+        .map(|(i, _)| i as u32)
+        .collect();
+    if rows.is_empty() {
+        return Err(TrainError::Data(format!(
+            "{}: no latent fits stage {k} (from step {}: at most {:?} latent frames, {:?} cells per frame)",
+            set.uri, stage.from_step, stage.max_latent_frames, stage.max_latent_cells
+        )));
+    }
+    let stream = seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    LatentOrder::of_rows(set, &rows, stream, batch_size)
+        .map_err(|e| TrainError::Data(e.to_string()))
 }
 
 impl LatentBatcher {
@@ -168,6 +252,10 @@ impl BatchSource for LatentSource {
     type Item = DitBatch;
 
     fn next_batch(&mut self) -> Result<DitBatch, TrainError> {
+        let due = self.stage_at(self.delivered / self.micro_per_step);
+        if due != self.stage {
+            self.enter(due)?;
+        }
         if self.pos >= self.batches.len() {
             self.epoch += 1;
             self.pos = 0;
@@ -175,11 +263,14 @@ impl BatchSource for LatentSource {
         }
         let rows = self.batches[self.pos].clone();
         self.pos += 1;
+        self.delivered += 1;
         self.batcher.batch(&rows)
     }
 
     fn state(&self) -> serde_json::Value {
         serde_json::to_value(State {
+            delivered: self.delivered,
+            stage: self.stage,
             epoch: self.epoch,
             batch: self.pos,
         })
@@ -189,17 +280,20 @@ impl BatchSource for LatentSource {
     fn restore(&mut self, s: &serde_json::Value) -> Result<(), TrainError> {
         let st: State = serde_json::from_value(s.clone())
             .map_err(|e| TrainError::Checkpoint(format!("the latents' position {s}: {e}")))?;
+        self.enter(st.stage)?;
         self.batches = self.epoch_batches(st.epoch)?;
         if st.batch > self.batches.len() {
             return Err(TrainError::Checkpoint(format!(
-                "the latents' position: batch {} of epoch {}, which has {} (did the data or [data] change?)",
+                "the latents' position: batch {} of epoch {} of stage {}, which has {} (did the data or [data] change?)",
                 st.batch,
                 st.epoch,
+                st.stage,
                 self.batches.len()
             )));
         }
         self.epoch = st.epoch;
         self.pos = st.batch;
+        self.delivered = st.delivered;
         Ok(())
     }
 }
