@@ -80,20 +80,8 @@ pub struct SampleCommand {
     pub vae: String,
     #[arg(long)]
     pub prompt: String,
-    /// Frames of the clip (1 + dt·k for the VAE's temporal compression dt).
-    #[arg(long, default_value_t = 17)]
-    pub frames: usize,
-    /// WIDTHxHEIGHT in pixels (multiples of the VAE's spatial compression).
-    #[arg(long, default_value = "256x256", value_parser = parse_size)]
-    pub size: [usize; 2],
-    /// Euler steps.
-    #[arg(long, default_value_t = 30)]
-    pub steps: usize,
-    /// Classifier-free guidance scale (1 = none).
-    #[arg(long, default_value_t = 4.0)]
-    pub cfg: f64,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub clip: ClipArgs,
     #[arg(long, default_value_t = 24)]
     pub fps: u32,
     /// The MP4 to write.
@@ -167,7 +155,38 @@ pub enum EvalCommand {
     Dit {
         #[command(flatten)]
         data: CheckpointData,
+        /// Also sample each --prompt with the run's VAE (--vae) and write their frames as one
+        /// PNG contact sheet, a row per prompt.
+        #[arg(long, value_name = "PNG", requires = "vae")]
+        sheet: Option<PathBuf>,
+        /// The VAE run or checkpoint that encoded the DiT's training latents.
+        #[arg(long)]
+        vae: Option<String>,
+        /// A prompt of the contact sheet (repeat for more rows).
+        #[arg(long = "prompt")]
+        prompts: Vec<String>,
+        #[command(flatten)]
+        clip: ClipArgs,
     },
+}
+
+/// The clip a sampler makes.
+#[derive(Args)]
+pub struct ClipArgs {
+    /// Frames of the clip (1 + dt·k for the VAE's temporal compression dt).
+    #[arg(long, default_value_t = 17)]
+    pub frames: usize,
+    /// WIDTHxHEIGHT in pixels (multiples of the VAE's spatial compression).
+    #[arg(long, default_value = "256x256", value_parser = parse_size)]
+    pub size: [usize; 2],
+    /// Euler steps.
+    #[arg(long, default_value_t = 30)]
+    pub steps: usize,
+    /// Classifier-free guidance scale (1 = none).
+    #[arg(long, default_value_t = 4.0)]
+    pub cfg: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// `kelp encode`.

@@ -283,6 +283,43 @@ fn train_and_sample_dit(dir: &std::path::Path, vae: &std::path::Path, latents: &
         String::from_utf8_lossy(&probe.stderr)
     );
 
+    // A contact sheet of two prompts: 5 frames of 32×20 per row, 2 px apart.
+    let sheet = dir.join("sheet.png");
+    let out = kelp_ok(&[
+        "eval",
+        "dit",
+        "--checkpoint",
+        s(&run),
+        "--sheet",
+        s(&sheet),
+        "--vae",
+        s(vae),
+        "--prompt",
+        "a bright disc moves to the right",
+        "--prompt",
+        "stripes on a dark ground",
+        "--frames",
+        "5",
+        "--size",
+        "32x20",
+        "--steps",
+        "2",
+    ]);
+    assert!(out.contains("contact sheet"), "{out}");
+    let probe = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=width,height",
+            "-of",
+            "csv=p=0",
+            s(&sheet),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "168,42");
+
     // Image-to-video: the same model continues a still (a frame of a sample video).
     let still = dir.join("first.png");
     ffmpeg(&[

@@ -3,10 +3,11 @@
 
 use anyhow::{Context, Result};
 use kelp_cli::train_cli::{
-    CheckpointData, EncodeCommand, EvalCommand, SampleCommand, TrainCommand,
+    CheckpointData, ClipArgs, EncodeCommand, EvalCommand, SampleCommand, TrainCommand,
 };
-use kelp_trainer::train::dit::commands::{sample_clip, train_dit_on, SampleArgs, TrainDitArgs};
-use kelp_trainer::train::dit::eval::{eval_dit, EvalDitArgs};
+use kelp_trainer::train::dit::commands::{train_dit_on, TrainDitArgs};
+use kelp_trainer::train::dit::eval::{eval_dit, EvalDitArgs, SheetSpec};
+use kelp_trainer::train::dit::generate::{sample_clip, ClipSpec, SampleArgs};
 use kelp_trainer::train::dit::DitTrainConfig;
 use kelp_trainer::train::run::RunFlags;
 use kelp_trainer::train::split::Split;
@@ -94,8 +95,24 @@ pub fn eval(command: EvalCommand) -> Result<()> {
             print!("{summary}");
             Ok(())
         }
-        EvalCommand::Dit { data } => {
+        EvalCommand::Dit {
+            data,
+            sheet,
+            vae,
+            prompts,
+            clip,
+        } => {
+            let sheet = match (sheet, vae) {
+                (Some(output), Some(vae)) => Some(SheetSpec {
+                    output,
+                    vae,
+                    prompts,
+                    clip: clip_spec(&clip),
+                }),
+                _ => None,
+            };
             let args = EvalDitArgs {
+                sheet,
                 checkpoint: data.checkpoint.clone(),
                 latents: data.dataset.clone(),
                 split: data.split.unwrap_or(Split::HeldOut),
@@ -135,16 +152,22 @@ pub fn encode(command: EncodeCommand) -> Result<()> {
     Ok(())
 }
 
-pub fn sample(c: SampleCommand) -> Result<()> {
-    let args = SampleArgs {
-        checkpoint: c.checkpoint,
-        vae: c.vae,
-        prompt: c.prompt,
+fn clip_spec(c: &ClipArgs) -> ClipSpec {
+    ClipSpec {
         frames: c.frames,
         size: c.size,
         steps: c.steps,
         cfg: c.cfg,
         seed: c.seed,
+    }
+}
+
+pub fn sample(c: SampleCommand) -> Result<()> {
+    let args = SampleArgs {
+        checkpoint: c.checkpoint,
+        vae: c.vae,
+        prompt: c.prompt,
+        clip: clip_spec(&c.clip),
         fps: c.fps,
         output: c.output,
         save_latents: c.save_latents,

@@ -1,31 +1,26 @@
-//! What `kelp train dit` and `kelp sample` do once their arguments are parsed (`kelp eval dit`
-//! is [`super::eval`]). Training reads the training split of a `latents` dataset (`kelp
-//! encode`'s output) with its captions and runs the shared loop on the device the config asks
-//! for, as one rank of the launcher's world. Sampling integrates the
+//! What `kelp train dit` does once its arguments are parsed (`kelp eval dit` is [`super::eval`],
+//! `kelp sample` [`super::generate`]): it reads the training split of a `latents` dataset
+//! (`kelp encode`'s output) with its captions and runs the shared loop on the device the config
+//! asks for, as one rank of the launcher's world. Also the pieces those commands share: loading
+//! a DiT checkpoint, its text encoder, the check of latent shapes. Sampling integrates the
 //! flow from noise with guidance, decodes the latents with the VAE that made the training
 //! latents and writes an H.264 MP4 through the pipeline's clip encoder.
 
-use std::path::PathBuf;
-
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use kelp_pipeline::store::StoreOptions;
 
-use super::sample::{sample, SampleSpec};
 use super::source::{LatentSource, LatentSourceSpec};
 use super::{DitTask, DitTrainConfig};
-use crate::data::image;
 use crate::data::latents::LatentSet;
-use crate::data::recon::{write_row, PlanarClip};
 use crate::dist::Collective;
 use crate::models::dit::{Dit, DitConfig};
-use crate::models::nn::Compute;
 use crate::models::text::{self, EmbeddingCache, TextEncoder};
 use crate::train::backend::{self, Cpu, DeviceChoice, Selected};
+use crate::train::checkpoint::WeightsChoice;
 use crate::train::run::{self, compute_for, RunFlags, TrainSummary};
 use crate::train::split::{self, Split};
 use crate::train::trainer::{self, RunOptions};
-use crate::train::vae::{load_vae, WeightsChoice};
 use crate::train::{checkpoint, weights, TrainError};
 
 /// `kelp train dit`.
@@ -260,141 +255,8 @@ pub fn load_dit<B: Backend>(
     })
 }
 
-/// `kelp sample`.
-#[derive(Debug, Clone)]
-pub struct SampleArgs {
-    /// The DiT (a run or one checkpoint).
-    pub checkpoint: String,
-    /// The VAE that encoded the DiT's training latents.
-    pub vae: String,
-    pub prompt: String,
-    pub frames: usize,
-    /// Width and height in pixels.
-    pub size: [usize; 2],
-    pub steps: usize,
-    pub cfg: f64,
-    pub seed: u64,
-    pub fps: u32,
-    pub output: PathBuf,
-    /// Also write the sampled latents (f32 little-endian, `[C, T, H, W]`, unscaled).
-    pub save_latents: Option<PathBuf>,
-    /// Image-to-video: the clip's first frame (PNG or JPEG, scaled to `size`).
-    pub image: Option<PathBuf>,
-    pub weights: WeightsChoice,
-    pub device: DeviceChoice,
-    pub store: StoreOptions,
-}
-
-/// What `kelp sample` wrote.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SampleSummary {
-    pub output: PathBuf,
-    pub frames: usize,
-    pub width: usize,
-    pub height: usize,
-    pub latent: [usize; 4],
-}
-
-/// `kelp sample`: one clip for one prompt.
-pub fn sample_clip(args: &SampleArgs) -> Result<SampleSummary, TrainError> {
-    match backend::select(args.device)? {
-        Selected::Cpu { .. } => sample_on::<Cpu>(args, &Default::default()),
-        #[cfg(feature = "cuda")]
-        Selected::Cuda(g) => {
-            sample_on::<backend::Gpu>(args, &burn::backend::cuda::CudaDevice::new(g.ordinal))
-        }
-        #[cfg(not(feature = "cuda"))]
-        Selected::Cuda(_) => Err(TrainError::Device("built without cuda".into())),
-    }
-}
-
 pub(super) fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>, TrainError> {
     t.into_data()
         .to_vec::<f32>()
         .map_err(|e| TrainError::Other(format!("reading a tensor back: {e:?}")))
-}
-
-fn sample_on<B: Backend>(
-    args: &SampleArgs,
-    device: &B::Device,
-) -> Result<SampleSummary, TrainError> {
-    let dit = load_dit::<B>(&args.checkpoint, &args.store, args.weights, device)?;
-    let vae = load_vae::<B>(&args.vae, &args.store, args.weights, device)?;
-    let arch = dit.train.architecture(&args.checkpoint)?;
-    let [width, height] = args.size;
-    let latent = vae
-        .config
-        .latent_shape(args.frames, height, width)
-        .map_err(|e| {
-            TrainError::Config(format!(
-                "--frames {} --size {width}x{height}: {e}",
-                args.frames
-            ))
-        })?;
-    let [c, t, h, w] = latent;
-    if c != arch.latent_channels {
-        return Err(TrainError::Config(format!(
-            "the VAE {} makes {c}-channel latents, the DiT {} takes {}",
-            args.vae, args.checkpoint, arch.latent_channels
-        )));
-    }
-    let scale = dit.train.data.latent_scale.unwrap_or(1.0);
-    let text = text_encoder(&dit.train, &arch)?;
-    let batch = text
-        .encode(&[args.prompt.as_str()], dit.train.data.text_max_len)
-        .map_err(|e| TrainError::Config(format!("the prompt: {e}")))?;
-    let tokens = Tensor::<B, 3>::from_data(batch.tokens.into_data(), device);
-    let mask = Tensor::<B, 2>::from_data(batch.mask.into_data(), device);
-    let spec = SampleSpec {
-        steps: args.steps,
-        cfg: args.cfg,
-        shift: dit
-            .train
-            .flow
-            .shift_for(arch.token_grid(t, h, w)?.iter().product()),
-        seed: args.seed,
-    };
-    let first = match &args.image {
-        Some(path) => {
-            let pixels = image::read_planar(path, width, height).map_err(TrainError::Data)?;
-            let x = Tensor::<B, 5>::from_data(
-                TensorData::new(pixels, [1, 3, 1, height, width]),
-                device,
-            );
-            Some(vae.vae.encode(x, Compute::F32).mean.mul_scalar(scale))
-        }
-        None => None,
-    };
-    let z = sample(
-        &dit.dit,
-        [1, c, t, h, w],
-        tokens,
-        mask,
-        first,
-        &spec,
-        Compute::F32,
-    )?
-    .div_scalar(scale);
-    if let Some(p) = &args.save_latents {
-        let bytes: Vec<u8> = values(z.clone())?
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-        std::fs::write(p, bytes).map_err(|e| TrainError::Io(format!("{}: {e}", p.display())))?;
-    }
-    let video = values(vae.vae.decode(z, Compute::F32).clamp(-1.0, 1.0))?;
-    let clip = PlanarClip {
-        values: &video,
-        frames: args.frames,
-        height,
-        width,
-    };
-    write_row(&args.output, &[clip], args.fps).map_err(TrainError::Io)?;
-    Ok(SampleSummary {
-        output: args.output.clone(),
-        frames: args.frames,
-        width,
-        height,
-        latent,
-    })
 }

@@ -1,14 +1,20 @@
 //! `kelp eval dit`: the flow-matching loss of a checkpoint's DiT on the held-out latents (or
 //! another split) at fixed timesteps, with noise that is a function of the clip id alone, so
-//! two checkpoints of a run compare on the same draws — the honest small-scale metric.
+//! two checkpoints of a run compare on the same draws — the honest small-scale metric; and a
+//! contact sheet of a fixed set of prompts for people to look at.
+
+use std::path::PathBuf;
 
 use burn::tensor::backend::Backend;
 use kelp_pipeline::store::StoreOptions;
 
 use super::commands::{check_latents, load_dit, runtime, text_encoder, values};
+use super::generate::{ClipSpec, Generator};
 use super::source::LatentBatcher;
 use super::task::{flow_loss, Draws};
+use crate::data::image;
 use crate::data::latents::LatentSet;
+use crate::data::recon::PlanarClip;
 use crate::models::init::HostRng;
 use crate::models::nn::Compute;
 use crate::models::text::EmbeddingCache;
@@ -21,6 +27,8 @@ use crate::train::TrainError;
 #[derive(Debug, Clone)]
 pub struct EvalDitArgs {
     pub checkpoint: String,
+    /// Also sample these prompts to a contact sheet.
+    pub sheet: Option<SheetSpec>,
     /// The latents (default: the checkpoint's config's).
     pub latents: Option<String>,
     pub split: Split,
@@ -28,6 +36,16 @@ pub struct EvalDitArgs {
     pub batch_size: usize,
     pub device: DeviceChoice,
     pub store: StoreOptions,
+}
+
+/// A contact sheet: a fixed set of prompts sampled with the run's VAE, one row of frames each.
+#[derive(Debug, Clone)]
+pub struct SheetSpec {
+    pub output: PathBuf,
+    /// The VAE that encoded the training latents.
+    pub vae: String,
+    pub prompts: Vec<String>,
+    pub clip: ClipSpec,
 }
 
 /// The timesteps the validation loss is measured at: the centres of five equal bins of (0, 1).
@@ -40,6 +58,8 @@ pub struct DitEval {
     pub step: u64,
     pub clips: usize,
     pub per_time: Vec<(f32, f64)>,
+    /// The contact sheet written, if asked for.
+    pub sheet: Option<PathBuf>,
 }
 
 impl DitEval {
@@ -60,7 +80,11 @@ impl std::fmt::Display for DitEval {
         for (t, l) in &self.per_time {
             writeln!(f, "{t:<8.1} {l:>10.4}")?;
         }
-        writeln!(f, "{:<8} {:>10.4}", "all", self.mean())
+        writeln!(f, "{:<8} {:>10.4}", "all", self.mean())?;
+        if let Some(p) = &self.sheet {
+            writeln!(f, "contact sheet: {}", p.display())?;
+        }
+        Ok(())
     }
 }
 
@@ -127,6 +151,10 @@ fn eval_on<B: Backend>(args: &EvalDitArgs, device: &B::Device) -> Result<DitEval
             sums[k] += f64::from(l) * batch.len() as f64;
         }
     }
+    let sheet = match &args.sheet {
+        Some(spec) => Some(contact_sheet::<B>(args, spec, device)?),
+        None => None,
+    };
     Ok(DitEval {
         checkpoint: args.checkpoint.clone(),
         step: dit.step,
@@ -136,5 +164,42 @@ fn eval_on<B: Backend>(args: &EvalDitArgs, device: &B::Device) -> Result<DitEval
             .zip(sums)
             .map(|(&t, s)| (t, s / clips as f64))
             .collect(),
+        sheet,
     })
+}
+
+/// Samples each prompt of `spec` (same seed) and writes the frames as one PNG.
+fn contact_sheet<B: Backend>(
+    args: &EvalDitArgs,
+    spec: &SheetSpec,
+    device: &B::Device,
+) -> Result<PathBuf, TrainError> {
+    if spec.prompts.is_empty() {
+        return Err(TrainError::Config(
+            "a contact sheet needs at least one --prompt".into(),
+        ));
+    }
+    let g = Generator::<B>::load(
+        &args.checkpoint,
+        &spec.vae,
+        &args.store,
+        args.weights,
+        device,
+    )?;
+    let mut pixels = Vec::with_capacity(spec.prompts.len());
+    for p in &spec.prompts {
+        pixels.push(g.clip(p, None, &spec.clip)?.pixels);
+    }
+    let [width, height] = spec.clip.size;
+    let clips: Vec<PlanarClip> = pixels
+        .iter()
+        .map(|v| PlanarClip {
+            values: v,
+            frames: spec.clip.frames,
+            height,
+            width,
+        })
+        .collect();
+    image::write_contact_sheet(&spec.output, &clips).map_err(TrainError::Io)?;
+    Ok(spec.output.clone())
 }

@@ -3,7 +3,8 @@
 //! runs ([`task`]), the Euler sampler with classifier-free guidance ([`sample`]) and synthetic
 //! batches ([`synthetic`]) for tests; a `latents` dataset with its captions' token embeddings
 //! (the frozen text encoder, [`crate::models::text`]) as a batch source ([`source`]), and the
-//! `kelp train dit` / `kelp sample` entry points ([`commands`]) and `kelp eval dit` ([`eval`]).
+//! `kelp train dit` entry point ([`commands`]), `kelp sample` ([`generate`]) and `kelp eval dit`
+//! ([`eval`]).
 //!
 //! Image-to-video: an image-conditioned model (`[model] image_condition`) sees the first clean
 //! latent frame of a share `[flow] i2v_rate` of its samples (`task::flow_loss`), and the sampler
@@ -13,6 +14,7 @@
 pub mod commands;
 pub mod eval;
 pub mod flow;
+pub mod generate;
 pub mod sample;
 pub mod source;
 pub mod synthetic;
