@@ -1,0 +1,194 @@
+//! The DiT part of the end-to-end test (`tests/train_vae.rs`): on the latents `kelp encode`
+//! committed, `kelp train dit` (stopped after one step and resumed), `kelp eval dit` with a
+//! contact sheet, `kelp sample` by seed and from a still.
+
+use super::common::*;
+use super::s;
+
+/// The tiny DiT on the tiny VAE's latents (2×5×8 for 5×32×20 clips: no patching) with MiniLM's
+/// 384-wide caption tokens, image-conditioned on a fifth of its samples.
+const DIT_CONFIG: &str = r#"
+[model]
+preset = "tiny"
+patch = [1, 1, 1]
+text_dim = 384
+image_condition = true
+[flow]
+base_tokens = 0
+[train]
+steps = 60
+lr = 2e-3
+warmup_steps = 5
+seed = 1
+device = "cpu"
+[checkpoint]
+every = 30
+[log]
+every = 10
+[data]
+batch_size = 2
+text_max_len = 16
+[eval]
+holdout = 0.25
+"#;
+
+/// `kelp train dit` on `latents`, then `kelp sample` with the VAE run `vae`: the sampled clip is
+/// a decodable MP4 of the requested shape, and its latents are a function of the seed.
+pub fn train_and_sample_dit(
+    dir: &std::path::Path,
+    vae: &std::path::Path,
+    latents: &std::path::Path,
+) {
+    let config = dir.join("dit.toml");
+    std::fs::write(&config, DIT_CONFIG).unwrap();
+    let run = dir.join("dit-run");
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "dit",
+            "--latents",
+            s(latents),
+            "--config",
+            s(&config),
+            "--run",
+            s(&run),
+            "--quiet",
+        ];
+        args.extend(extra);
+        kelp_ok(&args)
+    };
+    // The held-out loss after one step (about the untrained model's) and after sixty.
+    let held_out_loss = || {
+        let out = kelp_ok(&["eval", "dit", "--checkpoint", s(&run)]);
+        let all = out
+            .lines()
+            .find(|l| l.starts_with("all "))
+            .unwrap_or_else(|| panic!("no `all` row:\n{out}"));
+        let loss: f64 = all.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (loss, out)
+    };
+    let out = train(&["--until-step", "1"]);
+    assert!(out.contains("step 1 (2 clips)"), "{out}");
+    let (before, table) = held_out_loss();
+    let out = train(&["--resume"]);
+    assert!(out.contains("step 60 (120 clips)"), "{out}");
+    let (after, table_after) = held_out_loss();
+    println!("DiT held-out flow-matching loss: step 1 {before:.4} → step 60 {after:.4}\n{table}{table_after}");
+    assert!(
+        after < 0.7 * before,
+        "held-out loss {before:.4} → {after:.4}\n{table}{table_after}"
+    );
+    let recorded = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(recorded.contains("latent_scale"), "{recorded}");
+
+    let sample = |seed: &str, name: &str, extra: &[&str]| {
+        let (mp4, raw) = (
+            dir.join(format!("{name}.mp4")),
+            dir.join(format!("{name}.f32")),
+        );
+        let mut args = vec![
+            "sample",
+            "--checkpoint",
+            s(&run),
+            "--vae",
+            s(vae),
+            "--prompt",
+            "a bright disc moves to the right",
+            "--frames",
+            "5",
+            "--size",
+            "32x20",
+            "--steps",
+            "3",
+            "--seed",
+            seed,
+            "--device",
+            "cpu",
+            "-o",
+            s(&mp4),
+            "--save-latents",
+            s(&raw),
+        ];
+        args.extend(extra);
+        let out = kelp_ok(&args);
+        assert!(out.contains("5 frames of 32x20"), "{out}");
+        (mp4, std::fs::read(&raw).unwrap())
+    };
+    let (mp4, a) = sample("3", "a", &[]);
+    let (_, again) = sample("3", "b", &[]);
+    let (_, other) = sample("4", "c", &[]);
+    assert_eq!(a.len(), 8 * 2 * 5 * 8 * 4, "f32 latents of 8×2×5×8");
+    assert_eq!(a, again, "the same seed gave other latents");
+    assert_ne!(a, other, "the seed changed nothing");
+    let probe = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+            "-of",
+            "csv=p=0",
+            s(&mp4),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&probe.stdout).trim(),
+        "h264,32,20,5",
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+
+    // A contact sheet of two prompts: 5 frames of 32×20 per row, 2 px apart.
+    let sheet = dir.join("sheet.png");
+    let out = kelp_ok(&[
+        "eval",
+        "dit",
+        "--checkpoint",
+        s(&run),
+        "--sheet",
+        s(&sheet),
+        "--vae",
+        s(vae),
+        "--prompt",
+        "a bright disc moves to the right",
+        "--prompt",
+        "stripes on a dark ground",
+        "--frames",
+        "5",
+        "--size",
+        "32x20",
+        "--steps",
+        "2",
+    ]);
+    assert!(out.contains("contact sheet"), "{out}");
+    let probe = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=width,height",
+            "-of",
+            "csv=p=0",
+            s(&sheet),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "168,42");
+
+    // Image-to-video: the same model continues a still (a frame of a sample video).
+    let still = dir.join("first.png");
+    ffmpeg(&[
+        "-i",
+        s(&dir.join("samples/cuts.mp4")),
+        "-frames:v",
+        "1",
+        s(&still),
+    ]);
+    let (i2v, from_still) = sample("3", "i2v", &["--image", s(&still)]);
+    assert_ne!(from_still, a, "the still changed nothing");
+    assert!(std::fs::metadata(&i2v).unwrap().len() > 0);
+}
