@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use kelp_trainer::train::backend::DeviceChoice;
+use kelp_trainer::train::dit::sample::Solver;
 use kelp_trainer::train::split::Split;
 
 use crate::cli::StoreArgs;
@@ -187,6 +188,9 @@ pub struct ClipArgs {
     pub cfg: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// euler or heun (second order: two model passes per step).
+    #[arg(long, default_value = "euler")]
+    pub solver: Solver,
 }
 
 /// `kelp encode`.

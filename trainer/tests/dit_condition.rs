@@ -13,7 +13,7 @@ use kelp_trainer::models::dit::condition::with_condition;
 use kelp_trainer::models::dit::Dit;
 use kelp_trainer::models::nn::Compute;
 use kelp_trainer::train::backend::Cpu;
-use kelp_trainer::train::dit::sample::{sample, SampleSpec};
+use kelp_trainer::train::dit::sample::{sample, SampleSpec, Solver};
 
 type B = Cpu;
 
@@ -95,6 +95,7 @@ fn a_conditioned_dit_depends_on_the_first_frame_and_samples_continue_it_determin
         cfg: 2.0,
         shift: 1.0,
         seed: 4,
+        solver: Solver::Euler,
     };
     let first = randn::<B, 5>(11, [b, c, 1, h, w], &device);
     let run = |f: Option<Tensor<B, 5>>| {

@@ -159,6 +159,7 @@ fn clip_spec(c: &ClipArgs) -> ClipSpec {
         steps: c.steps,
         cfg: c.cfg,
         seed: c.seed,
+        solver: c.solver,
     }
 }
 

@@ -10,7 +10,7 @@ use burn::tensor::{Tensor, TensorData};
 use kelp_pipeline::store::StoreOptions;
 
 use super::commands::{load_dit, text_encoder, values, LoadedDit};
-use super::sample::{sample, SampleSpec};
+use super::sample::{sample, SampleSpec, Solver};
 use crate::data::image;
 use crate::data::recon::{write_row, PlanarClip};
 use crate::models::dit::DitConfig;
@@ -30,6 +30,7 @@ pub struct ClipSpec {
     pub steps: usize,
     pub cfg: f64,
     pub seed: u64,
+    pub solver: Solver,
 }
 
 /// A trained DiT with its VAE and text encoder, ready to sample clips.
@@ -120,6 +121,7 @@ impl<B: Backend> Generator<B> {
                 .flow
                 .shift_for(self.arch.token_grid(t, h, w)?.iter().product()),
             seed: spec.seed,
+            solver: spec.solver,
         };
         let z = sample(
             &self.dit.dit,

@@ -1,5 +1,5 @@
-//! Sampling: Euler integration of the learned velocity from noise (t = 1) to latents (t = 0) on
-//! the shifted time grid of [`super::flow::euler_times`], with classifier-free guidance
+//! Sampling: Euler (or Heun) integration of the learned velocity from noise (t = 1) to latents
+//! (t = 0) on the shifted time grid of [`super::flow::euler_times`], with classifier-free guidance
 //! `v = v_null + g·(v_text − v_null)` (one forward over the caption and null-caption batches
 //! together). The starting noise is a function of the seed, so a seed gives the same latents.
 
@@ -13,16 +13,40 @@ use crate::models::init::HostRng;
 use crate::models::nn::Compute;
 use crate::train::TrainError;
 
+/// The ODE solver.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Solver {
+    /// One velocity per step.
+    #[default]
+    Euler,
+    /// Heun's second-order method: an Euler predictor, then the mean of the velocities at both
+    /// ends (two model passes per step; the flow's velocity is defined at t = 0, so the last
+    /// step is corrected too).
+    Heun,
+}
+
+impl std::str::FromStr for Solver {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "euler" => Ok(Solver::Euler),
+            "heun" => Ok(Solver::Heun),
+            other => Err(format!("solver {other:?}: euler or heun")),
+        }
+    }
+}
+
 /// How to sample.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SampleSpec {
-    /// Euler steps.
+    /// Steps of the time grid.
     pub steps: usize,
     /// Guidance scale g; 1 = the conditional model alone (no null-caption pass).
     pub cfg: f64,
     /// Timestep shift k of the time grid (1 = none; `FlowConfig::shift_for` gives training's).
     pub shift: f64,
     pub seed: u64,
+    pub solver: Solver,
 }
 
 /// Latents `shape` = `[B, C, T, H, W]` for captions `text` `[B, L, D]` with `mask` `[B, L]`;
@@ -72,10 +96,9 @@ pub fn sample<B: Backend>(
     } else {
         (text, mask)
     };
-    let times = euler_times(spec.steps, spec.shift);
-    for w in times.windows(2) {
-        let (t, next) = (w[0], w[1]);
-        let v = if guided {
+    // The guided velocity at (x, t).
+    let velocity = |x: &Tensor<B, 5>, t: f64| -> Result<Tensor<B, 5>, TrainError> {
+        Ok(if guided {
             let rows = 2 * b;
             let tt = Tensor::<B, 1>::full([rows], t as f32, &device);
             let both = model.forward(
@@ -91,8 +114,20 @@ pub fn sample<B: Backend>(
         } else {
             let tt = Tensor::<B, 1>::full([b], t as f32, &device);
             model.forward(input(x.clone(), b), tt, text.clone(), mask.clone(), c)?
+        })
+    };
+    let times = euler_times(spec.steps, spec.shift);
+    for w in times.windows(2) {
+        let (t, next) = (w[0], w[1]);
+        let v = velocity(&x, t)?;
+        let euler = x.clone() + v.clone() * (next - t);
+        x = match spec.solver {
+            Solver::Heun => {
+                let v_next = velocity(&euler, next)?;
+                x + (v + v_next) * (0.5 * (next - t))
+            }
+            _ => euler,
         };
-        x = x + v * (next - t);
     }
     Ok(x)
 }
