@@ -270,3 +270,81 @@ fn a_resumed_dit_run_ends_where_the_uninterrupted_one_does() {
     let diff = max_abs_diff(&a, &b);
     assert!(diff < 1e-5, "weights differ by {diff}");
 }
+
+/// PSNR of `x` against `reference` with the reference's peak-to-peak range as the peak.
+fn latent_psnr(x: &[f32], reference: &[f32]) -> f64 {
+    let (lo, hi) = reference
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let mse = x
+        .iter()
+        .zip(reference)
+        .map(|(a, b)| f64::from((a - b) * (a - b)))
+        .sum::<f64>()
+        / reference.len() as f64;
+    10.0 * (f64::from(hi - lo).powi(2) / mse.max(1e-12)).log10()
+}
+
+/// The tiny DiT trained on one synthetic clip (1000 steps, no caption dropout), then sampled with
+/// its caption (20 Heun steps, no guidance), gives back that clip's latent.
+#[test]
+fn overfitting_one_clip_then_sampling_its_caption_reproduces_it() {
+    let device = Default::default();
+    let b = &synthetic::batches(7, 4, 1, &SPEC)[0];
+    let per: usize = b.shape[1..].iter().product();
+    let [_, l, d] = b.text_shape;
+    let one = DitBatch::new(
+        b.ids[..1].to_vec(),
+        [1, b.shape[1], b.shape[2], b.shape[3], b.shape[4]],
+        b.latents[..per].to_vec(),
+        [1, l, d],
+        b.text[..l * d].to_vec(),
+        b.mask[..l].to_vec(),
+    )
+    .unwrap();
+    let steps = 1000;
+    let spec: TrainSpec = parse_toml(
+        &format!("steps = {steps}\nlr = 3e-3\nwarmup_steps = 10\nema_decay = 0.0\nseed = 3"),
+        "test",
+    )
+    .unwrap();
+    let config = tiny([1, 2, 2]);
+    let flow = FlowConfig {
+        base_tokens: 0,
+        cfg_dropout: 0.0,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = RunStore::open(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+    let opts = RunOptions {
+        resume: false,
+        until_step: None,
+        progress: false,
+        config_toml: String::new(),
+        metrics_dir: dir.path().to_path_buf(),
+        peak_tflops: None,
+        checkpoint: CheckpointSpec { every: 0, keep: 1 },
+        log: LogSpec { every: 50 },
+    };
+    let mut task = DitTask::<CpuAutodiff>::new(config.clone(), flow, Compute::F32, &device);
+    let mut source = FixedBatches::new(vec![one.clone()], 1).unwrap();
+    let model = Dit::<CpuAutodiff>::new(&config, &device, 0);
+    let model = train(&mut task, model, &mut source, &spec, &store, &opts, &device)
+        .unwrap()
+        .model
+        .valid();
+    let (_, text, mask) = one.tensors::<Cpu>(&device);
+    let s = SampleSpec {
+        steps: 20,
+        cfg: 1.0,
+        shift: 1.0,
+        seed: 21,
+        solver: Solver::Heun,
+    };
+    let x = values(sample(&model, one.shape, text, mask, None, &s, Compute::F32).unwrap());
+    let noise_psnr = latent_psnr(&vec![0.0; per], &one.latents);
+    let psnr = latent_psnr(&x, &one.latents);
+    println!("one clip, {steps} steps: sampled with its caption at {psnr:.1} dB (latent PSNR; zeros give {noise_psnr:.1} dB)");
+    // Measured 29.3 dB (2026-12-02); zeros give 11.4 dB.
+    assert!(psnr > 25.0, "{psnr:.1} dB");
+}
