@@ -174,3 +174,42 @@ fn a_damaged_checkpoint_is_refused_by_name() {
         .to_string();
     assert!(e.contains("optimizer.mpk") && e.contains("damaged"), "{e}");
 }
+
+/// Two steps with burn's balanced activation checkpointing (activations recomputed in the
+/// backward pass) end at the weights two plain steps end at.
+#[test]
+fn activation_checkpointing_trains_the_same_weights() {
+    fn two_steps<B: burn::tensor::backend::AutodiffBackend>() -> Vec<(String, Vec<f32>)> {
+        let device = Default::default();
+        let spec: TrainSpec = parse_toml(
+            "steps = 2\nlr = 2e-3\nwarmup_steps = 1\nema_decay = 0\nseed = 4",
+            "t",
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = RunStore::open(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+        let mut source = FixedBatches::new(synthetic::batches(3, 0, 2, 2, [5, 8, 8]), 11).unwrap();
+        let mut task = VaeTask::<B>::new(tiny(), LossConfig::default(), Compute::F32, &device, 4);
+        let t = train(
+            &mut task,
+            Vae::<B>::new(&tiny(), &device, 4),
+            &mut source,
+            &spec,
+            &store,
+            &options(dir.path(), false, None, 0),
+            &device,
+        )
+        .unwrap();
+        floats(&weights::to_safetensors(&t.model).unwrap())
+    }
+    let plain = two_steps::<AB>();
+    let checkpointed = two_steps::<kelp_trainer::train::backend::CpuAutodiffCheckpointed>();
+    for ((name, a), (_, b)) in plain.iter().zip(&checkpointed) {
+        let diff = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-5, "{name}: weights differ by {diff}");
+    }
+}

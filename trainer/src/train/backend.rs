@@ -14,11 +14,19 @@ use super::TrainError;
 pub type Cpu = burn::backend::Flex;
 /// The CPU backend with autodiff: what CPU training runs on.
 pub type CpuAutodiff = burn::backend::Autodiff<Cpu>;
+/// burn's balanced activation checkpointing: operations burn marks memory-bound (elementwise
+/// ops, activations) keep no outputs and are recomputed in the backward pass.
+pub type Checkpointed = burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
+/// The CPU backend with autodiff and activation checkpointing (`[train]
+/// activation_checkpointing = true`).
+pub type CpuAutodiffCheckpointed = burn::backend::Autodiff<Cpu, Checkpointed>;
 /// burn's CUDA backend (f32 parameters; mixed precision casts inside the model).
 #[cfg(feature = "cuda")]
 pub type Gpu = burn::backend::Cuda<f32, i32>;
 #[cfg(feature = "cuda")]
 pub type GpuAutodiff = burn::backend::Autodiff<Gpu>;
+#[cfg(feature = "cuda")]
+pub type GpuAutodiffCheckpointed = burn::backend::Autodiff<Gpu, Checkpointed>;
 
 /// The `device` key of a config or `--device`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -38,6 +38,11 @@ pub struct TrainSpec {
     /// Decay of the exponential moving average of the weights; 0 keeps no EMA.
     #[serde(default = "d_ema")]
     pub ema_decay: f64,
+    /// Recompute memory-bound activations in the backward pass instead of keeping them (burn's
+    /// balanced checkpointing): less memory for some more compute. The weights it trains are the
+    /// same.
+    #[serde(default)]
+    pub activation_checkpointing: bool,
     /// `f32`, or `bf16`/`f16` for convolutions and matrix products on a GPU (weights stay f32).
     #[serde(default)]
     pub precision: Precision,

@@ -143,7 +143,15 @@ pub fn train_dit_on(args: &TrainDitArgs) -> Result<TrainSummary, TrainError> {
     let mut args = args.clone();
     args.config = cfg;
     args.progress &= world.rank == 0;
+    let checkpointed = args.config.train.activation_checkpointing;
     match &selected {
+        Selected::Cpu { .. } if checkpointed => run_on::<backend::CpuAutodiffCheckpointed>(
+            &args,
+            &mut source,
+            &Default::default(),
+            &selected,
+            coll.as_mut(),
+        ),
         Selected::Cpu { .. } => run_on::<backend::CpuAutodiff>(
             &args,
             &mut source,
@@ -152,17 +160,30 @@ pub fn train_dit_on(args: &TrainDitArgs) -> Result<TrainSummary, TrainError> {
             coll.as_mut(),
         ),
         #[cfg(feature = "cuda")]
-        Selected::Cuda(g) => run_on::<backend::GpuAutodiff>(
-            &args,
-            &mut source,
-            &burn::backend::cuda::CudaDevice::new(if world.size > 1 {
+        Selected::Cuda(g) => {
+            let device = burn::backend::cuda::CudaDevice::new(if world.size > 1 {
                 world.local_rank
             } else {
                 g.ordinal
-            }),
-            &selected,
-            coll.as_mut(),
-        ),
+            });
+            if checkpointed {
+                run_on::<backend::GpuAutodiffCheckpointed>(
+                    &args,
+                    &mut source,
+                    &device,
+                    &selected,
+                    coll.as_mut(),
+                )
+            } else {
+                run_on::<backend::GpuAutodiff>(
+                    &args,
+                    &mut source,
+                    &device,
+                    &selected,
+                    coll.as_mut(),
+                )
+            }
+        }
         #[cfg(not(feature = "cuda"))]
         Selected::Cuda(_) => Err(TrainError::Device("built without cuda".into())),
     }

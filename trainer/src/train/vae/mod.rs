@@ -78,6 +78,7 @@ impl VaeTrainConfig {
         a.train.steps = b.train.steps;
         a.train.device = b.train.device;
         a.train.peak_tflops = b.train.peak_tflops;
+        a.train.activation_checkpointing = b.train.activation_checkpointing;
         a.checkpoint = b.checkpoint.clone();
         a.log = b.log.clone();
         let differs: Vec<&str> = [
@@ -120,22 +121,31 @@ pub fn train_vae(
     coll: &mut dyn Collective,
 ) -> Result<TrainSummary, TrainError> {
     let selected = backend::select(args.device.unwrap_or(args.config.train.device))?;
+    let checkpointed = args.config.train.activation_checkpointing;
     match &selected {
+        Selected::Cpu { .. } if checkpointed => run_on::<backend::CpuAutodiffCheckpointed>(
+            args,
+            source,
+            &Default::default(),
+            &selected,
+            coll,
+        ),
         Selected::Cpu { .. } => {
             run_on::<backend::CpuAutodiff>(args, source, &Default::default(), &selected, coll)
         }
         #[cfg(feature = "cuda")]
-        Selected::Cuda(g) => run_on::<backend::GpuAutodiff>(
-            args,
-            source,
-            &burn::backend::cuda::CudaDevice::new(if coll.world().size > 1 {
+        Selected::Cuda(g) => {
+            let device = burn::backend::cuda::CudaDevice::new(if coll.world().size > 1 {
                 coll.world().local_rank
             } else {
                 g.ordinal
-            }),
-            &selected,
-            coll,
-        ),
+            });
+            if checkpointed {
+                run_on::<backend::GpuAutodiffCheckpointed>(args, source, &device, &selected, coll)
+            } else {
+                run_on::<backend::GpuAutodiff>(args, source, &device, &selected, coll)
+            }
+        }
         #[cfg(not(feature = "cuda"))]
         Selected::Cuda(_) => Err(TrainError::Device("built without cuda".into())),
     }
