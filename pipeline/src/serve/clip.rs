@@ -152,13 +152,13 @@ async fn timeline(
     let vid = literal(video_id);
     let mut out = Timeline::default();
     if let Some(have) = columns_of(ctx, "boundaries").await {
-        if ["time_s", "kind", "frame"]
+        if ["time_s", "kind"]
             .iter()
             .all(|c| have.iter().any(|h| h == c))
         {
             let (schema, batches) = collect(
                 ctx,
-                &format!("SELECT * FROM boundaries WHERE video_id = {vid} ORDER BY frame"),
+                &format!("SELECT * FROM boundaries WHERE video_id = {vid} ORDER BY time_s"),
             )
             .await?;
             for b in json::objects(&schema, &batches)? {
