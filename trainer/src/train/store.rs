@@ -24,14 +24,21 @@ fn err(loc: &Location, rel: &str, what: &str, e: impl std::fmt::Display) -> Trai
     TrainError::Store(format!("{}: {what}: {e}", loc.object_url(&loc.child(rel))))
 }
 
+/// A current-thread runtime for the store calls of a synchronous command.
+pub fn runtime() -> Result<tokio::runtime::Runtime, TrainError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| TrainError::Store(format!("starting the store runtime: {e}")))
+}
+
 impl RunStore {
     pub fn open(uri: &str, opts: &StoreOptions) -> Result<RunStore, TrainError> {
         let loc = store::resolve_with(uri, opts).map_err(|e| TrainError::Store(e.to_string()))?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| TrainError::Store(format!("starting the store runtime: {e}")))?;
-        Ok(RunStore { loc, rt })
+        Ok(RunStore {
+            loc,
+            rt: runtime()?,
+        })
     }
 
     pub fn uri(&self) -> &str {

@@ -20,6 +20,7 @@ use crate::train::backend::{self, Cpu, DeviceChoice, Selected};
 use crate::train::checkpoint::WeightsChoice;
 use crate::train::run::{self, compute_for, RunFlags, TrainSummary};
 use crate::train::split::{self, Split};
+use crate::train::store::runtime;
 use crate::train::trainer::{self, RunOptions};
 use crate::train::{checkpoint, weights, TrainError};
 
@@ -35,13 +36,6 @@ pub struct TrainDitArgs {
     pub until_step: Option<u64>,
     pub device: Option<DeviceChoice>,
     pub progress: bool,
-}
-
-pub(super) fn runtime() -> Result<tokio::runtime::Runtime, TrainError> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| TrainError::Store(format!("starting the store runtime: {e}")))
 }
 
 /// The frozen text encoder the config names, checked against the DiT's text width.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use burn::tensor::backend::Backend;
 use kelp_pipeline::store::StoreOptions;
 
-use super::commands::{check_latents, load_dit, runtime, text_encoder, values};
+use super::commands::{check_latents, load_dit, text_encoder, values};
 use super::generate::{ClipSpec, Generator};
 use super::source::LatentBatcher;
 use super::task::{flow_loss, Draws};
@@ -21,6 +21,7 @@ use crate::models::text::EmbeddingCache;
 use crate::train::backend::{self, Cpu, DeviceChoice, Selected};
 use crate::train::checkpoint::WeightsChoice;
 use crate::train::split::{self, Split};
+use crate::train::store::runtime;
 use crate::train::TrainError;
 
 /// `kelp eval dit`.

@@ -113,10 +113,7 @@ fn run<B: Backend>(
         args.checkpoint, loaded.step, loaded.weights
     );
     let out = store::resolve_with(&args.output, &args.store).map_err(pe)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| TrainError::Store(format!("starting the store runtime: {e}")))?;
+    let rt = crate::train::store::runtime()?;
     let plan = rt.block_on(prepare(&out, args, &provenance))?;
     let attempt = io::random_id();
     let owner = lease::Owner::current(None);
