@@ -125,11 +125,12 @@ fn eval_on<B: Backend>(args: &EvalDitArgs, device: &B::Device) -> Result<DitEval
     check_latents(&set, &arch)?;
     let clips = set.rows.len();
     let batches = set.all_batches(args.batch_size);
+    let text = text_encoder(cfg, &arch)?;
     let mut batcher = LatentBatcher::new(
         set,
         cfg.data.latent_scale.unwrap_or(1.0),
         cfg.data.text_max_len,
-        text_encoder(cfg, &arch)?,
+        text.clone(),
         EmbeddingCache::in_memory(),
     );
     let mut sums = vec![0f64; EVAL_TIMES.len()];
@@ -152,13 +153,27 @@ fn eval_on<B: Backend>(args: &EvalDitArgs, device: &B::Device) -> Result<DitEval
             sums[k] += f64::from(l) * batch.len() as f64;
         }
     }
+    let step = dit.step;
     let sheet = match &args.sheet {
-        Some(spec) => Some(contact_sheet::<B>(args, spec, device)?),
+        Some(spec) => {
+            // The DiT and text encoder loaded above, with the sheet's VAE.
+            let g = Generator::with(
+                dit,
+                arch,
+                text,
+                &args.checkpoint,
+                &spec.vae,
+                &args.store,
+                args.weights,
+                device,
+            )?;
+            Some(contact_sheet(&g, spec)?)
+        }
         None => None,
     };
     Ok(DitEval {
         checkpoint: args.checkpoint.clone(),
-        step: dit.step,
+        step,
         clips,
         per_time: EVAL_TIMES
             .iter()
@@ -170,23 +185,12 @@ fn eval_on<B: Backend>(args: &EvalDitArgs, device: &B::Device) -> Result<DitEval
 }
 
 /// Samples each prompt of `spec` (same seed) and writes the frames as one PNG.
-fn contact_sheet<B: Backend>(
-    args: &EvalDitArgs,
-    spec: &SheetSpec,
-    device: &B::Device,
-) -> Result<PathBuf, TrainError> {
+fn contact_sheet<B: Backend>(g: &Generator<B>, spec: &SheetSpec) -> Result<PathBuf, TrainError> {
     if spec.prompts.is_empty() {
         return Err(TrainError::Config(
             "a contact sheet needs at least one --prompt".into(),
         ));
     }
-    let g = Generator::<B>::load(
-        &args.checkpoint,
-        &spec.vae,
-        &args.store,
-        args.weights,
-        device,
-    )?;
     let mut pixels = Vec::with_capacity(spec.prompts.len());
     for p in &spec.prompts {
         pixels.push(g.clip(p, None, &spec.clip)?.pixels);

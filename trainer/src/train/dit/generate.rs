@@ -62,13 +62,29 @@ impl<B: Backend> Generator<B> {
         let loaded = load_dit::<B>(dit, store, weights, device)?;
         let arch = loaded.train.architecture(dit)?;
         let text = text_encoder(&loaded.train, &arch)?;
+        Self::with(loaded, arch, text, dit, vae, store, weights, device)
+    }
+
+    /// A generator around a DiT (its architecture and text encoder) already loaded from
+    /// `dit_name`, with the VAE at `vae`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with(
+        dit: LoadedDit<B>,
+        arch: DitConfig,
+        text: TextEncoder<Cpu>,
+        dit_name: &str,
+        vae: &str,
+        store: &StoreOptions,
+        weights: WeightsChoice,
+        device: &B::Device,
+    ) -> Result<Self, TrainError> {
         Ok(Generator {
             vae: load_vae::<B>(vae, store, weights, device)?,
-            dit: loaded,
+            dit,
             arch,
             text,
             device: device.clone(),
-            names: (dit.to_string(), vae.to_string()),
+            names: (dit_name.to_string(), vae.to_string()),
         })
     }
 
