@@ -35,13 +35,21 @@ impl<B: Backend> Dense<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 3>, c: Compute) -> Tensor<B, 3> {
-        let [b, n, din] = x.dims();
-        let dout = self.weight.dims()[1];
-        let y = c.up(c
-            .down(x.reshape([b * n, din]))
-            .matmul(c.down(self.weight.val())));
-        (y + self.bias.val().reshape([1, dout])).reshape([b, n, dout])
+        affine(x, self.weight.val(), self.bias.val(), c)
     }
+}
+
+/// `x · weight + bias` over the last axis of `[B, N, in]`; `weight` is `[in, out]`.
+pub fn affine<B: Backend>(
+    x: Tensor<B, 3>,
+    weight: Tensor<B, 2>,
+    bias: Tensor<B, 1>,
+    c: Compute,
+) -> Tensor<B, 3> {
+    let [b, n, din] = x.dims();
+    let dout = weight.dims()[1];
+    let y = c.up(c.down(x.reshape([b * n, din])).matmul(c.down(weight)));
+    (y + bias.reshape([1, dout])).reshape([b, n, dout])
 }
 
 /// RMSNorm over the last axis with a learned scale (QK-norm on each head's queries and keys).
@@ -68,10 +76,15 @@ impl<B: Backend> RmsNorm<B> {
 
 /// LayerNorm over the last axis without scale or shift (AdaLN supplies them).
 pub fn layer_norm<B: Backend>(x: Tensor<B, 3>) -> Tensor<B, 3> {
+    layer_norm_eps(x, 1e-6)
+}
+
+/// LayerNorm over the last axis without scale or shift, with `eps` added to the variance.
+pub fn layer_norm_eps<B: Backend>(x: Tensor<B, 3>, eps: f64) -> Tensor<B, 3> {
     let mean = x.clone().mean_dim(2);
     let centred = x - mean;
     let var = centred.clone().square().mean_dim(2);
-    centred / (var + 1e-6).sqrt()
+    centred / (var + eps).sqrt()
 }
 
 /// `x · (1 + scale) + shift`, the AdaLN modulation (`scale`, `shift` broadcast over tokens).

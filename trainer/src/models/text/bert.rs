@@ -10,6 +10,7 @@ use super::config::BertConfig;
 use super::weights::Checkpoint;
 use super::TextError;
 use crate::models::dit::attention::{attend, key_padding_bias};
+use crate::models::dit::layers::{affine, layer_norm_eps};
 use crate::models::nn::Compute;
 
 /// `y = x · W + b` over the last axis; `W` is `[in, out]`.
@@ -32,10 +33,7 @@ impl<B: Backend> Linear<B> {
     }
 
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let [b, n, din] = x.dims();
-        let dout = self.weight.dims()[1];
-        let y = x.reshape([b * n, din]).matmul(self.weight.clone());
-        (y + self.bias.clone().reshape([1, dout])).reshape([b, n, dout])
+        affine(x, self.weight.clone(), self.bias.clone(), Compute::F32)
     }
 }
 
@@ -63,9 +61,7 @@ impl<B: Backend> LayerNorm<B> {
 
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let dim = self.gamma.dims()[0];
-        let centred = x.clone() - x.mean_dim(2);
-        let var = centred.clone().square().mean_dim(2);
-        centred / (var + self.eps).sqrt() * self.gamma.clone().reshape([1, 1, dim])
+        layer_norm_eps(x, self.eps) * self.gamma.clone().reshape([1, 1, dim])
             + self.beta.clone().reshape([1, 1, dim])
     }
 }
