@@ -39,17 +39,7 @@ pub fn s(p: &std::path::Path) -> &str {
 #[test]
 fn train_resume_eval_encode_and_plot_on_the_quickstart_dataset() {
     let tmp = tempfile::tempdir().unwrap();
-    let (samples, data) = (tmp.path().join("samples"), tmp.path().join("data"));
-    make_samples(&samples);
-    kelp_ok(&[
-        "run",
-        "dags/quickstart.toml",
-        "--source",
-        s(&samples),
-        "--output",
-        s(&data),
-        "--quiet",
-    ]);
+    let data = quickstart_dataset(tmp.path());
     let clips = sql_json(&data, "SELECT count(*) AS n FROM media");
     let clips = int(&clips[0], "n");
     assert!(clips >= 10, "{clips} clips with media");

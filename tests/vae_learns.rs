@@ -43,17 +43,7 @@ fn s(p: &std::path::Path) -> &str {
 #[test]
 fn the_tiny_vae_learns_the_quickstart_clips_and_beats_the_clip_mean_on_held_out_ones() {
     let tmp = tempfile::tempdir().unwrap();
-    let (samples, data) = (tmp.path().join("samples"), tmp.path().join("data"));
-    make_samples(&samples);
-    kelp_ok(&[
-        "run",
-        "dags/quickstart.toml",
-        "--source",
-        s(&samples),
-        "--output",
-        s(&data),
-        "--quiet",
-    ]);
+    let data = quickstart_dataset(tmp.path());
     let config = tmp.path().join("vae.toml");
     std::fs::write(&config, CONFIG).unwrap();
     let run = tmp.path().join("run");

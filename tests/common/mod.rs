@@ -71,6 +71,24 @@ pub fn make_samples(dir: &Path) {
     assert!(status.success(), "infra/make-samples.sh failed");
 }
 
+/// The quickstart samples in `dir/samples` run through `dags/quickstart.toml` into `dir/data`;
+/// returns the dataset's folder.
+pub fn quickstart_dataset(dir: &Path) -> PathBuf {
+    let (samples, data) = (dir.join("samples"), dir.join("data"));
+    make_samples(&samples);
+    let path = |p: &Path| p.to_str().expect("a UTF-8 temp path").to_string();
+    kelp_ok(&[
+        "run",
+        "dags/quickstart.toml",
+        "--source",
+        &path(&samples),
+        "--output",
+        &path(&data),
+        "--quiet",
+    ]);
+    data
+}
+
 /// Runs the ffmpeg CLI (test media only; kelp itself never shells out to it).
 pub fn ffmpeg(args: &[&str]) {
     let o = Command::new("ffmpeg")

@@ -22,6 +22,26 @@ use kelp_trainer::train::store::RunStore;
 use kelp_trainer::train::trainer::{train, RunOptions};
 use kelp_trainer::train::weights;
 
+/// The loop's options for a run in `dir`, without a progress bar.
+fn run_options(
+    dir: &std::path::Path,
+    resume: bool,
+    until_step: Option<u64>,
+    checkpoint: CheckpointSpec,
+    log_every: u64,
+) -> RunOptions {
+    RunOptions {
+        resume,
+        until_step,
+        progress: false,
+        config_toml: String::new(),
+        metrics_dir: dir.to_path_buf(),
+        peak_tflops: None,
+        checkpoint,
+        log: LogSpec { every: log_every },
+    }
+}
+
 const SPEC: SyntheticSpec = SyntheticSpec {
     latent: [8, 2, 4, 4],
     text_len: 6,
@@ -84,16 +104,13 @@ fn flow_matching_loss_falls_and_samples_follow_their_caption() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = RunStore::open(dir.path().to_str().unwrap(), &Default::default()).unwrap();
-    let opts = RunOptions {
-        resume: false,
-        until_step: None,
-        progress: false,
-        config_toml: String::new(),
-        metrics_dir: dir.path().to_path_buf(),
-        peak_tflops: None,
-        checkpoint: CheckpointSpec { every: 0, keep: 1 },
-        log: LogSpec { every: 20 },
-    };
+    let opts = run_options(
+        dir.path(),
+        false,
+        None,
+        CheckpointSpec { every: 0, keep: 1 },
+        20,
+    );
     let mut task = DitTask::<CpuAutodiff>::new(config.clone(), flow.clone(), Compute::F32, &device);
     let mut source = FixedBatches::new(batches.clone(), 3).unwrap();
     let t0 = Instant::now();
@@ -222,16 +239,7 @@ fn run(dir: &std::path::Path, resume: bool, until: Option<u64>) -> Vec<u8> {
     .unwrap();
     let config = tiny([1, 2, 2]);
     let store = RunStore::open(dir.to_str().unwrap(), &Default::default()).unwrap();
-    let opts = RunOptions {
-        resume,
-        until_step: until,
-        progress: false,
-        config_toml: String::new(),
-        metrics_dir: dir.to_path_buf(),
-        peak_tflops: None,
-        checkpoint: CheckpointSpec { every: 2, keep: 0 },
-        log: LogSpec { every: 1 },
-    };
+    let opts = run_options(dir, resume, until, CheckpointSpec { every: 2, keep: 0 }, 1);
     let flow = FlowConfig::default();
     let mut task = DitTask::<CpuAutodiff>::new(config.clone(), flow, Compute::F32, &device);
     let mut source = FixedBatches::new(synthetic::batches(7, 3, 2, &SPEC), 3).unwrap();
@@ -316,16 +324,13 @@ fn overfitting_one_clip_then_sampling_its_caption_reproduces_it() {
     };
     let dir = tempfile::tempdir().unwrap();
     let store = RunStore::open(dir.path().to_str().unwrap(), &Default::default()).unwrap();
-    let opts = RunOptions {
-        resume: false,
-        until_step: None,
-        progress: false,
-        config_toml: String::new(),
-        metrics_dir: dir.path().to_path_buf(),
-        peak_tflops: None,
-        checkpoint: CheckpointSpec { every: 0, keep: 1 },
-        log: LogSpec { every: 50 },
-    };
+    let opts = run_options(
+        dir.path(),
+        false,
+        None,
+        CheckpointSpec { every: 0, keep: 1 },
+        50,
+    );
     let mut task = DitTask::<CpuAutodiff>::new(config.clone(), flow, Compute::F32, &device);
     let mut source = FixedBatches::new(vec![one.clone()], 1).unwrap();
     let model = Dit::<CpuAutodiff>::new(&config, &device, 0);
