@@ -82,6 +82,10 @@ pub enum Command {
         /// Dataset URI.
         #[arg(long)]
         dataset: String,
+        /// A parameter of the pass, as a DAG's `[[pass]]` table would give it (repeatable):
+        /// `--set clusters=512`, `--set model="models/my-encoder"`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
         #[command(flatten)]
         store: StoreArgs,
         /// Rows per output shard.

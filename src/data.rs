@@ -32,16 +32,23 @@ pub fn dispatch(command: Command) -> Result<Option<Command>> {
             }
             Ok(None)
         }
+        // A pass this binary does not have (the trainer's `embed`) runs in kelp-video.
+        Command::Pass { ref name, .. } if kelp_pipeline::pass::lookup(name).is_none() => {
+            Ok(Some(command))
+        }
         Command::Pass {
             name,
             dataset,
+            set,
             store,
             shard_rows,
         } => {
-            let done = runtime()?.block_on(kelp_pipeline::pass::run_on_dataset(
+            let params = pass_params(&set)?;
+            let done = runtime()?.block_on(kelp_pipeline::pass::run_on_dataset_with(
                 &dataset,
                 &store.options(),
                 &name,
+                &params,
                 shard_rows.max(1),
             ))?;
             let rows: Vec<String> = done
@@ -197,4 +204,24 @@ pub fn dispatch(command: Command) -> Result<Option<Command>> {
         }
         other => Ok(Some(other)),
     }
+}
+
+/// `--set KEY=VALUE` pairs as a pass's parameter table: each value is read as TOML (`512`,
+/// `true`, `"text"`, `[1, 2]`), and as a plain string when it is not TOML.
+fn pass_params(set: &[String]) -> Result<toml::Table> {
+    let mut out = toml::Table::new();
+    for pair in set {
+        let Some((key, value)) = pair.split_once('=') else {
+            bail!("--set {pair}: write KEY=VALUE");
+        };
+        let key = key.trim();
+        let value = value.trim();
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.to_string()));
+        out.insert(key.to_string(), parsed);
+    }
+    Ok(out)
 }

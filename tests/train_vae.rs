@@ -140,6 +140,53 @@ fn train_resume_eval_encode_and_plot_on_the_quickstart_dataset() {
 
     kelp_ok(&["plot", s(&run)]);
     assert!(run.join("metrics.png").exists());
+
+    embed_pass_clusters_the_captions(&data);
+}
+
+/// `kelp pass embed` (a pass the trainer registers, run by the `kelp` front binary through
+/// kelp-video) over the quickstart dataset's captions, with a parameter from `--set`.
+fn embed_pass_clusters_the_captions(data: &std::path::Path) {
+    let out = kelp_ok(&[
+        "pass",
+        "embed",
+        "--dataset",
+        s(data),
+        "--set",
+        "clusters=3",
+        "--set",
+        "seed=7",
+    ]);
+    assert!(out.contains("pass embed committed"), "{out}");
+    let captioned = sql_json(
+        data,
+        "SELECT count(*) AS n FROM captions WHERE caption IS NOT NULL",
+    );
+    let captioned = int(&captioned[0], "n");
+    let rows = sql_json(
+        data,
+        "SELECT count(*) AS n, count(DISTINCT cluster_id) AS k, max(cluster_clips) AS big FROM clusters",
+    );
+    assert_eq!(int(&rows[0], "n"), captioned);
+    let k = int(&rows[0], "k");
+    assert!((1..=3).contains(&k), "{k} clusters");
+    let dims = sql_json(
+        data,
+        "SELECT min(array_length(embedding)) AS lo, max(array_length(embedding)) AS hi FROM caption_embeddings",
+    );
+    assert_eq!([int(&dims[0], "lo"), int(&dims[0], "hi")], [384, 384]);
+    let sizes = sql_json(
+        data,
+        "SELECT sum(clips) AS n, count(*) AS k FROM cluster_centroids",
+    );
+    assert_eq!(int(&sizes[0], "n"), captioned);
+    assert_eq!(int(&sizes[0], "k"), k);
+    // Committed once: running it again keeps the committed result.
+    let again = kelp_ok(&["pass", "embed", "--dataset", s(data)]);
+    assert!(again.contains("was already committed"), "{again}");
+    let bad = kelp(&["pass", "embed", "--dataset", s(data), "--set", "clusters"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("KEY=VALUE"), "{}", stderr(&bad));
 }
 
 #[test]

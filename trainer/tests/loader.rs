@@ -9,6 +9,10 @@ use std::collections::HashMap;
 use kelp_trainer::data::testing::{self, TestClip, TestDataset};
 use kelp_trainer::data::{Batch, DatasetSource, Loader, LoaderConfig, LoaderError};
 
+mod common;
+#[path = "loader/semantic.rs"]
+mod semantic;
+
 fn dataset(dir: &tempfile::TempDir, spec: &TestDataset) -> (String, Vec<String>) {
     let uri = dir.path().join("ds").display().to_string();
     let ids = testing::write_blocking(&uri, spec);

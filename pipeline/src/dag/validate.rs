@@ -197,11 +197,10 @@ fn pass_specs(table: &toml::Table) -> std::result::Result<Vec<PassSpec>, String>
             return Err(format!("pass #{}: missing \"op\" (the pass name)", i + 1));
         };
         let info = crate::pass::lookup(op).ok_or_else(|| {
-            let names = crate::pass::PASSES.iter().map(|p| p.name);
-            let hint = closest(op, names)
+            let known = crate::pass::names();
+            let hint = closest(op, known.iter().copied())
                 .map(|s| format!(" (did you mean \"{s}\"?)"))
                 .unwrap_or_default();
-            let known: Vec<&str> = crate::pass::PASSES.iter().map(|p| p.name).collect();
             format!(
                 "pass \"{op}\": unknown pass{hint}; known passes: {}",
                 known.join(", ")

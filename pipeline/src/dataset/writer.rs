@@ -75,6 +75,11 @@ impl TableWriter {
         Ok(())
     }
 
+    /// The schema every pushed batch must have.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
     /// Puts the remaining rows and returns what was written.
     pub async fn finish(mut self) -> Result<TableManifest> {
         // An empty table still gets one (empty) shard: its Parquet footer carries the schema, so

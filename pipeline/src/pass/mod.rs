@@ -11,6 +11,11 @@
 //! dataset without its pass tables. `kelp pass NAME --dataset URI` runs a pass over a finished
 //! dataset the same way (unit `M + 1000 + its registry index`) and rewrites the manifest.
 //!
+//! Passes that need more than the pipeline holds (the trainer's `embed`, which runs a text
+//! encoder) are defined in their own crate and added with [`register`] when the process starts,
+//! before any DAG is read; [`all`] lists built-ins first, then registered passes, in a fixed
+//! order (standalone unit numbers depend on it).
+//!
 //! A pass reads through [`Dataset`] (the data partitions' shards only) and writes through a
 //! [`PassWriter`]; its output must be a pure function of its input, so a resumed pass writes the
 //! same bytes.
@@ -19,8 +24,9 @@ pub mod clip_index;
 pub mod near_dedup;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 use kelp_operators::registry::{params, ParamError};
@@ -49,7 +55,7 @@ pub struct PassInfo {
     pub tables: fn() -> Vec<TableSpec>,
 }
 
-/// Every pass a DAG or `kelp pass` can name.
+/// The passes built into the pipeline.
 pub static PASSES: &[PassInfo] = &[
     PassInfo {
         name: "clip_index",
@@ -74,13 +80,42 @@ pub static PASSES: &[PassInfo] = &[
     },
 ];
 
+static REGISTERED: OnceLock<&'static [PassInfo]> = OnceLock::new();
+
+/// Adds passes defined outside the pipeline, once per process, before any DAG is read (every
+/// worker process registers the same ones: it is the same binary). Refuses a second call and a
+/// name a built-in pass already has.
+pub fn register(passes: &'static [PassInfo]) -> std::result::Result<(), String> {
+    if let Some(p) = passes
+        .iter()
+        .find(|p| PASSES.iter().any(|b| b.name == p.name))
+    {
+        return Err(format!("pass {} is already built in", p.name));
+    }
+    REGISTERED
+        .set(passes)
+        .map_err(|_| "passes were already registered in this process".to_string())
+}
+
+/// Every pass a DAG or `kelp pass` can name: the built-ins, then the registered ones.
+pub fn all() -> impl Iterator<Item = &'static PassInfo> {
+    PASSES
+        .iter()
+        .chain(REGISTERED.get().copied().unwrap_or_default())
+}
+
+/// The names of [`all`], for messages.
+pub fn names() -> Vec<&'static str> {
+    all().map(|p| p.name).collect()
+}
+
 pub fn lookup(name: &str) -> Option<&'static PassInfo> {
-    PASSES.iter().find(|p| p.name == name)
+    all().find(|p| p.name == name)
 }
 
 /// The unit number `kelp pass NAME` commits under, beyond any DAG's passes.
 pub fn standalone_unit(data_partitions: u32, name: &str) -> Option<u32> {
-    let i = PASSES.iter().position(|p| p.name == name)?;
+    let i = all().position(|p| p.name == name)?;
     Some(data_partitions + 1000 + i as u32)
 }
 
@@ -113,6 +148,14 @@ impl PassWriter {
             })
             .collect();
         Ok(PassWriter { writers })
+    }
+
+    /// The declared Arrow schema of `table` (what [`Self::push`] expects).
+    pub fn schema(&self, table: &str) -> Option<SchemaRef> {
+        self.writers
+            .iter()
+            .find(|(n, _)| n == table)
+            .map(|(_, w)| w.schema())
     }
 
     /// Appends rows to `table`; the batch must have the declared schema.
@@ -242,10 +285,9 @@ pub async fn run_on_dataset_with(
     use crate::dataset::commit::{self, Commit, CommitRecord};
     use crate::dataset::{io, lease, manifest};
     let info = lookup(name).ok_or_else(|| {
-        let known: Vec<&str> = PASSES.iter().map(|p| p.name).collect();
         PipelineError::Other(format!(
             "unknown pass {name}; known passes: {}",
-            known.join(", ")
+            names().join(", ")
         ))
     })?;
     let out = crate::store::resolve_with(uri, opts)?;

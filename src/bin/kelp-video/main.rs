@@ -17,6 +17,8 @@ mod train;
 fn main() {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    // The trainer's dataset-wide passes (`embed`), for DAG runs and `kelp pass`.
+    kelp_trainer::semantic::register_passes();
     let result = kelp_cli::data::dispatch(cli.command).and_then(|rest| match rest {
         None => Ok(()),
         Some(command) => dispatch(command, cli.verbose),
@@ -222,7 +224,7 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
                 println!("{name:<12} {summary}");
             }
             println!("\ndataset-wide passes ([[pass]] in a DAG, or kelp pass NAME --dataset URI):");
-            for p in kelp_pipeline::pass::PASSES {
+            for p in kelp_pipeline::pass::all() {
                 println!("{:<12} {}", p.name, p.summary);
             }
             Ok(())
@@ -232,7 +234,7 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
                 "{}",
                 kelp_pipeline::dataset::schema::markdown(&{
                     let mut all = kelp_operators::registry::all_outputs();
-                    for p in kelp_pipeline::pass::PASSES {
+                    for p in kelp_pipeline::pass::all() {
                         all.push((
                             p.name,
                             kelp_operators::Outputs {

@@ -99,6 +99,33 @@ impl From<BucketWeights> for RawWeights {
     }
 }
 
+/// How an epoch evens out semantic clusters: each dataset's `clusters` table (written by the
+/// `embed` pass) puts its clips in clusters by caption; clips of large clusters are down-sampled
+/// so content the data over-represents does not dominate an epoch (the seed's balance over its
+/// clusters). Which clips of a capped cluster an epoch draws changes from epoch to epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, tag = "mode", rename_all = "snake_case")]
+pub enum ClusterBalance {
+    /// `{ mode = "cap", cap = 100 }`: a cluster gives at most `cap` samples an epoch; smaller
+    /// clusters give every clip they have.
+    Cap { cap: u64 },
+    /// `{ mode = "inverse_frequency" }`: every cluster of a dataset gives the same number of
+    /// samples, its mean cluster size (large clusters subsampled, small ones repeated).
+    InverseFrequency,
+}
+
+impl ClusterBalance {
+    /// The weight of each clip of a cluster of `size` clips, in a dataset whose clustered clips
+    /// average `mean` per cluster: how many times it is drawn per epoch, on average.
+    pub fn weight(&self, size: u64, mean: f64) -> f64 {
+        let size = size.max(1) as f64;
+        match self {
+            ClusterBalance::Cap { cap } => (*cap as f64 / size).min(1.0),
+            ClusterBalance::InverseFrequency => mean / size,
+        }
+    }
+}
+
 /// The loader's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -116,7 +143,13 @@ pub struct LoaderConfig {
     pub size: Option<[u32; 2]>,
     /// Per-bucket sampling weights: `"natural"`, `"inverse_frequency"` or a table.
     pub bucket_weights: BucketWeights,
-    /// Samples per epoch (default: every clip in the index once, before weighting).
+    /// Per-cluster weights from each dataset's `clusters` table (the `embed` pass); none by
+    /// default. Every dataset must have the table; clips without a cluster (no caption) keep
+    /// weight 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_balance: Option<ClusterBalance>,
+    /// Samples per epoch (default: every clip in the index once, before bucket weighting; with
+    /// `cluster_balance`, the sum of the clips' cluster weights).
     pub epoch_samples: Option<u64>,
     /// Shard-aware shuffle: the epoch visits blocks of this many `media` shards, shuffling
     /// within each block, so a cache of that many shards is read once per epoch (0 = one
@@ -153,6 +186,7 @@ impl Default for LoaderConfig {
             frames: None,
             size: None,
             bucket_weights: BucketWeights::Natural,
+            cluster_balance: None,
             epoch_samples: None,
             shuffle_shards: 0,
             drop_last: true,
@@ -177,6 +211,8 @@ pub struct OrderSpec {
     pub frames: Option<u32>,
     pub size: Option<[u32; 2]>,
     pub bucket_weights: BucketWeights,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_balance: Option<ClusterBalance>,
     pub epoch_samples: Option<u64>,
     pub shuffle_shards: usize,
     pub drop_last: bool,
@@ -266,6 +302,9 @@ impl LoaderConfig {
                 return bad(format!("bucket_weights: {b} = {w} must be >= 0"));
             }
         }
+        if let Some(ClusterBalance::Cap { cap: 0 }) = self.cluster_balance {
+            return bad("cluster_balance: cap must be at least 1".into());
+        }
         if self.decode_workers == 0 || self.fetch_concurrency == 0 {
             return bad("decode_workers and fetch_concurrency must be at least 1".into());
         }
@@ -280,6 +319,7 @@ seed = 0
 frames = 17                      # each clip's first 17 frames (default: its bucket's frames)
 size = [256, 256]                # resize to width x height (default: the bucket's size)
 bucket_weights = "natural"       # or "inverse_frequency", or { "256p-16:9-33f" = 2.0, "480p-16:9-33f" = 1.0 }
+cluster_balance = { mode = "cap", cap = 100 }  # or { mode = "inverse_frequency" }; needs the embed pass's clusters table
 drop_last = true                 # equal batches on every rank (what data-parallel training needs)
 shuffle_shards = 0               # 0: one global shuffle; N: blocks of N media shards (cache N shards)
 decode_workers = 2

@@ -1,7 +1,8 @@
 //! The loader's index: every clip it may deliver, built once when a loader opens. Per dataset it
 //! reads the `media` shards' footers and their small columns (ranged reads: never a clip's
-//! bytes), the `clips` filter (one SQL query) and captions, and groups clips by the shape they
-//! will have in a batch.
+//! bytes), the `clips` filter (one SQL query), captions and, with cluster balance, each clip's
+//! semantic cluster (the `clusters` table), and groups clips by the shape they will have in a
+//! batch.
 //!
 //! Memory: about 150 bytes per clip plus its caption.
 
@@ -23,6 +24,8 @@ use super::error::LoaderError;
 
 /// The table of clip media.
 pub const MEDIA: &str = "media";
+/// The semantic clusters the `embed` pass writes.
+pub const CLUSTERS: &str = crate::semantic::embed::CLUSTERS;
 
 /// The shape a group's clips have in a batch, and the bucket they come from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -48,6 +51,8 @@ pub struct Sample {
     pub caption: Option<String>,
     /// `media.checksum` (BLAKE3 hex), checked after the fetch when present.
     pub checksum: Option<String>,
+    /// Its semantic cluster (`clusters.cluster_id`), read only with cluster balance.
+    pub cluster: Option<u32>,
 }
 
 /// A `media` shard and its loaded footer (with the page index, so one clip is one range).
@@ -140,6 +145,7 @@ impl Index {
                 clip_id: r.clip_id,
                 caption: r.caption,
                 checksum: r.checksum,
+                cluster: r.cluster,
             })
             .collect();
         samples.sort_by_key(|s| (s.dataset, s.shard, s.row));
@@ -161,6 +167,7 @@ struct Row {
     clip_id: String,
     caption: Option<String>,
     checksum: Option<String>,
+    cluster: Option<u32>,
 }
 
 async fn index_dataset(
@@ -188,6 +195,10 @@ async fn index_dataset(
         None => None,
     };
     let captions = captions(ds, uri).await?;
+    let clusters = match config.cluster_balance {
+        Some(_) => clusters(ds, uri).await?,
+        None => HashMap::new(),
+    };
     let shards: Vec<ShardInfo> = table
         .shards
         .iter()
@@ -233,6 +244,7 @@ async fn index_dataset(
                     width,
                 },
                 caption: captions.get(&f.clip_id).cloned(),
+                cluster: clusters.get(&f.clip_id).copied(),
                 clip_id: f.clip_id,
                 checksum: f.checksum,
             });
@@ -365,9 +377,47 @@ async fn filter_ids(ds: &Dataset, uri: &str, pred: &str) -> Result<HashSet<Strin
     Ok(keep)
 }
 
+/// Each clip's semantic cluster from the `clusters` table the `embed` pass writes; a dataset
+/// without one is refused with the way to make it.
+async fn clusters(ds: &Dataset, uri: &str) -> Result<HashMap<String, u32>, LoaderError> {
+    if ds.manifest.table(CLUSTERS).is_none() {
+        return Err(LoaderError::Config(format!(
+            "{uri}: cluster_balance needs a `clusters` table: add `[[pass]] op = \"embed\"` to the DAG, or run `kelp pass embed --dataset {uri}`"
+        )));
+    }
+    let (_, batches) = ds
+        .query(&format!("SELECT clip_id, cluster_id FROM {CLUSTERS}"))
+        .await
+        .map_err(|e| LoaderError::dataset(uri, e))?;
+    let mut out = HashMap::new();
+    for b in &batches {
+        let ids = arrow::compute::cast(b.column(0), &DataType::Utf8)
+            .map_err(|e| LoaderError::dataset(uri, e))?;
+        let ids = ids.as_string::<i32>();
+        let cluster = arrow::compute::cast(b.column(1), &DataType::Int32)
+            .map_err(|e| LoaderError::dataset(uri, e))?;
+        let cluster = cluster.as_primitive::<Int32Type>();
+        for i in 0..b.num_rows() {
+            if ids.is_valid(i) && cluster.is_valid(i) {
+                let c = u32::try_from(cluster.value(i)).map_err(|_| {
+                    LoaderError::dataset(
+                        uri,
+                        format!("clip {}: cluster {}", ids.value(i), cluster.value(i)),
+                    )
+                })?;
+                out.insert(ids.value(i).to_string(), c);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Each clip's caption: a `captions` table's `caption`, else a `caption` column of `clips`;
 /// none when the dataset has neither.
-async fn captions(ds: &Dataset, uri: &str) -> Result<HashMap<String, String>, LoaderError> {
+pub(crate) async fn captions(
+    ds: &Dataset,
+    uri: &str,
+) -> Result<HashMap<String, String>, LoaderError> {
     let mut table = None;
     for name in ["captions", "clips"] {
         if ds.manifest.table(name).is_none() {

@@ -15,7 +15,7 @@ use kelp_pipeline::dataset::Dataset;
 use kelp_pipeline::store::StoreOptions;
 
 use super::config::BucketWeights;
-use super::order::{rank_batches, EpochPlan, OrderSettings, Planner, SampleKey};
+use super::order::{rank_batches, EpochPlan, OrderSettings, Planner, SampleKey, NO_GROUP};
 use super::LoaderError;
 
 /// The `latents` table's name (written by `kelp encode`).
@@ -224,6 +224,7 @@ impl LatentOrder {
                 dataset: 0,
                 shard: 0,
                 shape: set.shape_of.get(r as usize).copied().unwrap_or(0),
+                group: NO_GROUP,
             })
             .collect();
         let weights = BucketWeights::Natural;
@@ -242,6 +243,7 @@ impl LatentOrder {
                 .iter()
                 .map(|[c, t, h, w]| format!("latent-{c}x{t}x{h}x{w}"))
                 .collect(),
+            cluster_balance: None,
         };
         Ok(LatentOrder {
             planner: Planner::new(&samples, &settings)?,

@@ -19,7 +19,7 @@ use super::config::{LoaderConfig, OrderSpec};
 use super::error::LoaderError;
 use super::fetch::Fetcher;
 use super::index::{Index, LeftOut, Sample};
-use super::order::{rank_batches, EpochPlan, OrderSettings, Planner, SampleKey};
+use super::order::{rank_batches, EpochPlan, OrderSettings, Planner, SampleKey, NO_GROUP};
 use super::state::{fingerprint, ResumeState};
 use super::stats::{add_s, Counters, LoaderStats};
 
@@ -100,6 +100,7 @@ impl Loader {
                 dataset: s.dataset,
                 shard: s.shard,
                 shape: s.shape,
+                group: s.cluster.unwrap_or(NO_GROUP),
             })
             .collect();
         let settings = OrderSettings {
@@ -112,6 +113,7 @@ impl Loader {
             dataset_names: config.datasets.iter().map(|d| d.uri.clone()).collect(),
             bucket_weights: &config.bucket_weights,
             shape_buckets: index.shapes.iter().map(|s| s.bucket.clone()).collect(),
+            cluster_balance: config.cluster_balance.as_ref(),
         };
         let planner = Planner::new(&keys, &settings)?;
         let spec = OrderSpec {
@@ -120,6 +122,7 @@ impl Loader {
             frames: config.frames,
             size: config.size,
             bucket_weights: config.bucket_weights.clone(),
+            cluster_balance: config.cluster_balance.clone(),
             epoch_samples: config.epoch_samples,
             shuffle_shards: config.shuffle_shards,
             drop_last: config.drop_last,

@@ -29,6 +29,7 @@ pub mod testing;
 pub use batch::{Batch, BatchError};
 pub use config::{BucketWeights, DatasetSource, LoaderConfig};
 pub use error::LoaderError;
+pub(crate) use index::captions as captions_of;
 pub use index::LeftOut;
 pub use loader::{IndexSummary, Loader};
 pub use state::ResumeState;

@@ -3,13 +3,15 @@
 //! epoch: no I/O, no clock, no thread count.
 //!
 //! An epoch, step by step:
-//! 1. Quotas. The epoch has `epoch_samples` samples (default: every indexed clip). Each
-//!    (dataset, shape) cell gets `epoch_samples × dataset share × bucket share` of them, rounded
-//!    by largest remainder so they sum exactly. Shares are natural (clip counts) unless weights
-//!    say otherwise.
+//! 1. Quotas. Each clip weighs 1, or with cluster balance its cluster's weight (a capped
+//!    cluster's clips less than 1). The epoch has `epoch_samples` samples (default: the sum of
+//!    the weights, every indexed clip without cluster balance). Each (dataset, shape, cluster)
+//!    cell gets `epoch_samples × dataset share × bucket share × cluster share` of them, rounded
+//!    by largest remainder so they sum exactly. Shares are natural (summed weights) unless
+//!    dataset or bucket weights say otherwise.
 //! 2. Draws. A cell draws its quota from seeded permutations of its clips: whole permutations
 //!    while the quota exceeds the cell (upsampling), then the head of one more. With natural
-//!    weights every clip is drawn exactly once.
+//!    weights every clip is drawn exactly once; a capped cluster draws other clips each epoch.
 //! 3. Blocks. With `shuffle_shards = N` the `media` shards are permuted and cut into blocks of
 //!    N; an epoch visits the blocks in turn, so a cache of N shards reads each shard once.
 //!    Without, one block holds every shard.
@@ -24,7 +26,7 @@
 
 use std::collections::BTreeMap;
 
-use super::config::BucketWeights;
+use super::config::{BucketWeights, ClusterBalance};
 use super::error::LoaderError;
 use super::rng::SplitMix;
 
@@ -34,7 +36,15 @@ pub struct SampleKey {
     pub dataset: u16,
     pub shard: u32,
     pub shape: u32,
+    /// Its semantic cluster when cluster balance is on, else [`NO_GROUP`].
+    pub group: u32,
 }
+
+/// The group of a sample that belongs to no cluster (or when cluster balance is off).
+pub const NO_GROUP: u32 = u32::MAX;
+
+/// A cell of the order: (dataset, shape, group).
+type Cell = (u16, u32, u32);
 
 /// One batch of the global order: sample indices (into the index) of one shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,10 +70,10 @@ pub struct Planner {
     drop_last: bool,
     shuffle_shards: usize,
     shards: u32,
-    /// Sample indices per (dataset, shape), in index order.
-    cells: BTreeMap<(u16, u32), Vec<u32>>,
+    /// Sample indices per cell, in index order.
+    cells: BTreeMap<Cell, Vec<u32>>,
     /// Each cell's quota of an epoch.
-    quotas: BTreeMap<(u16, u32), u64>,
+    quotas: BTreeMap<Cell, u64>,
     shard_of: Vec<u32>,
     shape_of: Vec<u32>,
 }
@@ -83,6 +93,8 @@ pub struct OrderSettings<'a> {
     pub bucket_weights: &'a BucketWeights,
     /// Bucket name of each shape id.
     pub shape_buckets: Vec<String>,
+    /// Per-cluster weights over the samples' groups; `None` weighs every sample 1.
+    pub cluster_balance: Option<&'a ClusterBalance>,
 }
 
 const STREAM_DRAW: u64 = 1;
@@ -95,21 +107,36 @@ impl Planner {
         if s.batch_size == 0 {
             return Err(LoaderError::Config("batch_size must be at least 1".into()));
         }
-        let mut cells: BTreeMap<(u16, u32), Vec<u32>> = BTreeMap::new();
+        let mut cells: BTreeMap<Cell, Vec<u32>> = BTreeMap::new();
         for (i, k) in samples.iter().enumerate() {
+            let group = if s.cluster_balance.is_some() {
+                k.group
+            } else {
+                NO_GROUP
+            };
             cells
-                .entry((k.dataset, k.shape))
+                .entry((k.dataset, k.shape, group))
                 .or_default()
                 .push(i as u32);
         }
-        let total = samples.len() as u64;
-        if total == 0 {
+        if samples.is_empty() {
             return Err(LoaderError::Empty(
                 "no clips in the index (see the counts of clips left out)".into(),
             ));
         }
-        let n = s.epoch_samples.unwrap_or(total);
-        let quotas = quotas(&cells, n, s)?;
+        let weights = group_weights(&cells, s.cluster_balance);
+        let effective: BTreeMap<Cell, f64> = cells
+            .iter()
+            .map(|(c, m)| {
+                (
+                    *c,
+                    m.len() as f64 * weights.get(&(c.0, c.2)).unwrap_or(&1.0),
+                )
+            })
+            .collect();
+        let natural = effective.values().sum::<f64>().round().max(1.0) as u64;
+        let n = s.epoch_samples.unwrap_or(natural);
+        let quotas = quotas(&effective, n, s)?;
         Ok(Planner {
             seed: s.seed,
             batch_size: s.batch_size,
@@ -126,8 +153,17 @@ impl Planner {
     /// Samples each shape receives per epoch (before batching), summed over datasets.
     pub fn shape_quotas(&self) -> BTreeMap<u32, u64> {
         let mut out = BTreeMap::new();
-        for (&(_, shape), &q) in &self.quotas {
+        for (&(_, shape, _), &q) in &self.quotas {
             *out.entry(shape).or_insert(0) += q;
+        }
+        out
+    }
+
+    /// Samples each (dataset, group) receives per epoch, summed over shapes.
+    pub fn group_quotas(&self) -> BTreeMap<(u16, u32), u64> {
+        let mut out = BTreeMap::new();
+        for (&(d, _, group), &q) in &self.quotas {
+            *out.entry((d, group)).or_insert(0) += q;
         }
         out
     }
@@ -137,14 +173,27 @@ impl Planner {
         let seed = self.seed;
         // 2. Draws.
         let mut drawn: Vec<u32> = Vec::new();
-        for (&(d, shape), members) in &self.cells {
-            let quota = self.quotas.get(&(d, shape)).copied().unwrap_or(0) as usize;
+        for (&(d, shape, group), members) in &self.cells {
+            let quota = self.quotas.get(&(d, shape, group)).copied().unwrap_or(0) as usize;
             let mut round = 0u64;
             let mut left = quota;
             while left > 0 && !members.is_empty() {
                 let mut perm = members.clone();
-                SplitMix::keyed(seed, &[epoch, STREAM_DRAW, d as u64, shape as u64, round])
-                    .shuffle(&mut perm);
+                let key = [
+                    epoch,
+                    STREAM_DRAW,
+                    d as u64,
+                    shape as u64,
+                    round,
+                    group as u64,
+                ];
+                // Without groups the key is the one orders were drawn with before clusters.
+                let key = if group == NO_GROUP {
+                    &key[..5]
+                } else {
+                    &key[..]
+                };
+                SplitMix::keyed(seed, key).shuffle(&mut perm);
                 let take = left.min(perm.len());
                 drawn.extend_from_slice(&perm[..take]);
                 left -= take;
@@ -239,20 +288,52 @@ struct Blocks {
     of_shard: Vec<usize>,
 }
 
-/// 1. Quotas per (dataset, shape) cell, summing to `n` exactly.
-fn quotas(
-    cells: &BTreeMap<(u16, u32), Vec<u32>>,
-    n: u64,
-    s: &OrderSettings<'_>,
-) -> Result<BTreeMap<(u16, u32), u64>, LoaderError> {
-    let datasets = s.dataset_weights.len();
-    let mut size = vec![0u64; datasets];
-    for (&(d, _), m) in cells {
-        if let Some(x) = size.get_mut(d as usize) {
-            *x += m.len() as u64;
+/// The weight of each clip of each (dataset, group): 1 without cluster balance and for
+/// [`NO_GROUP`], else the balance's weight for the group's size.
+fn group_weights(
+    cells: &BTreeMap<Cell, Vec<u32>>,
+    balance: Option<&ClusterBalance>,
+) -> BTreeMap<(u16, u32), f64> {
+    let Some(balance) = balance else {
+        return BTreeMap::new();
+    };
+    let mut size: BTreeMap<(u16, u32), u64> = BTreeMap::new();
+    for (&(d, _, g), m) in cells {
+        if g != NO_GROUP {
+            *size.entry((d, g)).or_insert(0) += m.len() as u64;
         }
     }
-    let total: u64 = size.iter().sum();
+    // The mean cluster size per dataset, for inverse frequency.
+    let mut per_dataset: BTreeMap<u16, (u64, u64)> = BTreeMap::new();
+    for (&(d, _), &n) in &size {
+        let e = per_dataset.entry(d).or_insert((0, 0));
+        e.0 += n;
+        e.1 += 1;
+    }
+    size.iter()
+        .map(|(&(d, g), &n)| {
+            let (clips, groups) = per_dataset.get(&d).copied().unwrap_or((n, 1));
+            let mean = clips as f64 / groups.max(1) as f64;
+            ((d, g), balance.weight(n, mean))
+        })
+        .collect()
+}
+
+/// 1. Quotas per (dataset, shape, group) cell, summing to `n` exactly, from each cell's
+/// effective size (clips × their weight).
+fn quotas(
+    effective: &BTreeMap<Cell, f64>,
+    n: u64,
+    s: &OrderSettings<'_>,
+) -> Result<BTreeMap<Cell, u64>, LoaderError> {
+    let datasets = s.dataset_weights.len();
+    let mut size = vec![0f64; datasets];
+    for (&(d, _, _), &e) in effective {
+        if let Some(x) = size.get_mut(d as usize) {
+            *x += e;
+        }
+    }
+    let total: f64 = size.iter().sum();
     let name = |d: usize| s.dataset_names.get(d).cloned().unwrap_or_default();
     let weighted = s.dataset_weights.iter().all(Option::is_some);
     let mut dataset_share = vec![0.0; datasets];
@@ -260,7 +341,7 @@ fn quotas(
         let sum: f64 = s.dataset_weights.iter().flatten().sum();
         for d in 0..datasets {
             let w = s.dataset_weights[d].unwrap_or(0.0);
-            if w > 0.0 && size[d] == 0 {
+            if w > 0.0 && size[d] == 0.0 {
                 return Err(LoaderError::Empty(format!(
                     "dataset {} has weight {w} but no clips in the index",
                     name(d)
@@ -270,7 +351,7 @@ fn quotas(
         }
     } else {
         for d in 0..datasets {
-            dataset_share[d] = size[d] as f64 / total as f64;
+            dataset_share[d] = size[d] / total;
         }
     }
     if let BucketWeights::Explicit(table) = s.bucket_weights {
@@ -292,43 +373,64 @@ fn quotas(
             }
         }
     }
-    let mut exact: Vec<((u16, u32), f64)> = Vec::new();
+    let mut exact: Vec<(Cell, f64)> = Vec::new();
     for (d, &share_d) in dataset_share.iter().enumerate() {
-        let mine: Vec<(&(u16, u32), &Vec<u32>)> = cells
+        // The dataset's shapes with their effective sizes, then each shape's weight.
+        let mut shapes: BTreeMap<u32, f64> = BTreeMap::new();
+        for (&(cd, shape, _), &e) in effective {
+            if cd as usize == d {
+                *shapes.entry(shape).or_insert(0.0) += e;
+            }
+        }
+        let weights: BTreeMap<u32, f64> = shapes
             .iter()
-            .filter(|((cd, _), _)| *cd as usize == d)
-            .collect();
-        let weights: Vec<f64> = mine
-            .iter()
-            .map(|(&(_, shape), m)| match s.bucket_weights {
-                BucketWeights::Natural => m.len() as f64,
-                BucketWeights::InverseFrequency => 1.0,
-                BucketWeights::Explicit(t) => s
-                    .shape_buckets
-                    .get(shape as usize)
-                    .and_then(|b| t.get(b))
-                    .copied()
-                    .unwrap_or(0.0),
+            .map(|(&shape, &e)| {
+                let w = match s.bucket_weights {
+                    BucketWeights::Natural => e,
+                    BucketWeights::InverseFrequency => 1.0,
+                    BucketWeights::Explicit(t) => s
+                        .shape_buckets
+                        .get(shape as usize)
+                        .and_then(|b| t.get(b))
+                        .copied()
+                        .unwrap_or(0.0),
+                };
+                (shape, w)
             })
             .collect();
-        let sum: f64 = weights.iter().sum();
+        let sum: f64 = weights.values().sum();
         if share_d > 0.0 && sum <= 0.0 {
             return Err(LoaderError::Empty(format!(
                 "dataset {}: every bucket it has weighs 0",
                 name(d)
             )));
         }
-        for ((key, _), w) in mine.iter().zip(weights) {
-            let share = if sum > 0.0 { w / sum } else { 0.0 };
-            exact.push((**key, n as f64 * share_d * share));
+        for (&(cd, shape, group), &e) in effective {
+            if cd as usize != d {
+                continue;
+            }
+            let shape_share = if sum > 0.0 {
+                weights.get(&shape).copied().unwrap_or(0.0) / sum
+            } else {
+                0.0
+            };
+            let shape_size = shapes.get(&shape).copied().unwrap_or(0.0);
+            let group_share = if shape_size > 0.0 {
+                e / shape_size
+            } else {
+                0.0
+            };
+            exact.push((
+                (cd, shape, group),
+                n as f64 * share_d * shape_share * group_share,
+            ));
         }
     }
     // Largest remainder: floors first, then one more to the largest fractions (ties in key
     // order) until the quotas sum to n.
-    let mut out: BTreeMap<(u16, u32), u64> =
-        exact.iter().map(|(k, q)| (*k, q.floor() as u64)).collect();
+    let mut out: BTreeMap<Cell, u64> = exact.iter().map(|(k, q)| (*k, q.floor() as u64)).collect();
     let given: u64 = out.values().sum();
-    let mut order: Vec<&((u16, u32), f64)> = exact.iter().filter(|(_, q)| *q > 0.0).collect();
+    let mut order: Vec<&(Cell, f64)> = exact.iter().filter(|(_, q)| *q > 0.0).collect();
     order.sort_by(|a, b| {
         let fa = a.1 - a.1.floor();
         let fb = b.1 - b.1.floor();

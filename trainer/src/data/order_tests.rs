@@ -12,6 +12,7 @@ fn keys(counts: &[usize], per_shard: usize) -> Vec<SampleKey> {
                 dataset: 0,
                 shard: (i / per_shard) as u32,
                 shape: shape as u32,
+                group: NO_GROUP,
             });
         }
     }
@@ -29,6 +30,7 @@ fn settings(weights: &BucketWeights, shapes: usize) -> OrderSettings<'_> {
         dataset_names: vec!["d0".into()],
         bucket_weights: weights,
         shape_buckets: (0..shapes).map(|k| format!("b{k}")).collect(),
+        cluster_balance: None,
     }
 }
 
@@ -197,6 +199,7 @@ fn datasets_mix_by_weight() {
         dataset: 1,
         shard: 10 + i / 10,
         shape: 0,
+        group: NO_GROUP,
     }));
     let mut s = settings(&w, 1);
     s.dataset_weights = vec![Some(1.0), Some(3.0)];
@@ -255,4 +258,99 @@ fn explicit_weights_must_name_every_bucket_and_only_real_ones() {
     );
     let e = Planner::new(&k, &settings(&w, 2)).unwrap_err().to_string();
     assert!(e.contains("\"b9\", which no dataset has"), "{e}");
+}
+
+/// 60 clips of one shape: 40 in cluster 0 (one caption repeated), 5 each in clusters 1–4.
+fn clustered() -> Vec<SampleKey> {
+    let mut k = keys(&[60], 10);
+    for (i, key) in k.iter_mut().enumerate() {
+        key.group = if i < 40 { 0 } else { 1 + (i as u32 - 40) / 5 };
+    }
+    k
+}
+
+fn drawn_per_group(k: &[SampleKey], plan: &EpochPlan) -> BTreeMap<u32, usize> {
+    let mut out = BTreeMap::new();
+    for b in &plan.batches {
+        for &i in &b.samples {
+            *out.entry(k[i as usize].group).or_default() += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn a_capped_cluster_gives_at_most_its_cap_each_epoch() {
+    let w = BucketWeights::Natural;
+    let k = clustered();
+    let cap = ClusterBalance::Cap { cap: 5 };
+    let mut s = settings(&w, 1);
+    s.cluster_balance = Some(&cap);
+    let p = Planner::new(&k, &s).unwrap();
+    // 5 from the big cluster + 4 × 5: the epoch shrinks to 25.
+    assert_eq!(p.group_quotas().values().sum::<u64>(), 25);
+    let mut big_members = std::collections::BTreeSet::new();
+    for epoch in 0..4 {
+        let plan = p.epoch(epoch);
+        let per = drawn_per_group(&k, &plan);
+        assert_eq!(per[&0], 5, "epoch {epoch}: {per:?}");
+        assert!((1..=4).all(|g| per[&g] == 5), "epoch {epoch}: {per:?}");
+        let mut ids: Vec<u32> = plan
+            .batches
+            .iter()
+            .flat_map(|b| b.samples.clone())
+            .collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "no clip twice in an epoch");
+        big_members.extend(ids.into_iter().filter(|&i| i < 40));
+    }
+    // Other members of the capped cluster each epoch.
+    assert!(big_members.len() > 10, "{}", big_members.len());
+    // Deterministic for a seed; another seed draws others.
+    assert_eq!(p.epoch(3), Planner::new(&k, &s).unwrap().epoch(3));
+    let mut other = s.clone();
+    other.seed = 43;
+    assert_ne!(p.epoch(3), Planner::new(&k, &other).unwrap().epoch(3));
+}
+
+#[test]
+fn inverse_frequency_gives_every_cluster_the_mean_size() {
+    let w = BucketWeights::Natural;
+    let k = clustered();
+    let flat = ClusterBalance::InverseFrequency;
+    let mut s = settings(&w, 1);
+    s.cluster_balance = Some(&flat);
+    let p = Planner::new(&k, &s).unwrap();
+    let per = drawn_per_group(&k, &p.epoch(0));
+    // 60 clips in 5 clusters: 12 each (small clusters repeated, the big one subsampled).
+    assert!(per.values().all(|&n| n == 12), "{per:?}");
+}
+
+#[test]
+fn cluster_balance_off_ignores_groups_and_keeps_the_order() {
+    let w = BucketWeights::Natural;
+    let k = clustered();
+    let plain = keys(&[60], 10);
+    let s = settings(&w, 1);
+    assert_eq!(
+        Planner::new(&k, &s).unwrap().epoch(2),
+        Planner::new(&plain, &s).unwrap().epoch(2)
+    );
+}
+
+#[test]
+fn unclustered_clips_keep_weight_one() {
+    let w = BucketWeights::Natural;
+    let mut k = clustered();
+    for key in k.iter_mut().skip(40) {
+        key.group = NO_GROUP;
+    }
+    let cap = ClusterBalance::Cap { cap: 4 };
+    let mut s = settings(&w, 1);
+    s.cluster_balance = Some(&cap);
+    let per = drawn_per_group(&k, &Planner::new(&k, &s).unwrap().epoch(0));
+    assert_eq!(per[&0], 4);
+    assert_eq!(per[&NO_GROUP], 20);
 }

@@ -73,6 +73,11 @@ fn differences(was: &OrderSpec, now: &OrderSpec) -> Vec<String> {
         show(&now.bucket_weights),
     );
     field(
+        "cluster_balance",
+        show(&was.cluster_balance),
+        show(&now.cluster_balance),
+    );
+    field(
         "epoch_samples",
         show(&was.epoch_samples),
         show(&now.epoch_samples),
@@ -126,6 +131,7 @@ mod tests {
             frames: None,
             size: None,
             bucket_weights: BucketWeights::Natural,
+            cluster_balance: None,
             epoch_samples: None,
             shuffle_shards: 0,
             drop_last: true,

@@ -230,3 +230,22 @@ pub fn write_blocking(uri: &str, spec: &TestDataset) -> Vec<String> {
         .unwrap()
         .block_on(write(uri, spec))
 }
+
+/// Runs `pass` over the test dataset at `uri` and lists the tables it wrote in the manifest
+/// (what a run's commit does), so tests can read a pass's output the way a loader would.
+pub async fn run_pass(
+    uri: &str,
+    pass: &dyn kelp_pipeline::pass::Pass,
+    tables: &[kelp_operators::TableSpec],
+) {
+    let loc = store::resolve(uri).unwrap();
+    let ds = kelp_pipeline::dataset::Dataset::open(uri, &store::StoreOptions::default())
+        .await
+        .unwrap();
+    let mut out = kelp_pipeline::pass::PassWriter::new(&loc, 1000, tables, 1 << 20).unwrap();
+    pass.run(&ds, &mut out).await.unwrap();
+    let written = out.finish().await.unwrap();
+    let mut m = manifest::read(&loc).await.unwrap().unwrap();
+    m.tables.extend(written);
+    manifest::write(&loc, &m).await.unwrap();
+}

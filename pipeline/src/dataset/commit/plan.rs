@@ -58,8 +58,7 @@ impl RunPlan {
         if let Some(p) = self.passes.get((unit - m) as usize) {
             return Some(p);
         }
-        crate::pass::PASSES
-            .iter()
+        crate::pass::all()
             .find(|p| crate::pass::standalone_unit(m, p.name) == Some(unit))
             .map(|p| p.name)
     }
