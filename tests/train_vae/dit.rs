@@ -191,4 +191,36 @@ pub fn train_and_sample_dit(
     let (i2v, from_still) = sample("3", "i2v", &["--image", s(&still)]);
     assert_ne!(from_still, a, "the still changed nothing");
     assert!(std::fs::metadata(&i2v).unwrap().len() > 0);
+    train_packed(dir, latents);
+}
+
+/// `kelp train dit` with `[data] pack_tokens`: each step packs latents into 2 rows of 200
+/// tokens (two 80-token latents with their captions per row), and the command reports the
+/// padding packed against padded batches.
+fn train_packed(dir: &std::path::Path, latents: &std::path::Path) {
+    let config = dir.join("dit-packed.toml");
+    let text = DIT_CONFIG.replace("[data]\n", "[data]\npack_tokens = 200\n");
+    assert!(text.contains("pack_tokens"));
+    std::fs::write(&config, text).unwrap();
+    let run = dir.join("dit-packed-run");
+    let out = kelp_ok(&[
+        "train",
+        "dit",
+        "--latents",
+        s(latents),
+        "--config",
+        s(&config),
+        "--run",
+        s(&run),
+        "--until-step",
+        "2",
+        "--quiet",
+    ]);
+    // Up to 4 clips a step (fewer when the epoch's last packed batch is short).
+    assert!(out.contains("step 2 ("), "{out}");
+    let report = out
+        .lines()
+        .find(|l| l.starts_with("packing: "))
+        .unwrap_or_else(|| panic!("no packing report:\n{out}"));
+    assert!(report.contains("% packed"), "{report}");
 }

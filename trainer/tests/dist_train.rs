@@ -2,9 +2,13 @@
 //! `mpi_training_rank` (ignored in a plain run) N times. Each rank trains the tiny VAE on its
 //! slice of every global batch and checks: all ranks end with the same weights; N ranks with
 //! per-rank batch B end where one process with batch N·B ends (rank 0 runs that too); a run
-//! stopped and resumed on N ranks ends where the uninterrupted one does.
+//! stopped and resumed on N ranks ends where the uninterrupted one does. Then the tiny DiT with
+//! runtime balance (`dist_train/dit.rs`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "dist_train/dit.rs"]
+mod dit;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -56,6 +60,10 @@ fn data_parallel_training_matches_one_process_and_resumes_on_2_and_3_ranks() {
             assert!(
                 text.contains(&format!("rank {rank} of {np}: training ok")),
                 "rank {rank} of {np} did not report:\n{text}"
+            );
+            assert!(
+                text.contains(&format!("rank {rank} of {np}: balanced dit ok")),
+                "rank {rank} of {np} did not finish the balanced DiT:\n{text}"
             );
         }
     }
@@ -186,4 +194,8 @@ fn mpi_training_rank() {
     assert!(d <= 1e-6, "rank {r}: the resumed run differs by {d}");
     coll.barrier().unwrap();
     println!("rank {r} of {n}: training ok");
+
+    dit::balanced_training_matches_one_process(&dir, coll.as_mut());
+    coll.barrier().unwrap();
+    println!("rank {r} of {n}: balanced dit ok");
 }

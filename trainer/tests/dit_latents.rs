@@ -11,9 +11,10 @@ use std::collections::BTreeSet;
 
 use common::text_model_dir;
 use kelp_trainer::data::latents::{LatentRow, LatentSet};
+use kelp_trainer::models::dit::DitConfig;
 use kelp_trainer::models::text::{EmbeddingCache, TextEncoder};
-use kelp_trainer::train::dit::source::{LatentSource, LatentSourceSpec};
-use kelp_trainer::train::dit::{DitTrainConfig, StageSpec};
+use kelp_trainer::train::dit::source::{LatentSource, LatentSourceSpec, PackSpec};
+use kelp_trainer::train::dit::{DitBatch, DitInput, DitTrainConfig, StageSpec};
 use kelp_trainer::train::source::BatchSource;
 
 /// 7 latents of [2, 1, 2, 2] and 5 of [2, 2, 2, 2]; four captions, one clip without.
@@ -38,6 +39,15 @@ fn source(rank: usize, world: usize) -> LatentSource {
 }
 
 fn staged(rank: usize, world: usize, stages: Vec<StageSpec>) -> LatentSource {
+    with_packing(rank, world, stages, None)
+}
+
+fn with_packing(
+    rank: usize,
+    world: usize,
+    stages: Vec<StageSpec>,
+    pack: Option<PackSpec>,
+) -> LatentSource {
     let spec = LatentSourceSpec {
         seed: 9,
         batch_size: 2,
@@ -47,9 +57,24 @@ fn staged(rank: usize, world: usize, stages: Vec<StageSpec>) -> LatentSource {
         world,
         stages,
         micro_per_step: 1,
+        pack,
     };
     let text = TextEncoder::load(&text_model_dir(), &Default::default()).unwrap();
     LatentSource::new(set(), &spec, text, EmbeddingCache::in_memory()).unwrap()
+}
+
+/// The next batch of a source that batches one shape at a time.
+trait NextPlain {
+    fn plain(&mut self) -> DitBatch;
+}
+
+impl NextPlain for LatentSource {
+    fn plain(&mut self) -> DitBatch {
+        match self.next_batch().unwrap() {
+            DitInput::Plain(b) => b,
+            DitInput::Packed(_) => panic!("a packed batch from a source without packing"),
+        }
+    }
 }
 
 #[test]
@@ -59,7 +84,7 @@ fn batches_have_one_shape_scaled_latents_and_each_caption_encoded_once() {
     // 7 + 5 clips in batches of 2, partial batches dropped: 3 + 2 per epoch.
     let mut ids = Vec::new();
     for _ in 0..5 {
-        let b = src.next_batch().unwrap();
+        let b = src.plain();
         assert_eq!(b.len(), 2);
         assert_eq!(b.text_shape[0], 2);
         assert_eq!(b.text_shape[2], 384);
@@ -88,7 +113,7 @@ fn batches_have_one_shape_scaled_latents_and_each_caption_encoded_once() {
 fn ranks_take_disjoint_batches_and_a_restored_source_continues_the_order() {
     let mut a = source(0, 2);
     let mut b = source(1, 2);
-    let (x, y) = (a.next_batch().unwrap(), b.next_batch().unwrap());
+    let (x, y) = (a.plain(), b.plain());
     assert!(
         x.ids.iter().all(|id| !y.ids.contains(id)),
         "{:?} / {:?}",
@@ -97,12 +122,12 @@ fn ranks_take_disjoint_batches_and_a_restored_source_continues_the_order() {
     );
 
     let mut whole = source(0, 1);
-    let first: Vec<Vec<String>> = (0..3).map(|_| whole.next_batch().unwrap().ids).collect();
+    let first: Vec<Vec<String>> = (0..3).map(|_| whole.plain().ids).collect();
     let state = whole.state();
-    let rest: Vec<Vec<String>> = (0..6).map(|_| whole.next_batch().unwrap().ids).collect();
+    let rest: Vec<Vec<String>> = (0..6).map(|_| whole.plain().ids).collect();
     let mut resumed = source(0, 1);
     resumed.restore(&state).unwrap();
-    let again: Vec<Vec<String>> = (0..6).map(|_| resumed.next_batch().unwrap().ids).collect();
+    let again: Vec<Vec<String>> = (0..6).map(|_| resumed.plain().ids).collect();
     assert_eq!(rest, again, "after {first:?}");
     assert!(resumed
         .restore(&serde_json::json!({"delivered": 0, "stage": 0, "epoch": 0, "batch": 99}))
@@ -128,9 +153,7 @@ fn images_then_video() -> Vec<StageSpec> {
 #[test]
 fn stages_switch_the_latents_at_their_step_and_resume_across_the_switch() {
     let mut src = staged(0, 1, images_then_video());
-    let frames: Vec<usize> = (0..10)
-        .map(|_| src.next_batch().unwrap().shape[2])
-        .collect();
+    let frames: Vec<usize> = (0..10).map(|_| src.plain().shape[2]).collect();
     assert!(
         frames[..3].iter().all(|&t| t == 1),
         "stage 0 is images only: {frames:?}"
@@ -144,7 +167,7 @@ fn stages_switch_the_latents_at_their_step_and_resume_across_the_switch() {
     for cut in [2, 3, 5] {
         let mut whole = staged(0, 1, images_then_video());
         let ids = |s: &mut LatentSource, n: usize| -> Vec<Vec<String>> {
-            (0..n).map(|_| s.next_batch().unwrap().ids).collect()
+            (0..n).map(|_| s.plain().ids).collect()
         };
         ids(&mut whole, cut);
         let state = whole.state();
@@ -178,4 +201,130 @@ fn a_stage_schedule_must_start_at_zero_and_increase() {
             .len(),
         2
     );
+}
+
+/// A model config whose patch (1×1×1) makes a [2, T, 2, 2] latent 4·T video tokens.
+fn packing_model() -> DitConfig {
+    let mut c = DitConfig::preset("tiny").unwrap();
+    c.patch = [1, 1, 1];
+    c.latent_channels = 2;
+    c
+}
+
+fn packed_ids(src: &mut LatentSource) -> Vec<String> {
+    match src.next_batch().unwrap() {
+        DitInput::Packed(p) => p.samples.iter().map(|s| s.id.clone()).collect(),
+        DitInput::Plain(_) => panic!("a plain batch from a packing source"),
+    }
+}
+
+#[test]
+fn packed_batches_mix_shapes_fill_rows_and_resume() {
+    let model = packing_model();
+    // Images are 4 video tokens, videos 8, plus 2 or 5 caption tokens: a row of 22 holds a
+    // video and an image, or two images.
+    let pack = Some(PackSpec {
+        tokens: 22,
+        model: model.clone(),
+        balance: None,
+    });
+    let mut src = with_packing(0, 1, Vec::new(), pack.clone());
+    let report = src.packing_report().unwrap().unwrap();
+    assert_eq!(report.samples, 12, "{report}");
+    let s = set();
+    let mut seen = Vec::new();
+    let mut mixed = false;
+    let mut tokens_in_all = 0;
+    for _ in 0..report.steps {
+        let DitInput::Packed(p) = src.next_batch().unwrap() else {
+            panic!("plain batch");
+        };
+        assert!(p.rows.len() <= 2, "{:?}", p.rows);
+        let mut in_rows: Vec<usize> = p.rows.iter().flatten().copied().collect();
+        in_rows.sort();
+        assert_eq!(in_rows, (0..p.samples.len()).collect::<Vec<_>>());
+        for row in &p.rows {
+            let tokens: usize = row
+                .iter()
+                .map(|&i| {
+                    let smp = &p.samples[i];
+                    smp.shape[1] * 4 + smp.text_len
+                })
+                .sum();
+            assert!(tokens <= 22, "row of {tokens} tokens");
+            tokens_in_all += tokens;
+        }
+        let shapes: BTreeSet<[usize; 4]> = p.samples.iter().map(|x| x.shape).collect();
+        mixed |= shapes.len() > 1;
+        for smp in &p.samples {
+            let row = s.rows.iter().find(|r| r.clip_id == smp.id).unwrap();
+            let want: Vec<f32> = row.mean.iter().map(|v| v * 0.5).collect();
+            assert_eq!(smp.latents, want);
+            assert_eq!(smp.text.len(), smp.text_len * 384);
+            assert!((2..=8).contains(&smp.text_len), "{}", smp.text_len);
+            seen.push(smp.id.clone());
+        }
+    }
+    assert!(mixed, "no packed batch mixed latent shapes");
+    let distinct: BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(
+        (seen.len(), distinct.len()),
+        (12, 12),
+        "an epoch is every latent once"
+    );
+    // The report's packed padding is that of the rows delivered.
+    let slots = (report.steps * 2 * 22) as f64;
+    let want = 1.0 - tokens_in_all as f64 / slots;
+    assert!(
+        (report.packed_fraction - want).abs() < 1e-9,
+        "{report} vs {want}"
+    );
+
+    // Resume continues the packed order; two ranks take disjoint packed batches.
+    let mut whole = with_packing(0, 1, Vec::new(), pack.clone());
+    packed_ids(&mut whole);
+    let state = whole.state();
+    let rest: Vec<Vec<String>> = (0..4).map(|_| packed_ids(&mut whole)).collect();
+    let mut resumed = with_packing(0, 1, Vec::new(), pack.clone());
+    resumed.restore(&state).unwrap();
+    let again: Vec<Vec<String>> = (0..4).map(|_| packed_ids(&mut resumed)).collect();
+    assert_eq!(rest, again);
+    let mut r0 = with_packing(0, 2, Vec::new(), pack.clone());
+    let mut r1 = with_packing(1, 2, Vec::new(), pack);
+    let (a, b) = (packed_ids(&mut r0), packed_ids(&mut r1));
+    assert!(a.iter().all(|id| !b.contains(id)), "{a:?} / {b:?}");
+}
+
+#[test]
+fn balanced_ranks_take_disjoint_rows_dealt_by_cost() {
+    let model = packing_model();
+    let spec = |rank| {
+        with_packing(
+            rank,
+            2,
+            Vec::new(),
+            Some(PackSpec {
+                tokens: 22,
+                model: model.clone(),
+                balance: Some(kelp_trainer::train::dit::balanced::flops_cost(&model).unwrap()),
+            }),
+        )
+    };
+    let (mut r0, mut r1) = (spec(0), spec(1));
+    let plan = r0.balance_report().unwrap().unwrap();
+    assert!(plan.balanced <= plan.unbalanced + 1e-12, "{plan}");
+    let mut seen = BTreeSet::new();
+    for _ in 0..plan.steps.len() {
+        let (DitInput::Packed(a), DitInput::Packed(b)) =
+            (r0.next_batch().unwrap(), r1.next_batch().unwrap())
+        else {
+            panic!("plain batches from a packing source");
+        };
+        assert!(a.rows.len() <= 2 && b.rows.len() <= 2);
+        assert!((a.loss_weight + b.loss_weight - 2.0).abs() < 1e-5);
+        for smp in a.samples.iter().chain(&b.samples) {
+            assert!(seen.insert(smp.id.clone()), "{} twice", smp.id);
+        }
+    }
+    assert!(seen.len() >= 6, "{} latents in an epoch", seen.len());
 }

@@ -13,10 +13,11 @@ use kelp_trainer::models::dit::Dit;
 use kelp_trainer::models::nn::Compute;
 use kelp_trainer::train::backend::{Cpu, CpuAutodiff};
 use kelp_trainer::train::config::{parse_toml, CheckpointSpec, LogSpec, TrainSpec};
+use kelp_trainer::train::dit::packed::{packed_loss, PackedBatch, PackedSample};
 use kelp_trainer::train::dit::sample::{sample, SampleSpec, Solver};
 use kelp_trainer::train::dit::synthetic::{self, SyntheticSpec};
 use kelp_trainer::train::dit::task::{draws, flow_loss};
-use kelp_trainer::train::dit::{DitBatch, DitTask, FlowConfig};
+use kelp_trainer::train::dit::{DitBatch, DitInput, DitTask, FlowConfig};
 use kelp_trainer::train::source::FixedBatches;
 use kelp_trainer::train::store::RunStore;
 use kelp_trainer::train::trainer::{train, RunOptions};
@@ -48,6 +49,11 @@ const SPEC: SyntheticSpec = SyntheticSpec {
     text_dim: 32,
     classes: 4,
 };
+
+/// Batches of one shape as the task's input.
+fn plain(batches: &[DitBatch]) -> Vec<DitInput> {
+    batches.iter().cloned().map(DitInput::from).collect()
+}
 
 /// The mean flow-matching loss over `batches` with draws fixed by `seed` (so two models are
 /// compared on the same noise and timesteps).
@@ -112,7 +118,7 @@ fn flow_matching_loss_falls_and_samples_follow_their_caption() {
         20,
     );
     let mut task = DitTask::<CpuAutodiff>::new(config.clone(), flow.clone(), Compute::F32, &device);
-    let mut source = FixedBatches::new(batches.clone(), 3).unwrap();
+    let mut source = FixedBatches::new(plain(&batches), 3).unwrap();
     let t0 = Instant::now();
     let trained = train(&mut task, model, &mut source, &spec, &store, &opts, &device).unwrap();
     let secs = t0.elapsed().as_secs_f64();
@@ -242,7 +248,7 @@ fn run(dir: &std::path::Path, resume: bool, until: Option<u64>) -> Vec<u8> {
     let opts = run_options(dir, resume, until, CheckpointSpec { every: 2, keep: 0 }, 1);
     let flow = FlowConfig::default();
     let mut task = DitTask::<CpuAutodiff>::new(config.clone(), flow, Compute::F32, &device);
-    let mut source = FixedBatches::new(synthetic::batches(7, 3, 2, &SPEC), 3).unwrap();
+    let mut source = FixedBatches::new(plain(&synthetic::batches(7, 3, 2, &SPEC)), 3).unwrap();
     let model = Dit::<CpuAutodiff>::new(&config, &device, 0);
     let t = train(&mut task, model, &mut source, &spec, &store, &opts, &device).unwrap();
     weights::to_safetensors(&t.model).unwrap()
@@ -332,7 +338,7 @@ fn overfitting_one_clip_then_sampling_its_caption_reproduces_it() {
         50,
     );
     let mut task = DitTask::<CpuAutodiff>::new(config.clone(), flow, Compute::F32, &device);
-    let mut source = FixedBatches::new(vec![one.clone()], 1).unwrap();
+    let mut source = FixedBatches::new(plain(std::slice::from_ref(&one)), 1).unwrap();
     let model = Dit::<CpuAutodiff>::new(&config, &device, 0);
     let model = train(&mut task, model, &mut source, &spec, &store, &opts, &device)
         .unwrap()
@@ -352,4 +358,107 @@ fn overfitting_one_clip_then_sampling_its_caption_reproduces_it() {
     println!("one clip, {steps} steps: sampled with its caption at {psnr:.1} dB (latent PSNR; zeros give {noise_psnr:.1} dB)");
     // Measured 29.3 dB (2026-12-02); zeros give 11.4 dB.
     assert!(psnr > 25.0, "{psnr:.1} dB");
+}
+
+#[test]
+fn a_packed_step_has_the_loss_of_the_same_samples_batched() {
+    let device = Default::default();
+    let config = tiny([1, 2, 2]);
+    // Trained-looking weights (a fresh model's zero output layer would make any two losses of
+    // the same targets equal).
+    let model = jittered(Dit::<Cpu>::new(&config, &device, 0), 3, 0.05);
+    let flow = FlowConfig {
+        cfg_dropout: 0.0,
+        i2v_rate: 0.0,
+        ..FlowConfig::default()
+    };
+    let batch = &synthetic::batches(5, 1, 3, &SPEC)[0];
+    let [c, t, h, w] = SPEC.latent;
+    let tokens: usize = config.token_grid(t, h, w).unwrap().iter().product();
+    let d = draws(batch, &flow, flow.shift_for(tokens), 11, "7");
+    let plain = flow_loss(&model, batch, &d, Compute::F32, &device).unwrap();
+    let plain = values(plain)[0];
+
+    let per = c * t * h * w;
+    let [_, l, dim] = batch.text_shape;
+    let samples: Vec<PackedSample> = (0..3)
+        .map(|i| {
+            let len = batch.mask[i * l..(i + 1) * l]
+                .iter()
+                .filter(|&&m| m > 0.5)
+                .count();
+            PackedSample {
+                id: batch.ids[i].clone(),
+                shape: SPEC.latent,
+                latents: batch.latents[i * per..(i + 1) * per].to_vec(),
+                text: batch.text[i * l * dim..(i * l + len) * dim].to_vec(),
+                text_len: len,
+            }
+        })
+        .collect();
+    // Two samples per row: the rows really are packed.
+    let packed = PackedBatch::new(samples, dim, 2 * (tokens + l), &config).unwrap();
+    assert_eq!(packed.rows.len(), 2, "{:?}", packed.rows);
+    let loss = packed_loss(
+        &model,
+        &config,
+        &packed,
+        &flow,
+        11,
+        "7",
+        Compute::F32,
+        &device,
+    )
+    .unwrap();
+    let loss = values(loss)[0];
+    assert!(
+        (loss - plain).abs() <= 1e-5 * plain.abs().max(1.0),
+        "packed {loss} vs batched {plain}"
+    );
+}
+
+#[test]
+fn balanced_ranks_weighted_losses_average_to_the_whole_steps_loss() {
+    let device = Default::default();
+    let config = tiny([1, 2, 2]);
+    let model = jittered(Dit::<Cpu>::new(&config, &device, 0), 4, 0.05);
+    let flow = FlowConfig::default();
+    let batch = &synthetic::batches(6, 1, 5, &SPEC)[0];
+    let [c, t, h, w] = SPEC.latent;
+    let per = c * t * h * w;
+    let [_, l, dim] = batch.text_shape;
+    let sample = |i: usize| {
+        let len = batch.mask[i * l..(i + 1) * l]
+            .iter()
+            .filter(|&&m| m > 0.5)
+            .count();
+        PackedSample {
+            id: batch.ids[i].clone(),
+            shape: SPEC.latent,
+            latents: batch.latents[i * per..(i + 1) * per].to_vec(),
+            text: batch.text[i * l * dim..(i * l + len) * dim].to_vec(),
+            text_len: len,
+        }
+    };
+    let tokens: usize = config.token_grid(t, h, w).unwrap().iter().product();
+    let capacity = 2 * (tokens + l);
+    let loss = |idx: &[usize], weight: f32| {
+        let mut b = PackedBatch::new(
+            idx.iter().map(|&i| sample(i)).collect(),
+            dim,
+            capacity,
+            &config,
+        )
+        .unwrap();
+        b.loss_weight = weight;
+        let v = packed_loss(&model, &config, &b, &flow, 3, "1", Compute::F32, &device).unwrap();
+        values(v)[0]
+    };
+    let whole = loss(&[0, 1, 2, 3, 4], 1.0);
+    // Rank 0 holds 3 of 5 samples' values, rank 1 holds 2: weights 2·3/5 and 2·2/5.
+    let mean_of_ranks = (loss(&[0, 1, 2], 1.2) + loss(&[3, 4], 0.8)) / 2.0;
+    assert!(
+        (mean_of_ranks - whole).abs() <= 1e-5 * whole.abs().max(1.0),
+        "{mean_of_ranks} vs {whole}"
+    );
 }

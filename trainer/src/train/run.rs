@@ -154,6 +154,8 @@ pub struct TrainSummary {
     pub samples: u64,
     pub params: u64,
     pub last: Vec<(String, f64)>,
+    /// Further lines for the user (the DiT's packing report).
+    pub notes: Vec<String>,
 }
 
 impl std::fmt::Display for TrainSummary {
@@ -173,7 +175,11 @@ impl std::fmt::Display for TrainSummary {
             .filter(|(_, v)| v.is_finite())
             .map(|(k, v)| format!("{k} {v:.4}"))
             .collect();
-        writeln!(f, "last: {}", vals.join("  "))
+        writeln!(f, "last: {}", vals.join("  "))?;
+        for n in &self.notes {
+            writeln!(f, "{n}")?;
+        }
+        Ok(())
     }
 }
 

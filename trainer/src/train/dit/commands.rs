@@ -10,7 +10,8 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use kelp_pipeline::store::StoreOptions;
 
-use super::source::{LatentSource, LatentSourceSpec};
+use super::balanced::flops_cost;
+use super::source::{LatentSource, LatentSourceSpec, PackSpec};
 use super::{DitTask, DitTrainConfig};
 use crate::data::latents::LatentSet;
 use crate::dist::Collective;
@@ -132,13 +133,31 @@ pub fn train_dit_on(args: &TrainDitArgs) -> Result<TrainSummary, TrainError> {
         world: world.size,
         stages: cfg.stages.clone(),
         micro_per_step: cfg.train.grad_accum,
+        pack: match cfg.data.pack_tokens {
+            Some(tokens) => Some(PackSpec {
+                tokens,
+                model: arch.clone(),
+                balance: match (cfg.data.runtime_balance, cfg.data.cost_model) {
+                    (false, _) => None,
+                    (true, Some(c)) => Some(c),
+                    (true, None) => Some(flops_cost(&arch)?),
+                },
+            }),
+            None => None,
+        },
     };
     let mut source = LatentSource::new(set, &spec, text, cache)?;
+    let mut notes = Vec::new();
+    notes.extend(source.packing_report()?.map(|r| format!("packing: {r}")));
+    notes.extend(source.balance_report()?.map(|b| b.to_string()));
+    for n in &notes {
+        tracing::info!("{n}");
+    }
     let mut args = args.clone();
     args.config = cfg;
     args.progress &= world.rank == 0;
     let checkpointed = args.config.train.activation_checkpointing;
-    match &selected {
+    let trained = match &selected {
         Selected::Cpu { .. } if checkpointed => run_on::<backend::CpuAutodiffCheckpointed>(
             &args,
             &mut source,
@@ -180,7 +199,10 @@ pub fn train_dit_on(args: &TrainDitArgs) -> Result<TrainSummary, TrainError> {
         }
         #[cfg(not(feature = "cuda"))]
         Selected::Cuda(_) => Err(TrainError::Device("built without cuda".into())),
-    }
+    };
+    let mut trained = trained?;
+    trained.notes.extend(notes);
+    Ok(trained)
 }
 
 fn run_on<B: AutodiffBackend>(
@@ -238,6 +260,7 @@ fn run_on<B: AutodiffBackend>(
         samples: trained.samples,
         params,
         last: trained.last,
+        notes: Vec::new(),
     })
 }
 

@@ -9,12 +9,15 @@
 //! Image-to-video: an image-conditioned model (`[model] image_condition`) sees the first clean
 //! latent frame of a share `[flow] i2v_rate` of its samples (`task::flow_loss`), and the sampler
 //! takes a first frame. The multi-stage schedule (`[[stages]]`) picks which latents each stage
-//! trains on ([`source`]). Not here yet: packing inside the training loop.
+//! trains on ([`source`]). With `[data] pack_tokens` each step packs latents of any shapes into
+//! `batch_size` rows of that many tokens ([`packed`]) instead of batching one shape.
 
+pub mod balanced;
 pub mod commands;
 pub mod eval;
 pub mod flow;
 pub mod generate;
+pub mod packed;
 pub mod sample;
 pub mod source;
 pub mod synthetic;
@@ -26,7 +29,7 @@ use crate::models::dit::{DitConfig, DitSpec};
 use crate::train::config::{parse_toml, CheckpointSpec, EvalSpec, LogSpec, TrainSpec};
 use crate::train::TrainError;
 pub use flow::FlowConfig;
-pub use task::{DitBatch, DitTask};
+pub use task::{DitBatch, DitInput, DitTask};
 
 /// A DiT training config (`trainer/configs/dit-tiny.toml` is one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,6 +106,20 @@ pub struct DitDataSpec {
     /// A folder keeping each caption's token embeddings across runs (default: memory only).
     #[serde(default)]
     pub text_cache: Option<std::path::PathBuf>,
+    /// Sequence packing: each micro-batch packs latents of any shapes (with their captions'
+    /// tokens) into `batch_size` rows of at most this many tokens, each sample attending only to
+    /// itself, instead of batching latents of one shape. None: one shape per batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack_tokens: Option<usize>,
+    /// Runtime balance (with packing): each step's rows are packed for all ranks together and
+    /// dealt by predicted cost, so ranks finish their steps together.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub runtime_balance: bool,
+    /// The cost model runtime balance predicts a row's time with (seconds for a sequence of n
+    /// tokens: `fixed + linear·n + quadratic·n²`, e.g. fitted from `kelp bench dit-cost`).
+    /// Default: the model's FLOPs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_model: Option<crate::train::balance::CostModel>,
 }
 
 fn d_batch() -> usize {
@@ -122,6 +139,9 @@ impl Default for DitDataSpec {
             text_max_len: d_text_len(),
             text_model: None,
             text_cache: None,
+            pack_tokens: None,
+            runtime_balance: false,
+            cost_model: None,
         }
     }
 }
@@ -156,6 +176,16 @@ impl DitTrainConfig {
         {
             return Err(TrainError::Config(format!(
                 "{what}: [[stages]]: from_step must increase from one stage to the next"
+            )));
+        }
+        if c.data.pack_tokens == Some(0) {
+            return Err(TrainError::Config(format!(
+                "{what}: [data] pack_tokens must be at least 1 (or absent: no packing)"
+            )));
+        }
+        if c.data.runtime_balance && c.data.pack_tokens.is_none() {
+            return Err(TrainError::Config(format!(
+                "{what}: [data] runtime_balance deals packed rows to ranks: set pack_tokens too"
             )));
         }
         if let Some(s) = c.data.latent_scale {

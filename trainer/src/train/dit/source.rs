@@ -5,14 +5,25 @@
 //! its own order over the latents it admits, entered at its first step (the source counts its
 //! micro-batches to know the step). Its state is (micro-batches delivered, stage, epoch, batch of
 //! the epoch), so a resumed run takes the batches that followed.
+//!
+//! With packing (`[data] pack_tokens`) an epoch's global order is the planner's order of single
+//! latents, cut into packed batches of `batch_size` rows ([`super::packed::pack_steps`]); rank
+//! `r` of `W` takes packed batches `r, r + W, …` (the last `mod W` are dropped, so every rank
+//! takes as many steps). With runtime balance the epoch is cut into global steps of `W ×
+//! batch_size` rows whose rows are dealt to ranks by predicted cost ([`super::balanced`]).
 
 use serde::{Deserialize, Serialize};
 
-use super::task::DitBatch;
+use super::balanced::{balanced_steps, BalanceInput, BalancePlan};
+use super::packed::{pack_steps, PackedBatch, PackedSample, PackingReport};
+use super::task::{DitBatch, DitInput};
 use super::StageSpec;
 use crate::data::latents::{LatentOrder, LatentSet};
+use crate::data::order::rank_batches;
+use crate::models::dit::DitConfig;
 use crate::models::text::{EmbeddingCache, TextEncoder};
 use crate::train::backend::Cpu;
+use crate::train::balance::CostModel;
 use crate::train::source::BatchSource;
 use crate::train::TrainError;
 
@@ -41,7 +52,47 @@ pub struct LatentSource {
     order: LatentOrder,
     epoch: u64,
     pos: usize,
-    batches: Vec<Vec<u32>>,
+    batches: Vec<Planned>,
+    packing: Option<Packing>,
+}
+
+/// One micro-batch of the order: latent indices, and with runtime balance their packed rows
+/// (positions in `samples`) and loss weight.
+#[derive(Debug, Clone)]
+struct Planned {
+    samples: Vec<u32>,
+    rows: Option<Vec<Vec<usize>>>,
+    weight: f32,
+}
+
+impl Planned {
+    fn of(samples: Vec<u32>) -> Planned {
+        Planned {
+            samples,
+            rows: None,
+            weight: 1.0,
+        }
+    }
+}
+
+/// Packing settings of a source: the row capacity, the model (for token counts), each latent's
+/// tokens (video + caption) and values, and the runtime balance's cost model.
+struct Packing {
+    tokens: usize,
+    model: DitConfig,
+    lengths: Vec<usize>,
+    values: Vec<usize>,
+    balance: Option<CostModel>,
+}
+
+/// Sequence packing of a [`LatentSource`].
+#[derive(Debug, Clone)]
+pub struct PackSpec {
+    /// Tokens per packed row (video tokens under the model's patch + caption tokens).
+    pub tokens: usize,
+    pub model: DitConfig,
+    /// Runtime balance across ranks with this cost model; `None` packs each rank's steps alone.
+    pub balance: Option<CostModel>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +115,8 @@ pub struct LatentSourceSpec {
     pub stages: Vec<StageSpec>,
     /// Micro-batches per optimizer step (`[train] grad_accum`): how the source knows the step.
     pub micro_per_step: u64,
+    /// Pack latents of any shapes into `batch_size` rows; `None` batches one shape at a time.
+    pub pack: Option<PackSpec>,
 }
 
 impl LatentSource {
@@ -82,7 +135,22 @@ impl LatentSource {
         } else {
             spec.stages.clone()
         };
-        let order = stage_order(&set, &stages[0], 0, spec.seed, spec.batch_size)?;
+        let packing = match &spec.pack {
+            Some(p) => Some(Packing {
+                tokens: p.tokens,
+                model: p.model.clone(),
+                lengths: token_lengths(&set, &text, &p.model, spec.text_max_len)?,
+                values: set.rows.iter().map(|r| r.shape.iter().product()).collect(),
+                balance: p.balance,
+            }),
+            None => None,
+        };
+        let per_order = if packing.is_some() {
+            1
+        } else {
+            spec.batch_size
+        };
+        let order = stage_order(&set, &stages[0], 0, spec.seed, per_order)?;
         let mut s = LatentSource {
             batcher: LatentBatcher::new(set, spec.latent_scale, spec.text_max_len, text, cache),
             stages,
@@ -97,9 +165,69 @@ impl LatentSource {
             epoch: 0,
             pos: 0,
             batches: Vec::new(),
+            packing,
         };
         s.batches = s.epoch_batches(0)?;
         Ok(s)
+    }
+
+    /// Padding of the current stage's epoch 0, packed against padded batches (packing only).
+    pub fn packing_report(&self) -> Result<Option<PackingReport>, TrainError> {
+        let Some(p) = &self.packing else {
+            return Ok(None);
+        };
+        let steps = self.packed_steps(0)?;
+        Ok(Some(PackingReport::new(
+            &steps,
+            &p.lengths,
+            p.tokens,
+            self.batch_size,
+            self.batch_size,
+        )))
+    }
+
+    /// The runtime balance of the current stage's epoch 0 (with balance only).
+    pub fn balance_report(&self) -> Result<Option<BalancePlan>, TrainError> {
+        self.balance_plan(0)
+    }
+
+    fn balance_plan(&self, epoch: u64) -> Result<Option<BalancePlan>, TrainError> {
+        let Some(p) = &self.packing else {
+            return Ok(None);
+        };
+        let Some(cost) = &p.balance else {
+            return Ok(None);
+        };
+        let order: Vec<u32> = self
+            .order
+            .rank_epoch(epoch, 0, 1)
+            .into_iter()
+            .flatten()
+            .collect();
+        balanced_steps(&BalanceInput {
+            order: &order,
+            lengths: &p.lengths,
+            values: &p.values,
+            capacity: p.tokens,
+            rows_per_rank: self.batch_size,
+            world: self.world,
+            cost,
+        })
+        .map(Some)
+    }
+
+    /// Every rank's packed batches of `epoch`, in global order.
+    fn packed_steps(&self, epoch: u64) -> Result<Vec<Vec<u32>>, TrainError> {
+        let Some(p) = &self.packing else {
+            return Ok(Vec::new());
+        };
+        let order: Vec<u32> = self
+            .order
+            .rank_epoch(epoch, 0, 1)
+            .into_iter()
+            .flatten()
+            .collect();
+        pack_steps(&order, &p.lengths, p.tokens, self.batch_size)
     }
 
     /// The stage of optimizer step `step`.
@@ -115,7 +243,12 @@ impl LatentSource {
         let st = self.stages.get(k).cloned().ok_or_else(|| {
             TrainError::Checkpoint(format!("the latents' position: no stage {k}"))
         })?;
-        self.order = stage_order(&self.batcher.set, &st, k, self.seed, self.batch_size)?;
+        let per_order = if self.packing.is_some() {
+            1
+        } else {
+            self.batch_size
+        };
+        self.order = stage_order(&self.batcher.set, &st, k, self.seed, per_order)?;
         self.stage = k;
         self.epoch = 0;
         self.pos = 0;
@@ -123,8 +256,31 @@ impl LatentSource {
         Ok(())
     }
 
-    fn epoch_batches(&self, epoch: u64) -> Result<Vec<Vec<u32>>, TrainError> {
-        let b = self.order.rank_epoch(epoch, self.rank, self.world);
+    fn epoch_batches(&self, epoch: u64) -> Result<Vec<Planned>, TrainError> {
+        let b: Vec<Planned> = if let Some(plan) = self.balance_plan(epoch)? {
+            plan.steps
+                .into_iter()
+                .filter_map(|step| step.into_iter().nth(self.rank))
+                .map(|r| Planned {
+                    samples: r.samples,
+                    rows: Some(r.rows),
+                    weight: r.loss_weight,
+                })
+                .collect()
+        } else if self.packing.is_some() {
+            let steps = self.packed_steps(epoch)?;
+            rank_batches(steps.len(), 0, self.rank, self.world, true)
+                .into_iter()
+                .filter_map(|g| steps.get(g).cloned())
+                .map(Planned::of)
+                .collect()
+        } else {
+            self.order
+                .rank_epoch(epoch, self.rank, self.world)
+                .into_iter()
+                .map(Planned::of)
+                .collect()
+        };
         if b.is_empty() {
             let set = &self.batcher.set;
             return Err(TrainError::Data(format!(
@@ -174,6 +330,27 @@ fn stage_order(
     let stream = seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     LatentOrder::of_rows(set, &rows, stream, batch_size)
         .map_err(|e| TrainError::Data(e.to_string()))
+}
+
+/// Each latent's tokens under `model`'s patch plus its caption's tokens.
+fn token_lengths(
+    set: &LatentSet,
+    text: &TextEncoder<Cpu>,
+    model: &DitConfig,
+    text_max_len: usize,
+) -> Result<Vec<usize>, TrainError> {
+    set.rows
+        .iter()
+        .map(|r| {
+            let caption = r.caption.as_deref().unwrap_or("");
+            let ids = text
+                .tokenize(&[caption], text_max_len)
+                .map_err(|e| TrainError::Data(format!("clip {}: {e}", r.clip_id)))?;
+            let text_len = ids.first().map(Vec::len).unwrap_or(2);
+            super::packed::sample_tokens(model, r.shape, text_len)
+                .map_err(|e| TrainError::Data(format!("{}: clip {}: {e}", set.uri, r.clip_id)))
+        })
+        .collect()
 }
 
 impl LatentBatcher {
@@ -248,10 +425,62 @@ impl LatentBatcher {
     }
 }
 
-impl BatchSource for LatentSource {
-    type Item = DitBatch;
+impl LatentBatcher {
+    /// The rows `rows` (indices into the set, any shapes) as a packed batch: each latent scaled,
+    /// each caption's real tokens, packed into rows of `capacity` tokens.
+    pub fn packed(
+        &mut self,
+        rows: &[u32],
+        capacity: usize,
+        model: &DitConfig,
+    ) -> Result<PackedBatch, TrainError> {
+        let picked: Vec<&crate::data::latents::LatentRow> = rows
+            .iter()
+            .filter_map(|&i| self.set.rows.get(i as usize))
+            .collect();
+        if picked.is_empty() {
+            return Err(TrainError::Data(
+                "an empty batch in the latents' order".into(),
+            ));
+        }
+        let captions: Vec<&str> = picked
+            .iter()
+            .map(|r| r.caption.as_deref().unwrap_or(""))
+            .collect();
+        let text = self
+            .cache
+            .encode(&self.text, &captions, self.text_max_len)
+            .map_err(|e| TrainError::Data(format!("encoding captions: {e}")))?;
+        let [_, l, dim] = text.tokens.dims();
+        let read = |t: burn::tensor::TensorData| {
+            t.to_vec::<f32>()
+                .map_err(|e| TrainError::Data(format!("reading text embeddings: {e:?}")))
+        };
+        let tokens = read(text.tokens.into_data())?;
+        let mask = read(text.mask.into_data())?;
+        let mut samples = Vec::with_capacity(picked.len());
+        for (i, r) in picked.iter().enumerate() {
+            // Captions are padded at their end: the real tokens are the first `len`.
+            let len = mask[i * l..(i + 1) * l]
+                .iter()
+                .filter(|&&m| m > 0.5)
+                .count();
+            samples.push(PackedSample {
+                id: r.clip_id.clone(),
+                shape: r.shape,
+                latents: r.mean.iter().map(|v| v * self.scale).collect(),
+                text: tokens[i * l * dim..(i * l + len) * dim].to_vec(),
+                text_len: len,
+            });
+        }
+        PackedBatch::new(samples, dim, capacity, model)
+    }
+}
 
-    fn next_batch(&mut self) -> Result<DitBatch, TrainError> {
+impl BatchSource for LatentSource {
+    type Item = DitInput;
+
+    fn next_batch(&mut self) -> Result<DitInput, TrainError> {
         let due = self.stage_at(self.delivered / self.micro_per_step);
         if due != self.stage {
             self.enter(due)?;
@@ -261,10 +490,20 @@ impl BatchSource for LatentSource {
             self.pos = 0;
             self.batches = self.epoch_batches(self.epoch)?;
         }
-        let rows = self.batches[self.pos].clone();
+        let planned = self.batches[self.pos].clone();
         self.pos += 1;
         self.delivered += 1;
-        self.batcher.batch(&rows)
+        match &self.packing {
+            Some(p) => {
+                let mut batch = self.batcher.packed(&planned.samples, p.tokens, &p.model)?;
+                if let Some(rows) = planned.rows {
+                    batch.rows = rows;
+                }
+                batch.loss_weight = planned.weight;
+                Ok(DitInput::Packed(batch))
+            }
+            None => Ok(DitInput::Plain(self.batcher.batch(&planned.samples)?)),
+        }
     }
 
     fn state(&self) -> serde_json::Value {

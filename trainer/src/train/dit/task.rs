@@ -6,6 +6,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 
 use super::flow::{logit_normal, shift_time, FlowConfig};
+use super::packed::{packed_flops, packed_loss, PackedBatch};
 use crate::models::dit::condition::with_condition;
 use crate::models::dit::{Dit, DitConfig};
 use crate::models::init::HostRng;
@@ -94,8 +95,34 @@ pub struct Draws {
     pub i2v: Vec<bool>,
 }
 
-/// The draws for `batch`, each sample's a function of (seed, `key`, clip id) alone, so a clip gets
-/// the same draws whichever rank or batch position it lands in.
+/// One sample's draws.
+#[derive(Debug, Clone)]
+pub struct Draw {
+    pub t: f32,
+    pub drop: bool,
+    /// `per` values.
+    pub noise: Vec<f32>,
+    pub i2v: bool,
+}
+
+/// The draws of the sample `id` with `per` latent values: a function of (seed, `key`, clip id)
+/// alone, so a clip gets the same draws whichever rank, batch position or packed row it lands in.
+pub fn draw_one(id: &str, per: usize, flow: &FlowConfig, shift: f64, seed: u64, key: &str) -> Draw {
+    let mut rng = HostRng::for_name(seed, &format!("dit/{key}/{id}"));
+    let drop = f64::from(rng.uniform()) < flow.cfg_dropout;
+    let t = logit_normal(&mut rng, flow.logit_mean, flow.logit_std);
+    let t = shift_time(t, shift) as f32;
+    let noise = rng.normals(per);
+    let i2v = f64::from(rng.uniform()) < flow.i2v_rate;
+    Draw {
+        t,
+        drop,
+        noise,
+        i2v,
+    }
+}
+
+/// The draws for `batch` ([`draw_one`] of each sample).
 pub fn draws(batch: &DitBatch, flow: &FlowConfig, shift: f64, seed: u64, key: &str) -> Draws {
     let per: usize = batch.shape[1..].iter().product();
     let mut d = Draws {
@@ -105,14 +132,40 @@ pub fn draws(batch: &DitBatch, flow: &FlowConfig, shift: f64, seed: u64, key: &s
         i2v: Vec::new(),
     };
     for id in &batch.ids {
-        let mut rng = HostRng::for_name(seed, &format!("dit/{key}/{id}"));
-        d.drop.push(f64::from(rng.uniform()) < flow.cfg_dropout);
-        let t = logit_normal(&mut rng, flow.logit_mean, flow.logit_std);
-        d.t.push(shift_time(t, shift) as f32);
-        d.noise.extend(rng.normals(per));
-        d.i2v.push(f64::from(rng.uniform()) < flow.i2v_rate);
+        let one = draw_one(id, per, flow, shift, seed, key);
+        d.drop.push(one.drop);
+        d.t.push(one.t);
+        d.noise.extend(one.noise);
+        d.i2v.push(one.i2v);
     }
     d
+}
+
+/// What one micro-batch of DiT training holds: latents of one shape batched, or samples of any
+/// shapes packed into rows ([`PackedBatch`], `[data] pack_tokens`).
+#[derive(Debug, Clone)]
+pub enum DitInput {
+    Plain(DitBatch),
+    Packed(PackedBatch),
+}
+
+impl From<DitBatch> for DitInput {
+    fn from(b: DitBatch) -> Self {
+        DitInput::Plain(b)
+    }
+}
+
+impl DitInput {
+    pub fn len(&self) -> usize {
+        match self {
+            DitInput::Plain(b) => b.len(),
+            DitInput::Packed(p) => p.samples.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The flow-matching loss of `model` on `batch` with `draws`: mean of `(v − (ε − x0))²`. An
@@ -166,7 +219,7 @@ impl<B: AutodiffBackend> DitTask<B> {
 
 impl<B: AutodiffBackend> Task<B> for DitTask<B> {
     type Model = Dit<B>;
-    type Batch = DitBatch;
+    type Batch = DitInput;
 
     fn kind(&self) -> &'static str {
         "dit"
@@ -179,23 +232,42 @@ impl<B: AutodiffBackend> Task<B> for DitTask<B> {
     fn loss(
         &mut self,
         model: &Dit<B>,
-        batch: &DitBatch,
+        batch: &DitInput,
         at: StepAt,
     ) -> Result<StepLoss<B>, TrainError> {
-        let shift = self.flow.shift_for(self.tokens(batch)?);
         let key = format!("{}", at.step);
-        let d = draws(batch, &self.flow, shift, at.seed, &key);
-        let total = flow_loss(model, batch, &d, self.compute, &self.device)?;
+        let total = match batch {
+            DitInput::Plain(batch) => {
+                let shift = self.flow.shift_for(self.tokens(batch)?);
+                let d = draws(batch, &self.flow, shift, at.seed, &key);
+                flow_loss(model, batch, &d, self.compute, &self.device)?
+            }
+            DitInput::Packed(p) => packed_loss(
+                model,
+                &self.config,
+                p,
+                &self.flow,
+                at.seed,
+                &key,
+                self.compute,
+                &self.device,
+            )?,
+        };
         let parts = vec![total.clone().detach().inner()];
         Ok(StepLoss { total, parts })
     }
 
-    fn samples(&self, batch: &DitBatch) -> usize {
+    fn samples(&self, batch: &DitInput) -> usize {
         batch.len()
     }
 
-    fn flops(&self, batch: &DitBatch) -> f64 {
-        let tokens = self.tokens(batch).unwrap_or(0);
-        3.0 * self.config.forward_flops(tokens, batch.text_shape[1]) * batch.len() as f64
+    fn flops(&self, batch: &DitInput) -> f64 {
+        match batch {
+            DitInput::Plain(batch) => {
+                let tokens = self.tokens(batch).unwrap_or(0);
+                3.0 * self.config.forward_flops(tokens, batch.text_shape[1]) * batch.len() as f64
+            }
+            DitInput::Packed(p) => packed_flops(&self.config, p),
+        }
     }
 }

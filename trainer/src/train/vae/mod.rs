@@ -205,6 +205,7 @@ fn run_on<B: AutodiffBackend>(
         samples: trained.samples,
         params,
         last: trained.last,
+        notes: Vec::new(),
     })
 }
 

@@ -1,0 +1,157 @@
+//! Runtime balance under `mpirun`: the tiny DiT trained on packed steps whose rows are dealt to
+//! ranks by predicted cost (`train::dit::balanced`), each rank's loss weighted by its share,
+//! ends where one process training on the whole packed steps ends.
+
+use std::path::Path;
+
+use kelp_trainer::dist::{Collective, Local};
+use kelp_trainer::models::dit::{Dit, DitConfig, DitSpec};
+use kelp_trainer::models::nn::Compute;
+use kelp_trainer::train::backend::CpuAutodiff;
+use kelp_trainer::train::config::{parse_toml, CheckpointSpec, LogSpec, TrainSpec};
+use kelp_trainer::train::data_parallel::flat_weights;
+use kelp_trainer::train::dit::balanced::{balanced_steps, flops_cost, BalanceInput, RankStep};
+use kelp_trainer::train::dit::packed::{PackedBatch, PackedSample};
+use kelp_trainer::train::dit::synthetic::{class_caption, class_latent, SyntheticSpec};
+use kelp_trainer::train::dit::{DitInput, DitTask, FlowConfig};
+use kelp_trainer::train::source::FixedBatches;
+use kelp_trainer::train::store::RunStore;
+use kelp_trainer::train::trainer::{train_with, RunOptions};
+
+const SAMPLES: usize = 80;
+const CAPACITY: usize = 24;
+const ROWS: usize = 2;
+const STEPS: usize = 4;
+
+fn config() -> DitConfig {
+    DitSpec {
+        preset: Some("tiny".into()),
+        patch: Some([1, 2, 2]),
+        ..Default::default()
+    }
+    .resolve()
+    .unwrap()
+}
+
+/// Latents of 1, 2 or 4 frames (4, 8 or 16 tokens) with 4–6 caption tokens.
+fn samples() -> Vec<PackedSample> {
+    (0..SAMPLES)
+        .map(|i| {
+            let t = [1, 2, 4][i * 7 % 3];
+            let shape = [8, t, 4, 4];
+            let spec = SyntheticSpec {
+                latent: shape,
+                text_len: 6,
+                text_dim: 32,
+                classes: 4,
+            };
+            let (text, mask) = class_caption(3, i % 4, &spec);
+            let len = mask.iter().filter(|&&m| m > 0.5).count();
+            PackedSample {
+                id: format!("s{i}"),
+                shape,
+                latents: class_latent(3, i % 4, shape),
+                text: text[..len * 32].to_vec(),
+                text_len: len,
+            }
+        })
+        .collect()
+}
+
+/// The first [`STEPS`] global steps, rank `rank`'s share of each, for `world` ranks of
+/// `rows` rows.
+fn shares(all: &[PackedSample], world: usize, rank: usize, rows: usize) -> Vec<RankStep> {
+    let config = config();
+    let lengths: Vec<usize> = all.iter().map(|s| s.shape[1] * 4 + s.text_len).collect();
+    let values: Vec<usize> = all.iter().map(|s| s.shape.iter().product()).collect();
+    let order: Vec<u32> = (0..all.len() as u32).collect();
+    let cost = flops_cost(&config).unwrap();
+    let plan = balanced_steps(&BalanceInput {
+        order: &order,
+        lengths: &lengths,
+        values: &values,
+        capacity: CAPACITY,
+        rows_per_rank: rows,
+        world,
+        cost: &cost,
+    })
+    .unwrap();
+    assert!(plan.steps.len() > STEPS, "{plan}");
+    plan.steps
+        .into_iter()
+        .take(STEPS)
+        .map(|s| s[rank].clone())
+        .collect()
+}
+
+fn batches(all: &[PackedSample], steps: Vec<RankStep>) -> Vec<DitInput> {
+    steps
+        .into_iter()
+        .map(|s| {
+            DitInput::Packed(PackedBatch {
+                samples: s.samples.iter().map(|&i| all[i as usize].clone()).collect(),
+                text_dim: 32,
+                rows: s.rows,
+                capacity: CAPACITY,
+                loss_weight: s.loss_weight,
+            })
+        })
+        .collect()
+}
+
+fn train(dir: &Path, input: Vec<DitInput>, coll: &mut dyn Collective) -> Vec<f32> {
+    let spec: TrainSpec =
+        parse_toml("steps = 4\nlr = 2e-3\nwarmup_steps = 1\nseed = 5", "test").unwrap();
+    let device = Default::default();
+    let config = config();
+    let mut source = FixedBatches::new(input, 5).unwrap();
+    let mut task =
+        DitTask::<CpuAutodiff>::new(config.clone(), FlowConfig::default(), Compute::F32, &device);
+    let store = RunStore::open(dir.to_str().unwrap(), &Default::default()).unwrap();
+    let opts = RunOptions {
+        resume: false,
+        until_step: None,
+        progress: false,
+        config_toml: String::new(),
+        metrics_dir: dir.to_path_buf(),
+        peak_tflops: None,
+        checkpoint: CheckpointSpec { every: 0, keep: 1 },
+        log: LogSpec { every: 1 },
+    };
+    let seed = 5 + coll.world().rank as u64;
+    let model = Dit::<CpuAutodiff>::new(&config, &device, seed);
+    let t = train_with(
+        &mut task,
+        model,
+        &mut source,
+        &spec,
+        &store,
+        &opts,
+        &device,
+        coll,
+    )
+    .unwrap();
+    flat_weights(&t.model).unwrap()
+}
+
+/// Rank `rank` of `world`'s part; rank 0 also trains the whole steps alone and compares.
+pub fn balanced_training_matches_one_process(dir: &Path, coll: &mut dyn Collective) {
+    let (r, n) = (coll.world().rank, coll.world().size);
+    let all = samples();
+    let dp = train(
+        &dir.join("dit-dp"),
+        batches(&all, shares(&all, n, r, ROWS)),
+        coll,
+    );
+    if r == 0 {
+        let mut alone = Local::default();
+        let single = train(
+            &dir.join("dit-single"),
+            batches(&all, shares(&all, 1, 0, n * ROWS)),
+            &mut alone,
+        );
+        let d = super::max_diff(&dp, &single);
+        println!("balanced DiT, {n} ranks vs one process: max weight difference {d:e}");
+        assert!(d < 3e-4, "balanced {n} ranks vs one process: {d}");
+    }
+}
