@@ -7,6 +7,7 @@ mod common;
 
 use burn::tensor::{Tensor, TensorData};
 use common::{jittered, max_abs_diff, randn, tiny, values};
+use kelp_trainer::models::dit::model::grid_tensor;
 use kelp_trainer::models::dit::packing::{pack, padding_report, plan_rows, unpack, PackItem};
 use kelp_trainer::models::dit::patch::{patchify, unpatchify};
 use kelp_trainer::models::dit::rope::{text_offset, text_positions, video_positions, RopeTable};
@@ -299,6 +300,10 @@ fn the_parameter_count_walk_matches_the_built_model() {
         let model = Dit::<B>::new(&config, &Default::default(), 0);
         assert_eq!(model.num_params(), config.params(), "patch {patch:?}");
     }
+    let mut sized = tiny([1, 2, 2]);
+    sized.size_condition = true;
+    let model = Dit::<B>::new(&sized, &Default::default(), 0);
+    assert_eq!(model.num_params(), sized.params(), "size_condition");
     let mut shared = tiny([1, 2, 2]);
     shared.ffn_shared = 1.0;
     let model = Dit::<B>::new(&shared, &Default::default(), 0);
@@ -332,4 +337,57 @@ fn dropped_captions_become_the_null_caption_and_kept_ones_stay() {
     );
     assert_eq!(values(t2.narrow(0, 1, 1)), values(null));
     assert_eq!(values(m2.narrow(0, 1, 1)), values(null_mask));
+}
+
+#[test]
+fn size_conditioning_tells_sizes_apart_and_packing_keeps_each_samples_size() {
+    let mut config = tiny([1, 2, 2]);
+    config.size_condition = true;
+    // Jittered: the size MLP's last layer starts at zero (a fresh model ignores sizes).
+    let fresh = Dit::<B>::new(&config, &Default::default(), 3);
+    let model = jittered(fresh.clone(), 9, 0.2);
+    let d = config.text_dim;
+    let a = sample(10, [1, 8, 2, 4, 4], 0.3, 4, 6, d);
+    let b = sample(20, [1, 8, 3, 2, 6], 0.8, 6, 6, d);
+    let outs = packed(&model, &[&a, &b], &config);
+    let (da, db) = (
+        max_abs_diff(&outs[0], &alone(&model, &a)),
+        max_abs_diff(&outs[1], &alone(&model, &b)),
+    );
+    assert!(
+        da < 1e-5 && db < 1e-5,
+        "packed vs alone with sizes: {da}, {db}"
+    );
+
+    // The same tokens told they come from another grid give another velocity; a fresh model
+    // (zero last layer) and a model without size conditioning do not care.
+    let with_grid = |m: &Dit<B>, grid: [usize; 3]| {
+        let device = Default::default();
+        let p = pack(
+            vec![PackItem {
+                latents: a.latents.clone(),
+                t: a.t,
+                text: a.text.clone().narrow(1, 0, a.real),
+            }],
+            config.patch,
+        )
+        .unwrap();
+        let mut input = p.input;
+        let (nv, nt) = (input.grid.0.dims()[1], input.grid.1.dims()[1]);
+        input.grid = (
+            grid_tensor::<B>(grid, 1, nv, &device),
+            grid_tensor::<B>(grid, 1, nt, &device),
+        );
+        values(m.forward_tokens(input, Compute::F32))
+    };
+    let true_grid = [2, 2, 2];
+    let other = [16, 30, 40];
+    assert!(max_abs_diff(&with_grid(&model, true_grid), &with_grid(&model, other)) > 1e-3);
+    assert!(max_abs_diff(&with_grid(&fresh, true_grid), &with_grid(&fresh, other)) < 1e-6);
+    let plain = jittered(
+        Dit::<B>::new(&tiny([1, 2, 2]), &Default::default(), 3),
+        9,
+        0.2,
+    );
+    assert!(max_abs_diff(&with_grid(&plain, true_grid), &with_grid(&plain, other)) < 1e-6);
 }

@@ -40,6 +40,12 @@ pub struct DitConfig {
     /// frame's clean latent where given, zeros elsewhere), `2·C + 1` input channels in all.
     #[serde(default)]
     pub image_condition: bool,
+    /// Resolution and duration conditioning: each sample's token grid (frames, height, width)
+    /// through sinusoidal features and an MLP, added to the timestep's AdaLN conditioning, so
+    /// one model knows which bucket it denoises (the last layer starts at zero: enabling it
+    /// changes nothing until it is trained).
+    #[serde(default)]
+    pub size_condition: bool,
 }
 
 /// The `[model]` table: a preset and keys overriding it.
@@ -59,6 +65,7 @@ pub struct DitSpec {
     pub ffn_shared: Option<f64>,
     pub rope_axes: Option<[usize; 3]>,
     pub image_condition: Option<bool>,
+    pub size_condition: Option<bool>,
 }
 
 pub const PRESETS: &[&str] = &["tiny", "small100m", "seaweed"];
@@ -80,6 +87,7 @@ impl DitConfig {
             rope_theta: 10_000.0,
             time_features: 32,
             image_condition: false,
+            size_condition: false,
         }
     }
 
@@ -100,6 +108,7 @@ impl DitConfig {
             rope_theta: 10_000.0,
             time_features: 256,
             image_condition: false,
+            size_condition: false,
         }
     }
 
@@ -121,6 +130,7 @@ impl DitConfig {
             rope_theta: 10_000.0,
             time_features: 256,
             image_condition: false,
+            size_condition: false,
         }
     }
 
@@ -252,6 +262,11 @@ impl DitConfig {
             + dense(d, d)
             + dense(d, 2 * d)
             + dense(d, pd)
+            + if self.size_condition {
+                dense(3 * self.time_features, d) + dense(d, d)
+            } else {
+                0
+            }
     }
 
     /// Forward FLOPs for one sample of `video` + `text` tokens: 2 per multiply-add of the
@@ -286,7 +301,8 @@ impl DitSpec {
             mlp_ratio,
             ffn_shared,
             rope_axes,
-            image_condition
+            image_condition,
+            size_condition
         );
         c.validate()?;
         Ok(c)

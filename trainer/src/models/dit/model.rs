@@ -15,7 +15,7 @@ use super::config::DitConfig;
 use super::layers::{layer_norm, modulate, Dense};
 use super::patch::{patchify, unpatchify};
 use super::rope::{text_offset, text_positions, video_positions, Pos, RopeTable};
-use super::time::TimestepEmbed;
+use super::time::{SizeEmbed, TimestepEmbed};
 use crate::models::init::ParamInit;
 use crate::models::nn::Compute;
 use crate::models::ModelError;
@@ -28,6 +28,8 @@ pub struct Dit<B: Backend> {
     /// (conditioning dropout for classifier-free guidance).
     pub null_text: Param<Tensor<B, 1>>,
     pub time: TimestepEmbed<B>,
+    /// Resolution and duration conditioning (`size_condition`).
+    pub size: Option<SizeEmbed<B>>,
     pub blocks: Vec<Block<B>>,
     /// SiLU(c) → (shift, scale) of the output norm.
     pub final_ada: Dense<B>,
@@ -51,6 +53,10 @@ pub struct TokenInput<B: Backend> {
     pub t_video: Tensor<B, 2>,
     pub t_text: Tensor<B, 2>,
     pub bias: Option<Tensor<B, 4>>,
+    /// Each token's sample's token grid (frames, height, width), video then text, shaped like
+    /// `t_video`/`t_text` with a last axis of 3: what a size-conditioned model adds to the
+    /// timestep's conditioning.
+    pub grid: (Tensor<B, 3>, Tensor<B, 3>),
 }
 
 impl<B: Backend> Dit<B> {
@@ -73,6 +79,9 @@ impl<B: Backend> Dit<B> {
             text_in: Dense::new(&init, "text_in", config.text_dim, d),
             null_text: init.uniform("null_text", [config.text_dim], 1.0),
             time: TimestepEmbed::new(&init, "time", config.time_features, d),
+            size: config
+                .size_condition
+                .then(|| SizeEmbed::new(&init, "size", config.time_features, d)),
             blocks,
             final_ada: Dense::zeros(&init, "final_ada", d, 2 * d),
             final_out: Dense::zeros(&init, "final_out", d, config.patch_dim()),
@@ -114,6 +123,7 @@ impl<B: Backend> Dit<B> {
         positions.extend(text_positions(l, text_offset(grid)));
         let keep = Tensor::cat(vec![Tensor::ones([b, nv], &video.device()), text_mask], 1);
         let t2 = t.reshape([b, 1]);
+        let sizes = grid_tensor(grid, b, 1, &video.device());
         let out = self.forward_tokens(
             TokenInput {
                 video,
@@ -122,6 +132,7 @@ impl<B: Backend> Dit<B> {
                 t_video: t2.clone(),
                 t_text: t2,
                 bias: Some(key_padding_bias(keep)),
+                grid: (sizes.clone(), sizes),
             },
             c,
         );
@@ -137,8 +148,13 @@ impl<B: Backend> Dit<B> {
             self.rope_theta as f64,
             &device,
         );
-        let cond_video = self.time.forward(x.t_video, c);
-        let cond_text = self.time.forward(x.t_text, c);
+        let mut cond_video = self.time.forward(x.t_video, c);
+        let mut cond_text = self.time.forward(x.t_text, c);
+        if let Some(size) = &self.size {
+            let (gv, gt) = x.grid;
+            cond_video = cond_video + size.forward(gv, c);
+            cond_text = cond_text + size.forward(gt, c);
+        }
         let (sv, st) = (silu(cond_video.clone()), silu(cond_text));
         let mut s = Streams {
             video: self.patch_in.forward(x.video, c),
@@ -191,4 +207,18 @@ impl<B: Backend> Dit<B> {
             .expand([b, len, dt]);
         (text, Tensor::ones([b, len], &device))
     }
+}
+
+/// `grid` repeated as a `[b, s, 3]` tensor (what [`TokenInput::grid`] holds for samples of one
+/// size).
+pub fn grid_tensor<B: Backend>(
+    grid: [usize; 3],
+    b: usize,
+    s: usize,
+    device: &B::Device,
+) -> Tensor<B, 3> {
+    let one: Vec<f32> = grid.iter().map(|&v| v as f32).collect();
+    Tensor::<B, 1>::from_data(TensorData::new(one, [3]), device)
+        .reshape([1, 1, 3])
+        .expand([b, s, 3])
 }

@@ -50,6 +50,7 @@ pub fn pack<B: Backend>(
     let (mut vpos, mut tpos) = (Vec::new(), Vec::new());
     let (mut vseg, mut tseg) = (Vec::new(), Vec::new());
     let (mut tv, mut tt) = (Vec::new(), Vec::new());
+    let (mut gv, mut gt) = (Vec::new(), Vec::new());
     let mut spans = Vec::with_capacity(items.len());
     let mut start = 0;
     for (i, item) in items.into_iter().enumerate() {
@@ -68,6 +69,9 @@ pub fn pack<B: Backend>(
         tseg.extend(std::iter::repeat_n(i, nt));
         tv.extend(std::iter::repeat_n(item.t, nv));
         tt.extend(std::iter::repeat_n(item.t, nt));
+        let g = grid.map(|v| v as f32);
+        gv.extend((0..nv).flat_map(|_| g));
+        gt.extend((0..nt).flat_map(|_| g));
         spans.push(Span {
             start,
             len: nv,
@@ -89,6 +93,10 @@ pub fn pack<B: Backend>(
             t_video: Tensor::from_data(TensorData::new(tv, [1, nv]), &device),
             t_text: Tensor::from_data(TensorData::new(tt, [1, nt]), &device),
             bias: Some(segment_bias(&vseg, &valid, &device)),
+            grid: (
+                Tensor::from_data(TensorData::new(gv, [1, nv, 3]), &device),
+                Tensor::from_data(TensorData::new(gt, [1, nt, 3]), &device),
+            ),
         },
         spans,
     })

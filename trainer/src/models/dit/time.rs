@@ -33,6 +33,41 @@ impl<B: Backend> TimestepEmbed<B> {
     }
 }
 
+/// The size's conditioning vector: sinusoidal features of each of the token grid's (frames,
+/// height, width) through a two-layer SiLU MLP whose last layer starts at zero.
+#[derive(Module, Debug)]
+pub struct SizeEmbed<B: Backend> {
+    pub fc1: Dense<B>,
+    pub fc2: Dense<B>,
+    pub features: usize,
+}
+
+impl<B: Backend> SizeEmbed<B> {
+    pub fn new(init: &ParamInit<B>, path: &str, features: usize, hidden: usize) -> Self {
+        SizeEmbed {
+            fc1: Dense::new(init, &format!("{path}.fc1"), 3 * features, hidden),
+            fc2: Dense::zeros(init, &format!("{path}.fc2"), hidden, hidden),
+            features,
+        }
+    }
+
+    /// `grid`: `[B, S, 3]` token-grid sizes (one per sample, or one per token when samples are
+    /// packed) → `[B, S, D]`.
+    pub fn forward(&self, grid: Tensor<B, 3>, c: Compute) -> Tensor<B, 3> {
+        let [b, s, _] = grid.dims();
+        // sinusoid() scales by 1000 for t in [0, 1]: sizes are divided back, so the angles are
+        // size × frequency, frequencies from 1 to 1e-4.
+        let parts: Vec<Tensor<B, 3>> = (0..3)
+            .map(|k| {
+                let axis = grid.clone().narrow(2, k, 1).reshape([b, s]) / 1000.0;
+                sinusoid(axis, self.features)
+            })
+            .collect();
+        let h = self.fc1.forward(Tensor::cat(parts, 2), c);
+        self.fc2.forward(silu(h), c)
+    }
+}
+
 /// `[B, S]` → `[B, S, features]`: cos and sin of `1000·t · 10000^(−k/half)`.
 pub fn sinusoid<B: Backend>(t: Tensor<B, 2>, features: usize) -> Tensor<B, 3> {
     let [b, s] = t.dims();
