@@ -264,6 +264,23 @@ pub enum BenchCommand {
         #[arg(long, default_value = "bf16")]
         precision: kelp_trainer::train::config::Precision,
     },
+    /// The DiT's runtime-balance cost model, measured: a training step of one packed row of
+    /// each token count, fitted to fixed + linear·n + quadratic·n² and printed as the
+    /// `[data] cost_model` line of a DiT config.
+    DitCost {
+        /// The DiT training config (its [model], [flow] and [train] precision).
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Tokens per row to time (3 or more).
+        #[arg(long, value_delimiter = ',', default_value = "256,1024,2048,4096")]
+        tokens: Vec<usize>,
+        /// Timed steps per length (after one warm-up).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// auto, cpu or cuda.
+        #[arg(long, default_value = "auto")]
+        device: kelp_trainer::train::backend::DeviceChoice,
+    },
     /// Clip media storage: clips packed in the `media` table's Parquet shards vs one object per
     /// clip, read in random order from a moto S3 server (requests and bytes per 1,000 clips).
     MediaLayout {

@@ -194,13 +194,46 @@ pub fn train_and_sample_dit(
     train_packed(dir, latents);
 }
 
-/// `kelp train dit` with `[data] pack_tokens`: each step packs latents into 2 rows of 200
-/// tokens (two 80-token latents with their captions per row), and the command reports the
-/// padding packed against padded batches.
+/// `kelp bench dit-cost` measures the cost model; `kelp train dit` with `[data] pack_tokens`,
+/// runtime balance on that cost model and a size-conditioned model packs each step's latents
+/// into 2 rows of 200 tokens (two 80-token latents with their captions per row) and reports
+/// the padding packed against padded batches and the predicted balance.
 fn train_packed(dir: &std::path::Path, latents: &std::path::Path) {
+    // The runtime balance's cost model, measured for this architecture on this machine.
+    let base = dir.join("dit.toml");
+    let bench = kelp_ok(&[
+        "bench",
+        "dit-cost",
+        "--config",
+        s(&base),
+        "--tokens",
+        "24,48,96",
+        "--reps",
+        "1",
+        "--device",
+        "cpu",
+    ]);
+    let cost = bench
+        .lines()
+        .find(|l| l.starts_with("cost_model = {"))
+        .unwrap_or_else(|| panic!("no cost_model line:\n{bench}"));
+    assert_eq!(
+        bench.lines().filter(|l| l.starts_with("| ")).count(),
+        4,
+        "{bench}"
+    );
+
     let config = dir.join("dit-packed.toml");
-    let text = DIT_CONFIG.replace("[data]\n", "[data]\npack_tokens = 200\n");
-    assert!(text.contains("pack_tokens"));
+    let text = DIT_CONFIG
+        .replace(
+            "[data]\n",
+            &format!("[data]\npack_tokens = 200\nruntime_balance = true\n{cost}\n"),
+        )
+        .replace(
+            "image_condition = true\n",
+            "image_condition = true\nsize_condition = true\n",
+        );
+    assert!(text.contains("pack_tokens") && text.contains("size_condition"));
     std::fs::write(&config, text).unwrap();
     let run = dir.join("dit-packed-run");
     let out = kelp_ok(&[
@@ -223,4 +256,8 @@ fn train_packed(dir: &std::path::Path, latents: &std::path::Path) {
         .find(|l| l.starts_with("packing: "))
         .unwrap_or_else(|| panic!("no packing report:\n{out}"));
     assert!(report.contains("% packed"), "{report}");
+    assert!(
+        out.lines().any(|l| l.starts_with("runtime balance: ")),
+        "no runtime balance report:\n{out}"
+    );
 }

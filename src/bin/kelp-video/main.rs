@@ -183,6 +183,22 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
             print!("{report}");
             Ok(())
         }
+        Command::Bench(BenchCommand::DitCost {
+            config,
+            tokens,
+            reps,
+            device,
+        }) => {
+            use kelp_trainer::train::dit::cost;
+            let report = cost::measure(&cost::CostArgs {
+                config,
+                tokens,
+                reps,
+                device,
+            })?;
+            print!("{report}");
+            Ok(())
+        }
         Command::Train(c) => train::train(c),
         Command::Eval(c) => train::eval(c),
         Command::Encode(c) => train::encode(c),

@@ -33,11 +33,12 @@ fn config() -> DitConfig {
     .unwrap()
 }
 
-/// Latents of 1, 2 or 4 frames (4, 8 or 16 tokens) with 4–6 caption tokens.
+/// Latents of 1, 2 or 4 frames (4, 8 or 16 tokens) with 4–6 caption tokens, in an uneven mix
+/// (so ranks hold unequal shares of a step).
 fn samples() -> Vec<PackedSample> {
     (0..SAMPLES)
         .map(|i| {
-            let t = [1, 2, 4][i * 7 % 3];
+            let t = [1, 4, 4, 2, 1][i % 5];
             let shape = [8, t, 4, 4];
             let spec = SyntheticSpec {
                 latent: shape,
@@ -77,11 +78,13 @@ fn shares(all: &[PackedSample], world: usize, rank: usize, rows: usize) -> Vec<R
     })
     .unwrap();
     assert!(plan.steps.len() > STEPS, "{plan}");
-    plan.steps
+    let out: Vec<RankStep> = plan
+        .steps
         .into_iter()
         .take(STEPS)
         .map(|s| s[rank].clone())
-        .collect()
+        .collect();
+    out
 }
 
 fn batches(all: &[PackedSample], steps: Vec<RankStep>) -> Vec<DitInput> {
@@ -138,11 +141,20 @@ fn train(dir: &Path, input: Vec<DitInput>, coll: &mut dyn Collective) -> Vec<f32
 pub fn balanced_training_matches_one_process(dir: &Path, coll: &mut dyn Collective) {
     let (r, n) = (coll.world().rank, coll.world().size);
     let all = samples();
-    let dp = train(
-        &dir.join("dit-dp"),
-        batches(&all, shares(&all, n, r, ROWS)),
-        coll,
+    let mine = shares(&all, n, r, ROWS);
+    assert!(
+        mine.iter().any(|s| (s.loss_weight - 1.0).abs() > 0.01),
+        "every share is even: the weights go untested"
     );
+    let dp = train(&dir.join("dit-dp"), batches(&all, mine), coll);
+    // The same ranks without the share weights: the all-reduce then averages rank means.
+    let mut unweighted = batches(&all, shares(&all, n, r, ROWS));
+    for b in &mut unweighted {
+        if let DitInput::Packed(p) = b {
+            p.loss_weight = 1.0;
+        }
+    }
+    let unweighted = train(&dir.join("dit-unweighted"), unweighted, coll);
     if r == 0 {
         let mut alone = Local::default();
         let single = train(
@@ -151,7 +163,14 @@ pub fn balanced_training_matches_one_process(dir: &Path, coll: &mut dyn Collecti
             &mut alone,
         );
         let d = super::max_diff(&dp, &single);
-        println!("balanced DiT, {n} ranks vs one process: max weight difference {d:e}");
+        let wrong = super::max_diff(&unweighted, &single);
+        println!(
+            "balanced DiT, {n} ranks vs one process: max weight difference {d:e} (without the share weights: {wrong:e})"
+        );
         assert!(d < 3e-4, "balanced {n} ranks vs one process: {d}");
+        assert!(
+            wrong > 10.0 * d.max(1e-6),
+            "the check cannot tell: {wrong} vs {d}"
+        );
     }
 }

@@ -10,10 +10,13 @@
 //! latent frame of a share `[flow] i2v_rate` of its samples (`task::flow_loss`), and the sampler
 //! takes a first frame. The multi-stage schedule (`[[stages]]`) picks which latents each stage
 //! trains on ([`source`]). With `[data] pack_tokens` each step packs latents of any shapes into
-//! `batch_size` rows of that many tokens ([`packed`]) instead of batching one shape.
+//! `batch_size` rows of that many tokens ([`packed`]) instead of batching one shape; with
+//! `[data] runtime_balance` the rows of each step are dealt to ranks by predicted cost
+//! ([`balanced`]).
 
 pub mod balanced;
 pub mod commands;
+pub mod cost;
 pub mod eval;
 pub mod flow;
 pub mod generate;
