@@ -111,16 +111,7 @@ fn run(
         7,
     );
     let store = RunStore::open(dir.to_str().unwrap(), &Default::default()).unwrap();
-    let opts = RunOptions {
-        resume,
-        until_step: until,
-        progress: false,
-        config_toml: String::new(),
-        metrics_dir: dir.to_path_buf(),
-        peak_tflops: None,
-        checkpoint: CheckpointSpec { every: 2, keep: 0 },
-        log: LogSpec { every: 1 },
-    };
+    let opts = options(dir, resume, until, CheckpointSpec { every: 2, keep: 0 });
     // Each rank starts from its own seed: the broadcast of rank 0's weights must even them out.
     let seed = 7 + coll.world().rank as u64;
     let t = train_with(
@@ -135,6 +126,20 @@ fn run(
     )
     .unwrap();
     flat_weights(&t.model).unwrap()
+}
+
+/// The loop's options for a run in `dir`, logging every step, without a progress bar.
+fn options(dir: &Path, resume: bool, until: Option<u64>, checkpoint: CheckpointSpec) -> RunOptions {
+    RunOptions {
+        resume,
+        until_step: until,
+        progress: false,
+        config_toml: String::new(),
+        metrics_dir: dir.to_path_buf(),
+        peak_tflops: None,
+        checkpoint,
+        log: LogSpec { every: 1 },
+    }
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {

@@ -373,28 +373,15 @@ fn a_packed_step_has_the_loss_of_the_same_samples_batched() {
         ..FlowConfig::default()
     };
     let batch = &synthetic::batches(5, 1, 3, &SPEC)[0];
-    let [c, t, h, w] = SPEC.latent;
+    let [_, t, h, w] = SPEC.latent;
     let tokens: usize = config.token_grid(t, h, w).unwrap().iter().product();
     let d = draws(batch, &flow, flow.shift_for(tokens), 11, "7");
     let plain = flow_loss(&model, batch, &d, Compute::F32, &device).unwrap();
     let plain = values(plain)[0];
 
-    let per = c * t * h * w;
     let [_, l, dim] = batch.text_shape;
     let samples: Vec<PackedSample> = (0..3)
-        .map(|i| {
-            let len = batch.mask[i * l..(i + 1) * l]
-                .iter()
-                .filter(|&&m| m > 0.5)
-                .count();
-            PackedSample {
-                id: batch.ids[i].clone(),
-                shape: SPEC.latent,
-                latents: batch.latents[i * per..(i + 1) * per].to_vec(),
-                text: batch.text[i * l * dim..(i * l + len) * dim].to_vec(),
-                text_len: len,
-            }
-        })
+        .map(|i| PackedSample::from_batch(batch, i).unwrap())
         .collect();
     // Two samples per row: the rows really are packed.
     let packed = PackedBatch::new(samples, dim, 2 * (tokens + l), &config).unwrap();
@@ -424,22 +411,9 @@ fn balanced_ranks_weighted_losses_average_to_the_whole_steps_loss() {
     let model = jittered(Dit::<Cpu>::new(&config, &device, 0), 4, 0.05);
     let flow = FlowConfig::default();
     let batch = &synthetic::batches(6, 1, 5, &SPEC)[0];
-    let [c, t, h, w] = SPEC.latent;
-    let per = c * t * h * w;
+    let [_, t, h, w] = SPEC.latent;
     let [_, l, dim] = batch.text_shape;
-    let sample = |i: usize| {
-        let len = batch.mask[i * l..(i + 1) * l]
-            .iter()
-            .filter(|&&m| m > 0.5)
-            .count();
-        PackedSample {
-            id: batch.ids[i].clone(),
-            shape: SPEC.latent,
-            latents: batch.latents[i * per..(i + 1) * per].to_vec(),
-            text: batch.text[i * l * dim..(i * l + len) * dim].to_vec(),
-            text_len: len,
-        }
-    };
+    let sample = |i: usize| PackedSample::from_batch(batch, i).unwrap();
     let tokens: usize = config.token_grid(t, h, w).unwrap().iter().product();
     let capacity = 2 * (tokens + l);
     let loss = |idx: &[usize], weight: f32| {

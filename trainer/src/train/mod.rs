@@ -12,6 +12,7 @@ pub mod balance;
 pub mod checkpoint;
 pub mod config;
 pub mod data_parallel;
+pub mod device;
 pub mod dit;
 pub mod loader_source;
 pub mod metrics;

@@ -8,7 +8,7 @@ use kelp_trainer::dist::{Collective, Local};
 use kelp_trainer::models::dit::{Dit, DitConfig, DitSpec};
 use kelp_trainer::models::nn::Compute;
 use kelp_trainer::train::backend::CpuAutodiff;
-use kelp_trainer::train::config::{parse_toml, CheckpointSpec, LogSpec, TrainSpec};
+use kelp_trainer::train::config::{parse_toml, CheckpointSpec, TrainSpec};
 use kelp_trainer::train::data_parallel::flat_weights;
 use kelp_trainer::train::dit::balanced::{balanced_steps, flops_cost, BalanceInput, RankStep};
 use kelp_trainer::train::dit::packed::{PackedBatch, PackedSample};
@@ -16,7 +16,7 @@ use kelp_trainer::train::dit::synthetic::{class_caption, class_latent, Synthetic
 use kelp_trainer::train::dit::{DitInput, DitTask, FlowConfig};
 use kelp_trainer::train::source::FixedBatches;
 use kelp_trainer::train::store::RunStore;
-use kelp_trainer::train::trainer::{train_with, RunOptions};
+use kelp_trainer::train::trainer::train_with;
 
 const SAMPLES: usize = 80;
 const CAPACITY: usize = 24;
@@ -111,16 +111,7 @@ fn train(dir: &Path, input: Vec<DitInput>, coll: &mut dyn Collective) -> Vec<f32
     let mut task =
         DitTask::<CpuAutodiff>::new(config.clone(), FlowConfig::default(), Compute::F32, &device);
     let store = RunStore::open(dir.to_str().unwrap(), &Default::default()).unwrap();
-    let opts = RunOptions {
-        resume: false,
-        until_step: None,
-        progress: false,
-        config_toml: String::new(),
-        metrics_dir: dir.to_path_buf(),
-        peak_tflops: None,
-        checkpoint: CheckpointSpec { every: 0, keep: 1 },
-        log: LogSpec { every: 1 },
-    };
+    let opts = super::options(dir, false, None, CheckpointSpec { every: 0, keep: 1 });
     let seed = 5 + coll.world().rank as u64;
     let model = Dit::<CpuAutodiff>::new(&config, &device, seed);
     let t = train_with(

@@ -265,7 +265,7 @@ mod tests {
             .collect();
         let values: Vec<usize> = lengths.iter().map(|l| l * 4).collect();
         let order: Vec<u32> = (0..90).collect();
-        let plan = balanced_steps(&BalanceInput {
+        let input = BalanceInput {
             order: &order,
             lengths: &lengths,
             values: &values,
@@ -273,8 +273,8 @@ mod tests {
             rows_per_rank: 2,
             world: 3,
             cost: &ATTENTION,
-        })
-        .unwrap();
+        };
+        let plan = balanced_steps(&input).unwrap();
         println!("{plan}");
         assert!(plan.balanced < plan.unbalanced, "{plan}");
         assert!(plan.balanced < 1.01, "{plan}");
@@ -298,16 +298,7 @@ mod tests {
         seen.dedup();
         assert_eq!(seen.len(), n, "a latent twice in an epoch");
         // Deterministic: every rank computes the same plan.
-        let again = balanced_steps(&BalanceInput {
-            order: &order,
-            lengths: &lengths,
-            values: &values,
-            capacity: 600,
-            rows_per_rank: 2,
-            world: 3,
-            cost: &ATTENTION,
-        })
-        .unwrap();
+        let again = balanced_steps(&input).unwrap();
         assert_eq!(again, plan);
     }
 

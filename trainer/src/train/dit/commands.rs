@@ -19,6 +19,7 @@ use crate::models::dit::{Dit, DitConfig};
 use crate::models::text::{self, EmbeddingCache, TextEncoder};
 use crate::train::backend::{self, Cpu, DeviceChoice, Selected};
 use crate::train::checkpoint::WeightsChoice;
+use crate::train::device::{run_training, TrainingJob};
 use crate::train::run::{self, compute_for, RunFlags, TrainSummary};
 use crate::train::split::{self, Split};
 use crate::train::store::runtime;
@@ -157,52 +158,34 @@ pub fn train_dit_on(args: &TrainDitArgs) -> Result<TrainSummary, TrainError> {
     args.config = cfg;
     args.progress &= world.rank == 0;
     let checkpointed = args.config.train.activation_checkpointing;
-    let trained = match &selected {
-        Selected::Cpu { .. } if checkpointed => run_on::<backend::CpuAutodiffCheckpointed>(
-            &args,
-            &mut source,
-            &Default::default(),
-            &selected,
-            coll.as_mut(),
-        ),
-        Selected::Cpu { .. } => run_on::<backend::CpuAutodiff>(
-            &args,
-            &mut source,
-            &Default::default(),
-            &selected,
-            coll.as_mut(),
-        ),
-        #[cfg(feature = "cuda")]
-        Selected::Cuda(g) => {
-            let device = burn::backend::cuda::CudaDevice::new(if world.size > 1 {
-                world.local_rank
-            } else {
-                g.ordinal
-            });
-            if checkpointed {
-                run_on::<backend::GpuAutodiffCheckpointed>(
-                    &args,
-                    &mut source,
-                    &device,
-                    &selected,
-                    coll.as_mut(),
-                )
-            } else {
-                run_on::<backend::GpuAutodiff>(
-                    &args,
-                    &mut source,
-                    &device,
-                    &selected,
-                    coll.as_mut(),
-                )
-            }
-        }
-        #[cfg(not(feature = "cuda"))]
-        Selected::Cuda(_) => Err(TrainError::Device("built without cuda".into())),
+    let local_rank = (world.size > 1).then_some(world.local_rank);
+    let job = Training {
+        args: &args,
+        source: &mut source,
+        coll: coll.as_mut(),
     };
+    let trained = run_training(&selected, checkpointed, local_rank, job);
     let mut trained = trained?;
     trained.notes.extend(notes);
     Ok(trained)
+}
+
+/// `kelp train dit`'s work on one device.
+struct Training<'a> {
+    args: &'a TrainDitArgs,
+    source: &'a mut LatentSource,
+    coll: &'a mut dyn Collective,
+}
+
+impl TrainingJob for Training<'_> {
+    type Output = TrainSummary;
+    fn run<B: AutodiffBackend>(
+        self,
+        device: &B::Device,
+        selected: &Selected,
+    ) -> Result<TrainSummary, TrainError> {
+        run_on::<B>(self.args, self.source, device, selected, self.coll)
+    }
 }
 
 fn run_on<B: AutodiffBackend>(

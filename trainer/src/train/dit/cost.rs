@@ -14,6 +14,7 @@ use super::DitTrainConfig;
 use crate::models::dit::Dit;
 use crate::train::backend::{self, DeviceChoice, Selected};
 use crate::train::balance::CostModel;
+use crate::train::device::{run_training, TrainingJob};
 use crate::train::run::compute_for;
 use crate::train::trainer::{ScalarF64, StepAt, Task};
 use crate::train::TrainError;
@@ -57,21 +58,23 @@ impl std::fmt::Display for CostReport {
 
 pub fn measure(args: &CostArgs) -> Result<CostReport, TrainError> {
     let config = DitTrainConfig::load(&args.config)?;
-    let selected = backend::select(args.device)?;
-    match &selected {
-        Selected::Cpu { .. } => {
-            run::<backend::CpuAutodiff>(args, &config, &Default::default(), &selected)
+    struct Measure<'a>(&'a CostArgs, DitTrainConfig);
+    impl TrainingJob for Measure<'_> {
+        type Output = CostReport;
+        fn run<B: AutodiffBackend>(
+            self,
+            device: &B::Device,
+            selected: &Selected,
+        ) -> Result<CostReport, TrainError> {
+            run::<B>(self.0, &self.1, device, selected)
         }
-        #[cfg(feature = "cuda")]
-        Selected::Cuda(g) => run::<backend::GpuAutodiff>(
-            args,
-            &config,
-            &burn::backend::cuda::CudaDevice::new(g.ordinal),
-            &selected,
-        ),
-        #[cfg(not(feature = "cuda"))]
-        Selected::Cuda(_) => Err(TrainError::Device("built without cuda".into())),
     }
+    run_training(
+        &backend::select(args.device)?,
+        false,
+        None,
+        Measure(args, config),
+    )
 }
 
 fn run<B: AutodiffBackend>(

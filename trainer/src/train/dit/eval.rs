@@ -18,8 +18,9 @@ use crate::data::recon::PlanarClip;
 use crate::models::init::HostRng;
 use crate::models::nn::Compute;
 use crate::models::text::EmbeddingCache;
-use crate::train::backend::{self, Cpu, DeviceChoice, Selected};
+use crate::train::backend::{self, DeviceChoice};
 use crate::train::checkpoint::WeightsChoice;
+use crate::train::device::{run_on_device, DeviceJob};
 use crate::train::split::{self, Split};
 use crate::train::store::runtime;
 use crate::train::TrainError;
@@ -92,15 +93,14 @@ impl std::fmt::Display for DitEval {
 /// `kelp eval dit`: the loss of the checkpoint's DiT on the split's latents at fixed timesteps,
 /// with noise that is a function of the clip id alone, so checkpoints compare.
 pub fn eval_dit(args: &EvalDitArgs) -> Result<DitEval, TrainError> {
-    match backend::select(args.device)? {
-        Selected::Cpu { .. } => eval_on::<Cpu>(args, &Default::default()),
-        #[cfg(feature = "cuda")]
-        Selected::Cuda(g) => {
-            eval_on::<backend::Gpu>(args, &burn::backend::cuda::CudaDevice::new(g.ordinal))
+    struct Eval<'a>(&'a EvalDitArgs);
+    impl DeviceJob for Eval<'_> {
+        type Output = DitEval;
+        fn run<B: Backend>(self, device: &B::Device) -> Result<DitEval, TrainError> {
+            eval_on::<B>(self.0, device)
         }
-        #[cfg(not(feature = "cuda"))]
-        Selected::Cuda(_) => Err(TrainError::Device("built without cuda".into())),
     }
+    run_on_device(&backend::select(args.device)?, Eval(args))
 }
 
 fn eval_on<B: Backend>(args: &EvalDitArgs, device: &B::Device) -> Result<DitEval, TrainError> {

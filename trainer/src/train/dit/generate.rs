@@ -16,8 +16,9 @@ use crate::data::recon::{write_row, PlanarClip};
 use crate::models::dit::DitConfig;
 use crate::models::nn::Compute;
 use crate::models::text::TextEncoder;
-use crate::train::backend::{self, Cpu, DeviceChoice, Selected};
+use crate::train::backend::{self, Cpu, DeviceChoice};
 use crate::train::checkpoint::WeightsChoice;
+use crate::train::device::{run_on_device, DeviceJob};
 use crate::train::vae::{load_vae, LoadedVae};
 use crate::train::TrainError;
 
@@ -195,15 +196,14 @@ pub struct SampleSummary {
 
 /// `kelp sample`: one clip for one prompt.
 pub fn sample_clip(args: &SampleArgs) -> Result<SampleSummary, TrainError> {
-    match backend::select(args.device)? {
-        Selected::Cpu { .. } => sample_on::<Cpu>(args, &Default::default()),
-        #[cfg(feature = "cuda")]
-        Selected::Cuda(g) => {
-            sample_on::<backend::Gpu>(args, &burn::backend::cuda::CudaDevice::new(g.ordinal))
+    struct Sample<'a>(&'a SampleArgs);
+    impl DeviceJob for Sample<'_> {
+        type Output = SampleSummary;
+        fn run<B: Backend>(self, device: &B::Device) -> Result<SampleSummary, TrainError> {
+            sample_on::<B>(self.0, device)
         }
-        #[cfg(not(feature = "cuda"))]
-        Selected::Cuda(_) => Err(TrainError::Device("built without cuda".into())),
     }
+    run_on_device(&backend::select(args.device)?, Sample(args))
 }
 
 fn sample_on<B: Backend>(

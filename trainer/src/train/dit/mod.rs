@@ -2,7 +2,8 @@
 //! ([`DitTrainConfig`]), the timestep convention and schedule ([`flow`]), the task the shared loop
 //! runs ([`task`]), the Euler sampler with classifier-free guidance ([`sample`]) and synthetic
 //! batches ([`synthetic`]) for tests; a `latents` dataset with its captions' token embeddings
-//! (the frozen text encoder, [`crate::models::text`]) as a batch source ([`source`]), and the
+//! (the frozen text encoder, [`crate::models::text`]) as a batch source ([`source`], with
+//! [`batcher`] making the batches), and the
 //! `kelp train dit` entry point ([`commands`]), `kelp sample` ([`generate`]) and `kelp eval dit`
 //! ([`eval`]).
 //!
@@ -15,6 +16,7 @@
 //! ([`balanced`]).
 
 pub mod balanced;
+pub mod batcher;
 pub mod commands;
 pub mod cost;
 pub mod eval;

@@ -34,6 +34,25 @@ pub struct PackedSample {
     pub text_len: usize,
 }
 
+impl PackedSample {
+    /// Sample `i` of a batch of one shape, with its caption's real tokens (captions are padded
+    /// at their end).
+    pub fn from_batch(batch: &super::task::DitBatch, i: usize) -> Option<PackedSample> {
+        let [_, c, t, h, w] = batch.shape;
+        let per = c * t * h * w;
+        let [_, l, dim] = batch.text_shape;
+        let mask = batch.mask.get(i * l..(i + 1) * l)?;
+        let len = mask.iter().filter(|&&m| m > 0.5).count();
+        Some(PackedSample {
+            id: batch.ids.get(i)?.clone(),
+            shape: [c, t, h, w],
+            latents: batch.latents.get(i * per..(i + 1) * per)?.to_vec(),
+            text: batch.text.get(i * l * dim..(i * l + len) * dim)?.to_vec(),
+            text_len: len,
+        })
+    }
+}
+
 /// One micro-batch of packed samples: `rows` holds the sample indices of each packed row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PackedBatch {

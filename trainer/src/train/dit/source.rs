@@ -1,7 +1,6 @@
 //! The DiT's batches from a `latents` dataset: the loader's order over the latents
-//! ([`crate::data::latents`]), each latent scaled by `latent_scale`, each caption's token
-//! embeddings from the frozen text encoder through the [`EmbeddingCache`] (a clip without a
-//! caption gets the empty caption, `[CLS] [SEP]`). With a multi-stage schedule each stage has
+//! ([`crate::data::latents`]), made into batches by [`LatentBatcher`] (latents scaled by
+//! `latent_scale`, captions' token embeddings). With a multi-stage schedule each stage has
 //! its own order over the latents it admits, entered at its first step (the source counts its
 //! micro-batches to know the step). Its state is (micro-batches delivered, stage, epoch, batch of
 //! the epoch), so a resumed run takes the batches that followed.
@@ -15,8 +14,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::balanced::{balanced_steps, BalanceInput, BalancePlan};
-use super::packed::{pack_steps, PackedBatch, PackedSample, PackingReport};
-use super::task::{DitBatch, DitInput};
+use super::batcher::token_lengths;
+pub use super::batcher::LatentBatcher;
+use super::packed::{pack_steps, PackingReport};
+use super::task::DitInput;
 use super::StageSpec;
 use crate::data::latents::{LatentOrder, LatentSet};
 use crate::data::order::rank_batches;
@@ -26,15 +27,6 @@ use crate::train::backend::Cpu;
 use crate::train::balance::CostModel;
 use crate::train::source::BatchSource;
 use crate::train::TrainError;
-
-/// Rows of a latent set → DiT batches: scaled latents with their captions' token embeddings.
-pub struct LatentBatcher {
-    set: LatentSet,
-    scale: f32,
-    text: TextEncoder<Cpu>,
-    cache: EmbeddingCache,
-    text_max_len: usize,
-}
 
 /// Latents and captions as DiT batches in the planner's order, for rank `rank` of `world`,
 /// stage by stage.
@@ -248,7 +240,7 @@ impl LatentSource {
         } else {
             self.batch_size
         };
-        self.order = stage_order(&self.batcher.set, &st, k, self.seed, per_order)?;
+        self.order = stage_order(self.batcher.set(), &st, k, self.seed, per_order)?;
         self.stage = k;
         self.epoch = 0;
         self.pos = 0;
@@ -282,7 +274,7 @@ impl LatentSource {
                 .collect()
         };
         if b.is_empty() {
-            let set = &self.batcher.set;
+            let set = self.batcher.set();
             return Err(TrainError::Data(format!(
                 "{}: stage {} ({} latents in all) makes no full batch for rank {} of {} (lower [data] batch_size or widen the stage)",
                 set.uri,
@@ -330,151 +322,6 @@ fn stage_order(
     let stream = seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     LatentOrder::of_rows(set, &rows, stream, batch_size)
         .map_err(|e| TrainError::Data(e.to_string()))
-}
-
-/// Each latent's tokens under `model`'s patch plus its caption's tokens.
-fn token_lengths(
-    set: &LatentSet,
-    text: &TextEncoder<Cpu>,
-    model: &DitConfig,
-    text_max_len: usize,
-) -> Result<Vec<usize>, TrainError> {
-    set.rows
-        .iter()
-        .map(|r| {
-            let caption = r.caption.as_deref().unwrap_or("");
-            let ids = text
-                .tokenize(&[caption], text_max_len)
-                .map_err(|e| TrainError::Data(format!("clip {}: {e}", r.clip_id)))?;
-            let text_len = ids.first().map(Vec::len).unwrap_or(2);
-            super::packed::sample_tokens(model, r.shape, text_len)
-                .map_err(|e| TrainError::Data(format!("{}: clip {}: {e}", set.uri, r.clip_id)))
-        })
-        .collect()
-}
-
-impl LatentBatcher {
-    pub fn new(
-        set: LatentSet,
-        latent_scale: f64,
-        text_max_len: usize,
-        text: TextEncoder<Cpu>,
-        cache: EmbeddingCache,
-    ) -> Self {
-        LatentBatcher {
-            set,
-            scale: latent_scale as f32,
-            text,
-            cache,
-            text_max_len,
-        }
-    }
-
-    pub fn set(&self) -> &LatentSet {
-        &self.set
-    }
-
-    /// How many captions went through the text encoder (the rest came from the cache).
-    pub fn captions_encoded(&self) -> usize {
-        self.cache.encoded()
-    }
-
-    /// The batch of rows `rows` (indices into the set), which must share one shape.
-    pub fn batch(&mut self, rows: &[u32]) -> Result<DitBatch, TrainError> {
-        let picked: Vec<&crate::data::latents::LatentRow> = rows
-            .iter()
-            .filter_map(|&i| self.set.rows.get(i as usize))
-            .collect();
-        let Some(first) = picked.first() else {
-            return Err(TrainError::Data(
-                "an empty batch in the latents' order".into(),
-            ));
-        };
-        let [c, t, h, w] = first.shape;
-        let mut latents = Vec::with_capacity(picked.len() * c * t * h * w);
-        for r in &picked {
-            if r.shape != first.shape {
-                return Err(TrainError::Data(format!(
-                    "{}: clip {} has latent {:?} in a batch of {:?}",
-                    self.set.uri, r.clip_id, r.shape, first.shape
-                )));
-            }
-            latents.extend(r.mean.iter().map(|v| v * self.scale));
-        }
-        let captions: Vec<&str> = picked
-            .iter()
-            .map(|r| r.caption.as_deref().unwrap_or(""))
-            .collect();
-        let text = self
-            .cache
-            .encode(&self.text, &captions, self.text_max_len)
-            .map_err(|e| TrainError::Data(format!("encoding captions: {e}")))?;
-        let text_shape = text.tokens.dims();
-        let values = |t: burn::tensor::TensorData| {
-            t.to_vec::<f32>()
-                .map_err(|e| TrainError::Data(format!("reading text embeddings: {e:?}")))
-        };
-        DitBatch::new(
-            picked.iter().map(|r| r.clip_id.clone()).collect(),
-            [picked.len(), c, t, h, w],
-            latents,
-            text_shape,
-            values(text.tokens.into_data())?,
-            values(text.mask.into_data())?,
-        )
-    }
-}
-
-impl LatentBatcher {
-    /// The rows `rows` (indices into the set, any shapes) as a packed batch: each latent scaled,
-    /// each caption's real tokens, packed into rows of `capacity` tokens.
-    pub fn packed(
-        &mut self,
-        rows: &[u32],
-        capacity: usize,
-        model: &DitConfig,
-    ) -> Result<PackedBatch, TrainError> {
-        let picked: Vec<&crate::data::latents::LatentRow> = rows
-            .iter()
-            .filter_map(|&i| self.set.rows.get(i as usize))
-            .collect();
-        if picked.is_empty() {
-            return Err(TrainError::Data(
-                "an empty batch in the latents' order".into(),
-            ));
-        }
-        let captions: Vec<&str> = picked
-            .iter()
-            .map(|r| r.caption.as_deref().unwrap_or(""))
-            .collect();
-        let text = self
-            .cache
-            .encode(&self.text, &captions, self.text_max_len)
-            .map_err(|e| TrainError::Data(format!("encoding captions: {e}")))?;
-        let [_, l, dim] = text.tokens.dims();
-        let read = |t: burn::tensor::TensorData| {
-            t.to_vec::<f32>()
-                .map_err(|e| TrainError::Data(format!("reading text embeddings: {e:?}")))
-        };
-        let tokens = read(text.tokens.into_data())?;
-        let mask = read(text.mask.into_data())?;
-        let mut samples = Vec::with_capacity(picked.len());
-        for (i, r) in picked.iter().enumerate() {
-            // Captions are padded at their end: the real tokens are the first `len`.
-            let len = mask[i * l..(i + 1) * l]
-                .iter()
-                .filter(|&&m| m > 0.5)
-                .count();
-            samples.push(PackedSample {
-                id: r.clip_id.clone(),
-                shape: r.shape,
-                latents: r.mean.iter().map(|v| v * self.scale).collect(),
-                text: tokens[i * l * dim..(i * l + len) * dim].to_vec(),
-                text_len: len,
-            });
-        }
-        PackedBatch::new(samples, dim, capacity, model)
-    }
 }
 
 impl BatchSource for LatentSource {

@@ -14,6 +14,7 @@ use crate::models::nn::Compute;
 use crate::models::vae::{Vae, VaeConfig};
 use crate::train::backend::{self, DeviceChoice, Selected};
 use crate::train::config::{parse_toml, Precision, TrainSpec};
+use crate::train::device::{run_training, TrainingJob};
 use crate::train::optim::{adamw, clip_global_norm};
 use crate::train::synthetic;
 use crate::train::trainer::{ScalarF64, StepAt, Task};
@@ -73,18 +74,18 @@ impl std::fmt::Display for BenchReport {
 }
 
 pub fn bench_step(args: &BenchArgs) -> Result<BenchReport, TrainError> {
-    let selected = backend::select(args.device)?;
-    match &selected {
-        Selected::Cpu { .. } => run::<backend::CpuAutodiff>(args, &Default::default(), &selected),
-        #[cfg(feature = "cuda")]
-        Selected::Cuda(g) => run::<backend::GpuAutodiff>(
-            args,
-            &burn::backend::cuda::CudaDevice::new(g.ordinal),
-            &selected,
-        ),
-        #[cfg(not(feature = "cuda"))]
-        Selected::Cuda(_) => Err(TrainError::Device("built without cuda".into())),
+    struct Bench<'a>(&'a BenchArgs);
+    impl TrainingJob for Bench<'_> {
+        type Output = BenchReport;
+        fn run<B: AutodiffBackend>(
+            self,
+            device: &B::Device,
+            selected: &Selected,
+        ) -> Result<BenchReport, TrainError> {
+            run::<B>(self.0, device, selected)
+        }
     }
+    run_training(&backend::select(args.device)?, false, None, Bench(args))
 }
 
 fn peak_rss() -> u64 {

@@ -15,8 +15,9 @@ use crate::data::recon::{write_side_by_side, PlanarClip};
 use crate::data::{Batch, Loader};
 use crate::models::nn::Compute;
 use crate::models::vae::VaeConfig;
-use crate::train::backend::{self, DeviceChoice, Selected};
+use crate::train::backend::{self, DeviceChoice};
 use crate::train::checkpoint;
+use crate::train::device::{run_on_device, DeviceJob};
 use crate::train::loader_source::{batches, loader_config, one_pass, with_dataset, LoaderSource};
 use crate::train::run;
 use crate::train::split::Split;
@@ -138,15 +139,14 @@ impl std::fmt::Display for EvalSummary {
 }
 
 pub fn eval_vae(args: &EvalVaeArgs) -> Result<EvalSummary, TrainError> {
-    match backend::select(args.device)? {
-        Selected::Cpu { .. } => eval_on::<backend::Cpu>(args, &Default::default()),
-        #[cfg(feature = "cuda")]
-        Selected::Cuda(g) => {
-            eval_on::<backend::Gpu>(args, &burn::backend::cuda::CudaDevice::new(g.ordinal))
+    struct Eval<'a>(&'a EvalVaeArgs);
+    impl DeviceJob for Eval<'_> {
+        type Output = EvalSummary;
+        fn run<B: Backend>(self, device: &B::Device) -> Result<EvalSummary, TrainError> {
+            eval_on::<B>(self.0, device)
         }
-        #[cfg(not(feature = "cuda"))]
-        Selected::Cuda(_) => Err(TrainError::Device("built without cuda".into())),
     }
+    run_on_device(&backend::select(args.device)?, Eval(args))
 }
 
 fn host(t: Tensor<impl Backend, 5>) -> Result<Vec<f32>, TrainError> {

@@ -26,7 +26,8 @@ use super::task::batch_tensor;
 use super::{load_vae, WeightsChoice};
 use crate::data::Batch;
 use crate::models::nn::Compute;
-use crate::train::backend::{self, DeviceChoice, Selected};
+use crate::train::backend::{self, DeviceChoice};
+use crate::train::device::{run_on_device, DeviceJob};
 use crate::train::TrainError;
 
 pub const TABLE: &str = "latents";
@@ -79,17 +80,17 @@ pub fn encode_latents(
     args: &EncodeArgs,
     clips: &mut dyn Iterator<Item = Result<Batch, TrainError>>,
 ) -> Result<EncodeSummary, TrainError> {
-    match backend::select(args.device)? {
-        Selected::Cpu { .. } => run::<backend::Cpu>(args, clips, &Default::default()),
-        #[cfg(feature = "cuda")]
-        Selected::Cuda(g) => run::<backend::Gpu>(
-            args,
-            clips,
-            &burn::backend::cuda::CudaDevice::new(g.ordinal),
-        ),
-        #[cfg(not(feature = "cuda"))]
-        Selected::Cuda(_) => Err(TrainError::Device("built without cuda".into())),
+    struct Encode<'a, 'c> {
+        args: &'a EncodeArgs,
+        clips: &'a mut (dyn Iterator<Item = Result<Batch, TrainError>> + 'c),
     }
+    impl DeviceJob for Encode<'_, '_> {
+        type Output = EncodeSummary;
+        fn run<B: Backend>(self, device: &B::Device) -> Result<EncodeSummary, TrainError> {
+            run::<B>(self.args, self.clips, device)
+        }
+    }
+    run_on_device(&backend::select(args.device)?, Encode { args, clips })
 }
 
 fn list_array(values: Vec<f32>, per_row: usize, rows: usize) -> ArrayRef {

@@ -21,6 +21,7 @@ use crate::train::backend::{self, DeviceChoice, Selected};
 use crate::train::checkpoint;
 pub use crate::train::checkpoint::WeightsChoice;
 use crate::train::config::{parse_toml, CheckpointSpec, EvalSpec, LogSpec, TrainSpec};
+use crate::train::device::{run_training, TrainingJob};
 pub use crate::train::run::TrainSummary;
 use crate::train::run::{self, compute_for, RunFlags};
 use crate::train::source::BatchSource;
@@ -122,32 +123,30 @@ pub fn train_vae(
 ) -> Result<TrainSummary, TrainError> {
     let selected = backend::select(args.device.unwrap_or(args.config.train.device))?;
     let checkpointed = args.config.train.activation_checkpointing;
-    match &selected {
-        Selected::Cpu { .. } if checkpointed => run_on::<backend::CpuAutodiffCheckpointed>(
-            args,
-            source,
-            &Default::default(),
-            &selected,
-            coll,
-        ),
-        Selected::Cpu { .. } => {
-            run_on::<backend::CpuAutodiff>(args, source, &Default::default(), &selected, coll)
-        }
-        #[cfg(feature = "cuda")]
-        Selected::Cuda(g) => {
-            let device = burn::backend::cuda::CudaDevice::new(if coll.world().size > 1 {
-                coll.world().local_rank
-            } else {
-                g.ordinal
-            });
-            if checkpointed {
-                run_on::<backend::GpuAutodiffCheckpointed>(args, source, &device, &selected, coll)
-            } else {
-                run_on::<backend::GpuAutodiff>(args, source, &device, &selected, coll)
-            }
-        }
-        #[cfg(not(feature = "cuda"))]
-        Selected::Cuda(_) => Err(TrainError::Device("built without cuda".into())),
+    let local_rank = (coll.world().size > 1).then_some(coll.world().local_rank);
+    run_training(
+        &selected,
+        checkpointed,
+        local_rank,
+        Training { args, source, coll },
+    )
+}
+
+/// `kelp train vae`'s work on one device.
+struct Training<'a> {
+    args: &'a TrainVaeArgs,
+    source: &'a mut dyn BatchSource<Item = Batch>,
+    coll: &'a mut dyn Collective,
+}
+
+impl TrainingJob for Training<'_> {
+    type Output = TrainSummary;
+    fn run<B: AutodiffBackend>(
+        self,
+        device: &B::Device,
+        selected: &Selected,
+    ) -> Result<TrainSummary, TrainError> {
+        run_on::<B>(self.args, self.source, device, selected, self.coll)
     }
 }
 
