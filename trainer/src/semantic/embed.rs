@@ -309,10 +309,11 @@ pub async fn write(s: &Semantic, out: &mut PassWriter) -> Result<()> {
         )
         .await?;
     }
-    // Per cluster: distinct captions and the one nearest the centre.
+    // Per cluster: distinct captions (the points k-means clustered) and the one nearest the
+    // centre.
     let k = s.clusters.centroids.nrows();
+    let distinct = s.clusters.sizes();
     let mut nearest: Vec<Option<(f32, usize)>> = vec![None; k];
-    let mut distinct = vec![0u64; k];
     for (i, (&c, &d)) in s
         .clusters
         .assignment
@@ -320,9 +321,6 @@ pub async fn write(s: &Semantic, out: &mut PassWriter) -> Result<()> {
         .zip(&s.clusters.distance)
         .enumerate()
     {
-        if let Some(n) = distinct.get_mut(c) {
-            *n += 1;
-        }
         if let Some(slot) = nearest.get_mut(c) {
             if slot.is_none_or(|(best, _)| d < best) {
                 *slot = Some((d, i));

@@ -158,6 +158,15 @@ pub struct PaddingReport {
     pub packed_rows: usize,
 }
 
+/// Token slots of the samples of `lengths` in batches of `batch` (in order), each padded to its
+/// longest sample.
+pub fn padded_slots(lengths: &[usize], batch: usize) -> usize {
+    lengths
+        .chunks(batch.max(1))
+        .map(|c| c.len() * c.iter().copied().max().unwrap_or(0))
+        .sum()
+}
+
 /// Padding of the samples of `lengths` tokens: batched `batch` at a time and padded, against
 /// packed into rows of `capacity`.
 pub fn padding_report(
@@ -171,10 +180,7 @@ pub fn padding_report(
         ));
     }
     let tokens: usize = lengths.iter().sum();
-    let padded_slots: usize = lengths
-        .chunks(batch)
-        .map(|c| c.len() * c.iter().copied().max().unwrap_or(0))
-        .sum();
+    let padded_slots = padded_slots(lengths, batch);
     let rows = plan_rows(lengths, capacity)?;
     let frac = |slots: usize| 1.0 - tokens as f64 / slots.max(1) as f64;
     Ok(PaddingReport {

@@ -125,10 +125,36 @@ pub struct BalanceInput<'a> {
     pub cost: &'a CostModel,
 }
 
-/// The epoch's global steps (each `world × rows_per_rank` rows of `capacity` tokens), each
-/// dealt to ranks by cost. A last step with fewer rows than ranks is dropped, so every rank
-/// takes as many steps.
+/// The epoch's global steps with what balance bought against packing alone (the report
+/// `kelp train dit` prints; it packs the epoch a second time for the comparison).
 pub fn balanced_steps(x: &BalanceInput<'_>) -> Result<BalancePlan, TrainError> {
+    let (steps, balanced) = plan_steps(x)?;
+    let without = unbalanced(x)?;
+    Ok(BalancePlan {
+        balanced,
+        unbalanced: mean(&without),
+        steps,
+    })
+}
+
+/// The epoch's global steps, `[global step][rank]` (what training takes each epoch).
+pub fn rank_steps(x: &BalanceInput<'_>) -> Result<Vec<Vec<RankStep>>, TrainError> {
+    plan_steps(x).map(|(steps, _)| steps)
+}
+
+/// The mean of `v`, 1 (balance) when empty.
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        1.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+/// The epoch's global steps (each `world × rows_per_rank` rows of `capacity` tokens), each
+/// dealt to ranks by cost, and the mean predicted max/mean rank time. A last step with fewer
+/// rows than ranks is dropped, so every rank takes as many steps.
+fn plan_steps(x: &BalanceInput<'_>) -> Result<(Vec<Vec<RankStep>>, f64), TrainError> {
     let world = x.world.max(1);
     let len = |i: u32| x.lengths.get(i as usize).copied().unwrap_or(0);
     let global = pack_steps(x.order, x.lengths, x.capacity, world * x.rows_per_rank)?;
@@ -187,18 +213,7 @@ pub fn balanced_steps(x: &BalanceInput<'_>) -> Result<BalancePlan, TrainError> {
             .collect();
         steps.push(per_rank);
     }
-    let mean = |v: &[f64]| {
-        if v.is_empty() {
-            1.0
-        } else {
-            v.iter().sum::<f64>() / v.len() as f64
-        }
-    };
-    Ok(BalancePlan {
-        balanced: mean(&with),
-        unbalanced: mean(&unbalanced(x)?),
-        steps,
-    })
+    Ok((steps, mean(&with)))
 }
 
 /// Per group of `world` packed batches (each rank's own consecutive samples in

@@ -16,7 +16,7 @@ use burn::tensor::{Tensor, TensorData};
 use super::flow::FlowConfig;
 use super::task::draw_one;
 use crate::models::dit::condition::with_condition;
-use crate::models::dit::packing::{pack, plan_rows, unpack, PackItem};
+use crate::models::dit::packing::{pack, padded_slots, plan_rows, unpack, PackItem};
 use crate::models::dit::{Dit, DitConfig};
 use crate::models::nn::Compute;
 use crate::train::TrainError;
@@ -88,16 +88,6 @@ impl PackedBatch {
             capacity,
             loss_weight: 1.0,
         })
-    }
-
-    /// Real tokens over the rows' slots.
-    pub fn fill(&self, config: &DitConfig) -> f64 {
-        let tokens: usize = self
-            .samples
-            .iter()
-            .filter_map(|s| sample_tokens(config, s.shape, s.text_len).ok())
-            .sum();
-        tokens as f64 / (self.rows.len() * self.capacity).max(1) as f64
     }
 }
 
@@ -248,17 +238,17 @@ impl PackingReport {
         rows: usize,
         batch: usize,
     ) -> PackingReport {
-        let len = |i: u32| lengths.get(i as usize).copied().unwrap_or(0);
-        let order: Vec<u32> = steps.iter().flatten().copied().collect();
-        let tokens: usize = order.iter().map(|&i| len(i)).sum();
-        let padded: usize = order
-            .chunks(batch.max(1))
-            .map(|c| c.len() * c.iter().map(|&i| len(i)).max().unwrap_or(0))
-            .sum();
+        let in_order: Vec<usize> = steps
+            .iter()
+            .flatten()
+            .map(|&i| lengths.get(i as usize).copied().unwrap_or(0))
+            .collect();
+        let tokens: usize = in_order.iter().sum();
+        let padded = padded_slots(&in_order, batch);
         let packed_slots = steps.len() * rows * capacity;
         let frac = |slots: usize| 1.0 - tokens as f64 / slots.max(1) as f64;
         PackingReport {
-            samples: order.len(),
+            samples: in_order.len(),
             steps: steps.len(),
             padded_fraction: frac(padded),
             packed_fraction: frac(packed_slots),

@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::balanced::{balanced_steps, BalanceInput, BalancePlan};
+use super::balanced::{balanced_steps, rank_steps, BalanceInput, BalancePlan};
 use super::batcher::token_lengths;
 pub use super::batcher::LatentBatcher;
 use super::packed::{pack_steps, PackingReport};
@@ -178,25 +178,26 @@ impl LatentSource {
         )))
     }
 
-    /// The runtime balance of the current stage's epoch 0 (with balance only).
+    /// The runtime balance of the current stage's epoch 0, against packing alone (with
+    /// balance only).
     pub fn balance_report(&self) -> Result<Option<BalancePlan>, TrainError> {
-        self.balance_plan(0)
+        self.with_balance(0, balanced_steps)
     }
 
-    fn balance_plan(&self, epoch: u64) -> Result<Option<BalancePlan>, TrainError> {
+    /// `plan` over `epoch`'s latents with the source's balance settings; `None` without balance.
+    fn with_balance<T>(
+        &self,
+        epoch: u64,
+        plan: fn(&BalanceInput<'_>) -> Result<T, TrainError>,
+    ) -> Result<Option<T>, TrainError> {
         let Some(p) = &self.packing else {
             return Ok(None);
         };
         let Some(cost) = &p.balance else {
             return Ok(None);
         };
-        let order: Vec<u32> = self
-            .order
-            .rank_epoch(epoch, 0, 1)
-            .into_iter()
-            .flatten()
-            .collect();
-        balanced_steps(&BalanceInput {
+        let order = self.epoch_order(epoch);
+        plan(&BalanceInput {
             order: &order,
             lengths: &p.lengths,
             values: &p.values,
@@ -208,18 +209,26 @@ impl LatentSource {
         .map(Some)
     }
 
+    /// The latents of `epoch` in global order, one at a time (packing cuts them into steps).
+    fn epoch_order(&self, epoch: u64) -> Vec<u32> {
+        self.order
+            .rank_epoch(epoch, 0, 1)
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
     /// Every rank's packed batches of `epoch`, in global order.
     fn packed_steps(&self, epoch: u64) -> Result<Vec<Vec<u32>>, TrainError> {
         let Some(p) = &self.packing else {
             return Ok(Vec::new());
         };
-        let order: Vec<u32> = self
-            .order
-            .rank_epoch(epoch, 0, 1)
-            .into_iter()
-            .flatten()
-            .collect();
-        pack_steps(&order, &p.lengths, p.tokens, self.batch_size)
+        pack_steps(
+            &self.epoch_order(epoch),
+            &p.lengths,
+            p.tokens,
+            self.batch_size,
+        )
     }
 
     /// The stage of optimizer step `step`.
@@ -249,8 +258,8 @@ impl LatentSource {
     }
 
     fn epoch_batches(&self, epoch: u64) -> Result<Vec<Planned>, TrainError> {
-        let b: Vec<Planned> = if let Some(plan) = self.balance_plan(epoch)? {
-            plan.steps
+        let b: Vec<Planned> = if let Some(steps) = self.with_balance(epoch, rank_steps)? {
+            steps
                 .into_iter()
                 .filter_map(|step| step.into_iter().nth(self.rank))
                 .map(|r| Planned {
