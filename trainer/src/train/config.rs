@@ -38,11 +38,12 @@ pub struct TrainSpec {
     /// Decay of the exponential moving average of the weights; 0 keeps no EMA.
     #[serde(default = "d_ema")]
     pub ema_decay: f64,
-    /// Recompute memory-bound activations in the backward pass instead of keeping them (burn's
-    /// balanced checkpointing): less memory for some more compute. The weights it trains are the
-    /// same.
+    /// Recompute activations in the backward pass instead of keeping them: less memory for
+    /// some more compute, the same weights. `true`: burn's balanced checkpointing everywhere
+    /// (memory-bound operations recomputed); a list of DiT block indices (`[0, 1, 2]`): those
+    /// blocks run forward without keeping activations and again in the backward pass.
     #[serde(default)]
-    pub activation_checkpointing: bool,
+    pub activation_checkpointing: ActivationCheckpointing,
     /// `f32`, or `bf16`/`f16` for convolutions and matrix products on a GPU (weights stay f32).
     #[serde(default)]
     pub precision: Precision,
@@ -266,5 +267,46 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("learning_rate"), "{e}");
+    }
+}
+
+/// `[train] activation_checkpointing`: `false`, `true` (every operation, burn's balanced
+/// strategy) or the DiT blocks to recompute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ActivationCheckpointing {
+    All(bool),
+    Blocks(Vec<usize>),
+}
+
+impl Default for ActivationCheckpointing {
+    fn default() -> Self {
+        ActivationCheckpointing::All(false)
+    }
+}
+
+impl ActivationCheckpointing {
+    /// burn's balanced checkpointing over the whole model.
+    pub fn everywhere(&self) -> bool {
+        matches!(self, ActivationCheckpointing::All(true))
+    }
+
+    /// The blocks to recompute, when chosen per block.
+    pub fn blocks(&self) -> Option<&[usize]> {
+        match self {
+            ActivationCheckpointing::Blocks(b) => Some(b),
+            ActivationCheckpointing::All(_) => None,
+        }
+    }
+
+    /// The DiT's per-block plan for a model `depth` blocks deep, when chosen per block.
+    pub fn recompute_plan(
+        &self,
+        depth: usize,
+    ) -> Result<Option<crate::models::dit::recompute::RecomputePlan>, crate::models::ModelError>
+    {
+        self.blocks()
+            .map(|b| crate::models::dit::recompute::RecomputePlan::new(depth, b))
+            .transpose()
     }
 }

@@ -46,6 +46,26 @@ pub struct StepLoss<B: AutodiffBackend> {
     pub parts: Vec<Tensor<B::InnerBackend, 1>>,
 }
 
+impl<B: AutodiffBackend> StepLoss<B> {
+    /// The backward pass: the loss (detached) and its gradients for `model`'s parameters.
+    pub fn into_gradients<M: AutodiffModule<B>>(self, model: &M) -> StepGradients<B> {
+        let total = self.total.clone().detach().inner();
+        let grads = GradientsParams::from_grads(self.total.backward(), model);
+        StepGradients {
+            total,
+            parts: self.parts,
+            grads,
+        }
+    }
+}
+
+/// A micro-batch's loss (detached, for the log) and its gradients.
+pub struct StepGradients<B: AutodiffBackend> {
+    pub total: Tensor<B::InnerBackend, 1>,
+    pub parts: Vec<Tensor<B::InnerBackend, 1>>,
+    pub grads: GradientsParams,
+}
+
 /// What is trained and how a batch becomes a loss.
 pub trait Task<B: AutodiffBackend> {
     type Model: AutodiffModule<B>;
@@ -61,6 +81,16 @@ pub trait Task<B: AutodiffBackend> {
         batch: &Self::Batch,
         at: StepAt,
     ) -> Result<StepLoss<B>, TrainError>;
+    /// A micro-batch's loss (detached) and the gradients of its total: by default the backward
+    /// pass of [`Task::loss`]; a task that recomputes activations computes them its own way.
+    fn gradients(
+        &mut self,
+        model: &Self::Model,
+        batch: &Self::Batch,
+        at: StepAt,
+    ) -> Result<StepGradients<B>, TrainError> {
+        Ok(self.loss(model, batch, at)?.into_gradients(model))
+    }
     /// Samples (clips) in a batch.
     fn samples(&self, batch: &Self::Batch) -> usize;
     /// FLOPs of one training step on the batch (forward + backward).
@@ -232,22 +262,20 @@ where
                 micro,
                 seed: spec.seed,
             };
-            let l = task.loss(&model, &batch, at)?;
+            let l = task.gradients(&model, &batch, at)?;
             // Samples of the whole job (every rank takes a batch); FLOPs of this device.
             interval_samples += (task.samples(&batch) * world) as u64;
             interval_flops += task.flops(&batch);
             samples += (task.samples(&batch) * world) as u64;
-            let total_inner = l.total.clone().detach().inner();
             sums = Some(match sums.take() {
-                None => (total_inner, l.parts),
+                None => (l.total, l.parts),
                 Some((t, ps)) => (
-                    t + total_inner,
+                    t + l.total,
                     ps.into_iter().zip(l.parts).map(|(a, b)| a + b).collect(),
                 ),
             });
             micro_n += 1;
-            let grads = GradientsParams::from_grads(l.total.backward(), &model);
-            accum.accumulate(&model, grads);
+            accum.accumulate(&model, l.grads);
         }
         let mut grads = accum.grads();
         if spec.grad_accum > 1 {

@@ -7,7 +7,8 @@
 //! - [`layers`], [`attention`], [`time`], [`block`]: the pieces; [`model`]: the whole;
 //! - [`condition`]: image-to-video input (the first frame's latent and a mask);
 //! - [`packing`]: several samples in one sequence with a block-diagonal mask, and the padding
-//!   report.
+//!   report;
+//! - [`recompute`]: activation checkpointing per block (blocks recomputed in the backward pass).
 //!
 //! Text arrives as token embeddings with a mask; the frozen text encoder that makes them
 //! (MiniLM) is [`crate::models::text`].
@@ -22,6 +23,7 @@ pub mod layers;
 pub mod model;
 pub mod packing;
 pub mod patch;
+pub mod recompute;
 pub mod rope;
 pub mod time;
 

@@ -59,6 +59,15 @@ pub struct TokenInput<B: Backend> {
     pub grid: (Tensor<B, 3>, Tensor<B, 3>),
 }
 
+/// The blocks' inputs, from [`Dit::prepare`].
+pub(crate) struct Prepared<B: Backend> {
+    pub streams: Streams<B>,
+    pub cond_video: Tensor<B, 3>,
+    pub cond_text: Tensor<B, 3>,
+    pub rope: RopeTable<B>,
+    pub bias: Option<Tensor<B, 4>>,
+}
+
 impl<B: Backend> Dit<B> {
     /// A freshly initialised model (deterministic for `seed`). The config must be valid.
     pub fn new(config: &DitConfig, device: &B::Device, seed: u64) -> Self {
@@ -105,6 +114,19 @@ impl<B: Backend> Dit<B> {
         text_mask: Tensor<B, 2>,
         c: Compute,
     ) -> Result<Tensor<B, 5>, ModelError> {
+        self.forward_via(latents, t, text, text_mask, &mut |x| self.forward_tokens(x, c))
+    }
+
+    /// [`Dit::forward`] with the token sequences run by `tokens` (the plain
+    /// [`Dit::forward_tokens`], or a recomputing one: [`super::recompute`]).
+    pub fn forward_via(
+        &self,
+        latents: Tensor<B, 5>,
+        t: Tensor<B, 1>,
+        text: Tensor<B, 3>,
+        text_mask: Tensor<B, 2>,
+        tokens: &mut dyn FnMut(TokenInput<B>) -> Tensor<B, 3>,
+    ) -> Result<Tensor<B, 5>, ModelError> {
         let [b, ch, ..] = latents.dims();
         let [bt, l, _] = text.dims();
         if ch != self.in_channels || bt != b || t.dims()[0] != b || text_mask.dims() != [b, l] {
@@ -124,8 +146,7 @@ impl<B: Backend> Dit<B> {
         let keep = Tensor::cat(vec![Tensor::ones([b, nv], &video.device()), text_mask], 1);
         let t2 = t.reshape([b, 1]);
         let sizes = grid_tensor(grid, b, 1, &video.device());
-        let out = self.forward_tokens(
-            TokenInput {
+        let out = tokens(TokenInput {
                 video,
                 text,
                 positions,
@@ -133,14 +154,23 @@ impl<B: Backend> Dit<B> {
                 t_text: t2,
                 bias: Some(key_padding_bias(keep)),
                 grid: (sizes.clone(), sizes),
-            },
-            c,
-        );
+        });
         unpatchify(out, self.patch, grid, self.latent_channels)
     }
 
     /// Velocity tokens `[B, Nv, C·pt·ph·pw]` for token sequences.
     pub fn forward_tokens(&self, x: TokenInput<B>, c: Compute) -> Tensor<B, 3> {
+        let p = self.prepare(x, c);
+        let mut s = p.streams;
+        for block in &self.blocks {
+            s = block.forward(s, &p.cond_video, &p.cond_text, &p.rope, p.bias.as_ref(), c);
+        }
+        self.head(s.video, p.cond_video, c)
+    }
+
+    /// What the blocks take: the embedded streams, the timestep (and size) conditioning with
+    /// SiLU applied, the rotary table and the attention bias.
+    pub(crate) fn prepare(&self, x: TokenInput<B>, c: Compute) -> Prepared<B> {
         let device = x.video.device();
         let rope = RopeTable::new(
             &x.positions,
@@ -155,16 +185,22 @@ impl<B: Backend> Dit<B> {
             cond_video = cond_video + size.forward(gv, c);
             cond_text = cond_text + size.forward(gt, c);
         }
-        let (sv, st) = (silu(cond_video.clone()), silu(cond_text));
-        let mut s = Streams {
-            video: self.patch_in.forward(x.video, c),
-            text: self.text_in.forward(x.text, c),
-        };
-        for block in &self.blocks {
-            s = block.forward(s, &sv, &st, &rope, x.bias.as_ref(), c);
+        Prepared {
+            streams: Streams {
+                video: self.patch_in.forward(x.video, c),
+                text: self.text_in.forward(x.text, c),
+            },
+            cond_video: silu(cond_video),
+            cond_text: silu(cond_text),
+            rope,
+            bias: x.bias,
         }
-        let m = self.final_ada.forward(sv, c).chunk(2, 2);
-        let h = modulate(layer_norm(s.video), m[0].clone(), m[1].clone());
+    }
+
+    /// The output layer: the video stream after the last block → velocity tokens.
+    pub(crate) fn head(&self, video: Tensor<B, 3>, cond_video: Tensor<B, 3>, c: Compute) -> Tensor<B, 3> {
+        let m = self.final_ada.forward(cond_video, c).chunk(2, 2);
+        let h = modulate(layer_norm(video), m[0].clone(), m[1].clone());
         self.final_out.forward(h, c)
     }
 

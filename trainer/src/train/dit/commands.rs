@@ -157,7 +157,7 @@ pub fn train_dit_on(args: &TrainDitArgs) -> Result<TrainSummary, TrainError> {
     let mut args = args.clone();
     args.config = cfg;
     args.progress &= world.rank == 0;
-    let checkpointed = args.config.train.activation_checkpointing;
+    let checkpointed = args.config.train.activation_checkpointing.everywhere();
     let local_rank = (world.size > 1).then_some(world.local_rank);
     let job = Training {
         args: &args,
@@ -216,7 +216,16 @@ fn run_on<B: AutodiffBackend>(
     let compute = compute_for(cfg.train.precision, selected);
     let params = arch.params() as u64;
     let model = Dit::<B>::new(&arch, device, cfg.train.seed);
-    let mut task = DitTask::<B>::new(arch, cfg.flow.clone(), compute, device);
+    let recompute = cfg.train.activation_checkpointing.recompute_plan(arch.depth)?;
+    if let Some(plan) = &recompute {
+        tracing::info!(
+            "activation checkpointing: {} of {} blocks recomputed in the backward pass",
+            plan.count(),
+            arch.depth
+        );
+    }
+    let mut task =
+        DitTask::<B>::new(arch, cfg.flow.clone(), compute, device).with_recompute(recompute);
     tracing::info!(
         "training a {:.2} M-parameter DiT on {} into {}",
         params as f64 / 1e6,

@@ -218,7 +218,7 @@ impl DitTrainConfig {
         a.train.steps = old.train.steps;
         a.train.device = old.train.device;
         a.train.peak_tflops = old.train.peak_tflops;
-        a.train.activation_checkpointing = old.train.activation_checkpointing;
+        a.train.activation_checkpointing = old.train.activation_checkpointing.clone();
         a.checkpoint = old.checkpoint.clone();
         a.log = old.log.clone();
         a.data.text_cache = old.data.text_cache.clone();

@@ -17,7 +17,7 @@ use super::flow::FlowConfig;
 use super::task::draw_one;
 use crate::models::dit::condition::with_condition;
 use crate::models::dit::packing::{pack, padded_slots, plan_rows, unpack, PackItem};
-use crate::models::dit::{Dit, DitConfig};
+use crate::models::dit::{Dit, DitConfig, TokenInput};
 use crate::models::nn::Compute;
 use crate::train::TrainError;
 
@@ -114,6 +114,22 @@ pub fn packed_loss<B: Backend>(
     c: Compute,
     device: &B::Device,
 ) -> Result<Tensor<B, 1>, TrainError> {
+    let tokens = &mut |x| model.forward_tokens(x, c);
+    packed_loss_via(model, config, batch, flow, seed, key, device, tokens)
+}
+
+/// [`packed_loss`] with the model's token sequences run by `tokens`.
+#[allow(clippy::too_many_arguments)]
+pub fn packed_loss_via<B: Backend>(
+    model: &Dit<B>,
+    config: &DitConfig,
+    batch: &PackedBatch,
+    flow: &FlowConfig,
+    seed: u64,
+    key: &str,
+    device: &B::Device,
+    tokens: &mut dyn FnMut(TokenInput<B>) -> Tensor<B, 3>,
+) -> Result<Tensor<B, 1>, TrainError> {
     let mut total: Option<Tensor<B, 1>> = None;
     let mut count = 0usize;
     for row in &batch.rows {
@@ -154,7 +170,7 @@ pub fn packed_loss<B: Backend>(
             count += per;
         }
         let packed = pack(items, model.patch)?;
-        let out = model.forward_tokens(packed.input, c);
+        let out = tokens(packed.input);
         let velocities = unpack(out, &packed.spans, model.patch, model.latent_channels)?;
         for (v, target) in velocities.into_iter().zip(targets) {
             let sq = (v - target).square().sum();

@@ -6,12 +6,13 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 
 use super::flow::{logit_normal, shift_time, FlowConfig};
-use super::packed::{packed_flops, packed_loss, PackedBatch};
+use super::packed::{packed_flops, packed_loss_via, PackedBatch};
 use crate::models::dit::condition::with_condition;
-use crate::models::dit::{Dit, DitConfig};
+use crate::models::dit::recompute::{self, RecomputePlan};
+use crate::models::dit::{Dit, DitConfig, TokenInput};
 use crate::models::init::HostRng;
 use crate::models::nn::Compute;
-use crate::train::trainer::{StepAt, StepLoss, Task};
+use crate::train::trainer::{StepAt, StepGradients, StepLoss, Task};
 use crate::train::TrainError;
 
 /// Clean latents `[B, C, T, H, W]` with their captions' token embeddings `[B, L, D_text]` and
@@ -177,6 +178,17 @@ pub fn flow_loss<B: Backend>(
     c: Compute,
     device: &B::Device,
 ) -> Result<Tensor<B, 1>, TrainError> {
+    flow_loss_via(model, batch, draws, device, &mut |x| model.forward_tokens(x, c))
+}
+
+/// [`flow_loss`] with the model's token sequences run by `tokens`.
+pub fn flow_loss_via<B: Backend>(
+    model: &Dit<B>,
+    batch: &DitBatch,
+    draws: &Draws,
+    device: &B::Device,
+    tokens: &mut dyn FnMut(TokenInput<B>) -> Tensor<B, 3>,
+) -> Result<Tensor<B, 1>, TrainError> {
     let (x0, text, mask) = batch.tensors::<B>(device);
     let b = batch.len();
     let eps = Tensor::<B, 5>::from_data(TensorData::new(draws.noise.clone(), batch.shape), device);
@@ -189,7 +201,7 @@ pub fn flow_loss<B: Backend>(
     } else {
         xt
     };
-    let v = model.forward(input, t, text, mask, c)?;
+    let v = model.forward_via(input, t, text, mask, tokens)?;
     Ok((v - (eps - x0)).square().mean())
 }
 
@@ -197,6 +209,8 @@ pub struct DitTask<B: AutodiffBackend> {
     pub config: DitConfig,
     pub flow: FlowConfig,
     pub compute: Compute,
+    /// Blocks whose activations are recomputed in the backward pass.
+    pub recompute: Option<RecomputePlan>,
     device: B::Device,
 }
 
@@ -206,7 +220,42 @@ impl<B: AutodiffBackend> DitTask<B> {
             config,
             flow,
             compute,
+            recompute: None,
             device: device.clone(),
+        }
+    }
+
+    /// The task recomputing the activations of the blocks `plan` names.
+    pub fn with_recompute(mut self, plan: Option<RecomputePlan>) -> Self {
+        self.recompute = plan;
+        self
+    }
+
+    /// The step's loss, its forward passes run by `tokens`.
+    fn loss_via(
+        &self,
+        model: &Dit<B>,
+        batch: &DitInput,
+        at: StepAt,
+        tokens: &mut dyn FnMut(TokenInput<B>) -> Tensor<B, 3>,
+    ) -> Result<Tensor<B, 1>, TrainError> {
+        let key = format!("{}", at.step);
+        match batch {
+            DitInput::Plain(batch) => {
+                let shift = self.flow.shift_for(self.tokens(batch)?);
+                let d = draws(batch, &self.flow, shift, at.seed, &key);
+                flow_loss_via(model, batch, &d, &self.device, tokens)
+            }
+            DitInput::Packed(p) => packed_loss_via(
+                model,
+                &self.config,
+                p,
+                &self.flow,
+                at.seed,
+                &key,
+                &self.device,
+                tokens,
+            ),
         }
     }
 
@@ -235,26 +284,35 @@ impl<B: AutodiffBackend> Task<B> for DitTask<B> {
         batch: &DitInput,
         at: StepAt,
     ) -> Result<StepLoss<B>, TrainError> {
-        let key = format!("{}", at.step);
-        let total = match batch {
-            DitInput::Plain(batch) => {
-                let shift = self.flow.shift_for(self.tokens(batch)?);
-                let d = draws(batch, &self.flow, shift, at.seed, &key);
-                flow_loss(model, batch, &d, self.compute, &self.device)?
-            }
-            DitInput::Packed(p) => packed_loss(
-                model,
-                &self.config,
-                p,
-                &self.flow,
-                at.seed,
-                &key,
-                self.compute,
-                &self.device,
-            )?,
-        };
+        let c = self.compute;
+        let total = self.loss_via(model, batch, at, &mut |x| model.forward_tokens(x, c))?;
         let parts = vec![total.clone().detach().inner()];
         Ok(StepLoss { total, parts })
+    }
+
+    fn gradients(
+        &mut self,
+        model: &Dit<B>,
+        batch: &DitInput,
+        at: StepAt,
+    ) -> Result<StepGradients<B>, TrainError> {
+        let Some(plan) = self.recompute.clone() else {
+            return Ok(self.loss(model, batch, at)?.into_gradients(model));
+        };
+        let c = self.compute;
+        let mut tapes = Vec::new();
+        let loss = self.loss_via(model, batch, at, &mut |x| {
+            let (velocity, tape) = model.forward_tokens_recompute(x, c, &plan);
+            tapes.push(tape);
+            velocity
+        })?;
+        let total = loss.clone().detach().inner();
+        let grads = recompute::backward(model, loss, tapes);
+        Ok(StepGradients {
+            parts: vec![total.clone()],
+            total,
+            grads,
+        })
     }
 
     fn samples(&self, batch: &DitInput) -> usize {

@@ -79,7 +79,7 @@ impl VaeTrainConfig {
         a.train.steps = b.train.steps;
         a.train.device = b.train.device;
         a.train.peak_tflops = b.train.peak_tflops;
-        a.train.activation_checkpointing = b.train.activation_checkpointing;
+        a.train.activation_checkpointing = b.train.activation_checkpointing.clone();
         a.checkpoint = b.checkpoint.clone();
         a.log = b.log.clone();
         let differs: Vec<&str> = [
@@ -122,7 +122,12 @@ pub fn train_vae(
     coll: &mut dyn Collective,
 ) -> Result<TrainSummary, TrainError> {
     let selected = backend::select(args.device.unwrap_or(args.config.train.device))?;
-    let checkpointed = args.config.train.activation_checkpointing;
+    if args.config.train.activation_checkpointing.blocks().is_some() {
+        return Err(TrainError::Config(
+            "[train] activation_checkpointing: a list of blocks is for the DiT; the VAE takes true or false".into(),
+        ));
+    }
+    let checkpointed = args.config.train.activation_checkpointing.everywhere();
     let local_rank = (coll.world().size > 1).then_some(coll.world().local_rank);
     run_training(
         &selected,

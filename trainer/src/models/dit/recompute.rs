@@ -1,0 +1,352 @@
+//! Activation checkpointing per block, by recomputation: the blocks a [`RecomputePlan`] names
+//! run forward without autodiff (their activations are not kept, only each block's input), and
+//! run again with autodiff when the backward pass reaches them, one block at a time, so at most
+//! one such block's activations are alive at once. The other blocks keep their activations as
+//! usual. Gradients are those of the plain forward pass: each piece is differentiated on its own
+//! with the gradient flowing out of the piece after it, and the pieces' parameter gradients are
+//! summed.
+//!
+//! burn's own checkpointing is a strategy of the whole autodiff backend (every memory-bound op or
+//! none; its strategy types are private to burn), so the per-block choice is made here with
+//! burn's public autodiff only: separate graphs whose inputs and parameters are fresh leaves.
+
+use std::ops::Range;
+
+use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::Tensor;
+
+use super::block::Streams;
+use super::model::{Dit, TokenInput};
+use super::rope::RopeTable;
+use crate::models::nn::Compute;
+use crate::models::ModelError;
+
+type Inner<B> = <B as AutodiffBackend>::InnerBackend;
+
+/// Which blocks recompute their activations in the backward pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecomputePlan {
+    recompute: Vec<bool>,
+}
+
+impl RecomputePlan {
+    /// Blocks `blocks` (indices, in any order) of a model `depth` blocks deep.
+    pub fn new(depth: usize, blocks: &[usize]) -> Result<Self, ModelError> {
+        let mut recompute = vec![false; depth];
+        for &b in blocks {
+            let slot = recompute.get_mut(b).ok_or_else(|| {
+                ModelError::Config(format!(
+                    "activation checkpointing names block {b}, but the model has {depth} blocks (0 to {})",
+                    depth.saturating_sub(1)
+                ))
+            })?;
+            *slot = true;
+        }
+        Ok(RecomputePlan { recompute })
+    }
+
+    /// Blocks that recompute.
+    pub fn count(&self) -> usize {
+        self.recompute.iter().filter(|r| **r).count()
+    }
+
+    /// The pieces the blocks run in: each recomputed block alone (so the backward pass holds
+    /// one block's activations at a time) and maximal runs of kept blocks: (blocks, recomputed).
+    fn runs(&self) -> Vec<(Range<usize>, bool)> {
+        let mut runs: Vec<(Range<usize>, bool)> = Vec::new();
+        for (i, &r) in self.recompute.iter().enumerate() {
+            match runs.last_mut() {
+                Some((range, false)) if !r => range.end = i + 1,
+                _ => runs.push((i..i + 1, r)),
+            }
+        }
+        runs
+    }
+}
+
+/// A copy of the model whose parameters are new leaves of the autodiff graph with the same
+/// parameter ids. burn merges graphs that share a tensor and clears a graph when its backward
+/// pass runs, so each piece differentiated apart computes with parameters of its own; their
+/// gradients, keyed by parameter id, are the model's.
+fn fresh<B: AutodiffBackend>(model: &Dit<B>) -> Dit<B> {
+    model.clone().map(&mut FreshLeaves)
+}
+
+struct FreshLeaves;
+
+impl<B: AutodiffBackend> ModuleMapper<B> for FreshLeaves {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, t, mapper) = param.consume();
+        Param::from_mapped_value(id, t.detach().require_grad(), mapper)
+    }
+}
+
+/// Fresh leaves (inputs of a separate graph) for a run of blocks.
+struct Leaves<B: AutodiffBackend> {
+    video: Tensor<B, 3>,
+    text: Tensor<B, 3>,
+    cond_video: Tensor<B, 3>,
+    cond_text: Tensor<B, 3>,
+}
+
+impl<B: AutodiffBackend> Leaves<B> {
+    fn new(s: Streams<Inner<B>>, cond: &(Tensor<Inner<B>, 3>, Tensor<Inner<B>, 3>)) -> Self {
+        let leaf = |t: Tensor<Inner<B>, 3>| Tensor::<B, 3>::from_inner(t).require_grad();
+        Leaves {
+            video: leaf(s.video),
+            text: leaf(s.text),
+            cond_video: leaf(cond.0.clone()),
+            cond_text: leaf(cond.1.clone()),
+        }
+    }
+}
+
+/// A run of blocks as the forward pass left it.
+enum Run<B: AutodiffBackend> {
+    /// Ran without autodiff: its input, to run it again.
+    Recompute {
+        blocks: Range<usize>,
+        input: Streams<Inner<B>>,
+    },
+    /// Ran with autodiff from leaves, on parameters of its own: its graph, alive.
+    Kept {
+        params: Dit<B>,
+        leaves: Leaves<B>,
+        output: Streams<B>,
+    },
+}
+
+/// What a recomputing forward pass keeps for its backward pass.
+pub struct Tape<B: AutodiffBackend> {
+    /// The embedded streams and conditioning, tracked back to the embeddings' parameters.
+    prepared: (Streams<B>, Tensor<B, 3>, Tensor<B, 3>),
+    /// The conditioning without autodiff (each run gets leaves of it).
+    cond: (Tensor<Inner<B>, 3>, Tensor<Inner<B>, 3>),
+    rope: RopeTable<B>,
+    bias: Option<Tensor<B, 4>>,
+    runs: Vec<Run<B>>,
+    /// The output layer's parameters and leaves: the last block's video stream and the
+    /// conditioning.
+    head: Dit<B>,
+    head_video: Tensor<B, 3>,
+    head_cond: Tensor<B, 3>,
+    c: Compute,
+}
+
+fn run_blocks<B: AutodiffBackend>(
+    model: &Dit<B>,
+    blocks: Range<usize>,
+    leaves: &Leaves<B>,
+    rope: &RopeTable<B>,
+    bias: Option<&Tensor<B, 4>>,
+    c: Compute,
+) -> Streams<B> {
+    let mut s = Streams {
+        video: leaves.video.clone(),
+        text: leaves.text.clone(),
+    };
+    for block in &model.blocks[blocks] {
+        s = block.forward(s, &leaves.cond_video, &leaves.cond_text, rope, bias, c);
+    }
+    s
+}
+
+fn inner_streams<B: AutodiffBackend>(s: &Streams<B>) -> Streams<Inner<B>> {
+    Streams {
+        video: s.video.clone().inner(),
+        text: s.text.clone().inner(),
+    }
+}
+
+impl<B: AutodiffBackend> Dit<B> {
+    /// [`Dit::forward_tokens`] keeping activations only where `plan` says; the [`Tape`] goes to
+    /// [`backward`] with the loss computed from the returned velocity.
+    pub fn forward_tokens_recompute(
+        &self,
+        x: TokenInput<B>,
+        c: Compute,
+        plan: &RecomputePlan,
+    ) -> (Tensor<B, 3>, Tape<B>) {
+        let p = self.prepare(x, c);
+        let cond = (p.cond_video.clone().inner(), p.cond_text.clone().inner());
+        let rope_inner = RopeTable {
+            cos: p.rope.cos.clone().inner(),
+            sin: p.rope.sin.clone().inner(),
+        };
+        let bias_inner = p.bias.clone().map(|b| b.inner());
+        let mut current = inner_streams(&p.streams);
+        let mut runs = Vec::new();
+        for (blocks, recompute) in plan.runs() {
+            if recompute {
+                let input = Streams {
+                    video: current.video.clone(),
+                    text: current.text.clone(),
+                };
+                for block in &self.blocks[blocks.clone()] {
+                    current = block.valid().forward(
+                        current,
+                        &cond.0,
+                        &cond.1,
+                        &rope_inner,
+                        bias_inner.as_ref(),
+                        c,
+                    );
+                }
+                runs.push(Run::Recompute { blocks, input });
+            } else {
+                let params = fresh(self);
+                let leaves = Leaves::new(current, &cond);
+                let output = run_blocks(&params, blocks, &leaves, &p.rope, p.bias.as_ref(), c);
+                current = inner_streams(&output);
+                runs.push(Run::Kept {
+                    params,
+                    leaves,
+                    output,
+                });
+            }
+        }
+        let head_video = Tensor::<B, 3>::from_inner(current.video).require_grad();
+        let head_cond = Tensor::<B, 3>::from_inner(cond.0.clone()).require_grad();
+        let head = fresh(self);
+        let velocity = head.head(head_video.clone(), head_cond.clone(), c);
+        let tape = Tape {
+            prepared: (p.streams, p.cond_video, p.cond_text),
+            cond,
+            rope: p.rope,
+            bias: p.bias,
+            runs,
+            head,
+            head_video,
+            head_cond,
+            c,
+        };
+        (velocity, tape)
+    }
+}
+
+/// The gradients of `loss` with respect to `model`'s parameters, `loss` having been computed
+/// from the velocities of the forward passes that recorded `tapes`.
+pub fn backward<B: AutodiffBackend>(
+    model: &Dit<B>,
+    loss: Tensor<B, 1>,
+    tapes: Vec<Tape<B>>,
+) -> GradientsParams {
+    let mut accum = GradientsAccumulator::<Dit<B>>::new();
+    let mut grads = loss.backward();
+    let mut outflow = Vec::with_capacity(tapes.len());
+    for t in &tapes {
+        outflow.push((t.head_video.grad(&grads), t.head_cond.grad(&grads)));
+        accum.accumulate(model, GradientsParams::from_module(&mut grads, &t.head));
+    }
+    for (tape, (g_video, g_cond)) in tapes.into_iter().zip(outflow) {
+        tape.backward(model, g_video, g_cond, &mut accum);
+    }
+    accum.grads()
+}
+
+impl<B: AutodiffBackend> Tape<B> {
+    /// Runs the backward pass from the output layer's input gradients down to the embeddings,
+    /// one run of blocks at a time, adding each piece's parameter gradients to `accum`. A
+    /// gradient that is `None` flows from nothing the loss depends on (the last block's text
+    /// stream): it is left out, so parameters only it reaches get no gradient, as in the plain
+    /// backward pass.
+    fn backward(
+        self,
+        model: &Dit<B>,
+        g_video: Option<Tensor<Inner<B>, 3>>,
+        g_cond: Option<Tensor<Inner<B>, 3>>,
+        accum: &mut GradientsAccumulator<Dit<B>>,
+    ) {
+        let (streams, cond_video, cond_text) = self.prepared;
+        let (mut g_video, mut g_text) = (g_video, None);
+        let (mut g_cond_video, mut g_cond_text) = (g_cond, None);
+        for run in self.runs.into_iter().rev() {
+            let (params, leaves, output) = match run {
+                Run::Recompute { blocks, input } => {
+                    let params = fresh(model);
+                    let leaves = Leaves::new(input, &self.cond);
+                    let output = run_blocks(
+                        &params,
+                        blocks,
+                        &leaves,
+                        &self.rope,
+                        self.bias.as_ref(),
+                        self.c,
+                    );
+                    (params, leaves, output)
+                }
+                Run::Kept {
+                    params,
+                    leaves,
+                    output,
+                } => (params, leaves, output),
+            };
+            let Some(grads) = surrogate([(output.video, g_video), (output.text, g_text)])
+                .map(|s| s.backward())
+            else {
+                return;
+            };
+            g_video = leaves.video.grad(&grads);
+
+            g_text = leaves.text.grad(&grads);
+            g_cond_video = add::<B>(g_cond_video, leaves.cond_video.grad(&grads));
+            g_cond_text = add::<B>(g_cond_text, leaves.cond_text.grad(&grads));
+            accum.accumulate(model, GradientsParams::from_grads(grads, &params));
+        }
+        let embeddings = surrogate([
+            (streams.video, g_video),
+            (streams.text, g_text),
+            (cond_video, g_cond_video),
+            (cond_text, g_cond_text),
+        ]);
+        if let Some(s) = embeddings {
+            accum.accumulate(model, GradientsParams::from_grads(s.backward(), model));
+        }
+    }
+}
+
+/// `Σ sum(output · gradient)` over the outputs that have a gradient: differentiating it sends
+/// each gradient back through its output's graph. `None` when no output has one.
+fn surrogate<B: AutodiffBackend, const N: usize>(
+    terms: [(Tensor<B, 3>, Option<Tensor<Inner<B>, 3>>); N],
+) -> Option<Tensor<B, 1>> {
+    terms
+        .into_iter()
+        .filter_map(|(out, g)| g.map(|g| (out * Tensor::from_inner(g)).sum()))
+        .reduce(|a, b| a + b)
+}
+
+fn add<B: AutodiffBackend>(
+    a: Option<Tensor<Inner<B>, 3>>,
+    b: Option<Tensor<Inner<B>, 3>>,
+) -> Option<Tensor<Inner<B>, 3>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recomputed_blocks_run_alone_and_kept_blocks_together() {
+        let plan = RecomputePlan::new(6, &[1, 2, 5]).unwrap();
+        assert_eq!(plan.count(), 3);
+        assert_eq!(
+            plan.runs(),
+            vec![
+                (0..1, false),
+                (1..2, true),
+                (2..3, true),
+                (3..5, false),
+                (5..6, true)
+            ]
+        );
+        let e = RecomputePlan::new(4, &[4]).unwrap_err().to_string();
+        assert!(e.contains("block 4") && e.contains("4 blocks"), "{e}");
+    }
+}
