@@ -281,6 +281,38 @@ pub enum BenchCommand {
         #[arg(long, default_value = "auto")]
         device: kelp_trainer::train::backend::DeviceChoice,
     },
+    /// The gradient all-reduce through the job's collective (MPI on CPUs, NCCL on GPUs; start it
+    /// like training, e.g. `mpirun -np 2 kelp bench allreduce`): each size checked on every rank
+    /// then timed (algorithm and bus bandwidth), and the step budget of the DiT presets: compute
+    /// at a given peak and MFU next to the f32 gradient all-reduce at the measured and given bus
+    /// bandwidths.
+    Allreduce {
+        /// Buffer sizes in MB.
+        #[arg(long, value_delimiter = ',', default_value = "1,4,16,64,256")]
+        sizes_mb: Vec<f64>,
+        /// Timed all-reduces per size (after a checked one).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// auto, cpu or cuda.
+        #[arg(long, default_value = "auto")]
+        device: kelp_trainer::train::backend::DeviceChoice,
+        /// DiT presets for the step budget.
+        #[arg(long, value_delimiter = ',', default_value = "small100m,seaweed")]
+        presets: Vec<String>,
+        /// Tokens per rank per step for the step budget.
+        #[arg(long, value_delimiter = ',', default_value = "4096,16384,65536")]
+        tokens: Vec<usize>,
+        /// Dense TFLOP/s the budget's compute runs at (H100/H200 bf16: 989).
+        #[arg(long, default_value_t = 989.0)]
+        peak_tflops: f64,
+        /// Model FLOPs utilisation the budget assumes (the seed reports 38% at scale).
+        #[arg(long, default_value_t = 0.38)]
+        mfu: f64,
+        /// Bus bandwidths to project, NAME=GB/s (nccl-tests' busbw: what the fabric delivers).
+        #[arg(long, value_delimiter = ',', value_parser = parse_bandwidth,
+              default_value = "nvlink-node=360,ib-400g=45")]
+        assume_busbw: Vec<(String, f64)>,
+    },
     /// Clip media storage: clips packed in the `media` table's Parquet shards vs one object per
     /// clip, read in random order from a moto S3 server (requests and bytes per 1,000 clips).
     MediaLayout {
@@ -453,4 +485,18 @@ pub fn name_of(command: &Command) -> &'static str {
         Command::Operators => "operators",
         Command::Schema => "schema",
     }
+}
+
+/// `NAME=GB/s` of `--assume-busbw`.
+fn parse_bandwidth(s: &str) -> Result<(String, f64), String> {
+    let (name, gbs) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s}: expected NAME=GB/s"))?;
+    let gbs: f64 = gbs
+        .parse()
+        .map_err(|_| format!("{s}: {gbs} is not a number of GB/s"))?;
+    if !(gbs > 0.0) {
+        return Err(format!("{s}: bandwidth must be positive"));
+    }
+    Ok((name.to_string(), gbs))
 }

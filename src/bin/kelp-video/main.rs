@@ -199,6 +199,32 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
             print!("{report}");
             Ok(())
         }
+        Command::Bench(BenchCommand::Allreduce {
+            sizes_mb,
+            reps,
+            device,
+            presets,
+            tokens,
+            peak_tflops,
+            mfu,
+            assume_busbw,
+        }) => {
+            use kelp_trainer::train::allreduce_bench as bench;
+            let report = bench::run(&bench::AllReduceArgs {
+                sizes_mb,
+                reps,
+                device,
+                presets,
+                tokens,
+                peak_tflops,
+                mfu,
+                assume_busbw,
+            })?;
+            if let Some(report) = report {
+                print!("{report}");
+            }
+            Ok(())
+        }
         Command::Train(c) => train::train(c),
         Command::Eval(c) => train::eval(c),
         Command::Encode(c) => train::encode(c),

@@ -1,4 +1,4 @@
-//! Training: device selection ([`backend`]), runtime balance across ranks ([`balance`]), the shared config sections ([`config`]), the loop
+//! Training: device selection ([`backend`]), the collective's bandwidth and step budget ([`allreduce_bench`]), runtime balance across ranks ([`balance`]), the shared config sections ([`config`]), the loop
 //! every model uses ([`trainer`]) with its optimizer pieces ([`optim`]), batch sources
 //! ([`source`], [`synthetic`], the loader as one: [`loader_source`], with the held-out [`split`]), a run's location ([`store`]) and start ([`run`]), checkpoints ([`checkpoint`],
 //! [`weights`]) and metrics ([`metrics`], [`plot`]); the VAE's task and commands ([`vae`]); the
@@ -7,6 +7,7 @@
 //! What lives here: what trainers share, and each model's training task. What must not:
 //! architectures (they are [`crate::models`]') or data reading (the loader's, [`crate::data`]).
 
+pub mod allreduce_bench;
 pub mod backend;
 pub mod balance;
 pub mod checkpoint;
