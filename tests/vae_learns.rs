@@ -1,11 +1,13 @@
 //! The tiny VAE learns on the quickstart dataset: `kelp train vae` for 300 steps (one 5×32×20
-//! clip per step) lowers the loss by more than half and `kelp eval vae` measures held-out clips
+//! clip per step) lowers the loss to about half and `kelp eval vae` measures held-out clips
 //! well above the baseline that predicts each clip's mean colour.
 //!
-//! Measured on the 2-core dev machine (debug build, 2026-12-02): loss 0.83 → 0.38, held-out PSNR
-//! 14.31 dB against 11.95 dB for the clip mean (+2.4 dB), 97 s of training; with two clips per
-//! step the same 300 steps reach +3.6 dB in twice the time. The bound below, +1.5 dB, leaves room
-//! for float differences between machines (the data order and initialisation are seeded).
+//! Measured on the 2-core dev machine (debug build, 2026-12-02): loss 0.85 → 0.41 (mean of the
+//! last three logged intervals; 0.49×), held-out PSNR 13.79 dB against 11.74 dB for the clip mean
+//! (+2.05 dB), 73 s of training. (Before the loader's resize interpolated chroma at full
+//! resolution, the same run gave 0.83 → 0.38 and +2.4 dB.) The bounds below, 0.55× and +1.5 dB,
+//! leave room for float differences between machines (the data order and initialisation are
+//! seeded).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -70,7 +72,10 @@ fn the_tiny_vae_learns_the_quickstart_clips_and_beats_the_clip_mean_on_held_out_
                 .unwrap()
         })
         .collect();
-    let (first, last) = (losses[0], losses[losses.len() - 1]);
+    // The last 60 steps' mean: one logged interval of single-clip steps is noisy.
+    let tail = &losses[losses.len().saturating_sub(3)..];
+    let (first, last) = (losses[0], tail.iter().sum::<f64>() / tail.len() as f64);
+    println!("logged losses: {losses:.3?}");
 
     let eval = kelp_ok(&["eval", "vae", "--checkpoint", s(&run)]);
     let all: Vec<&str> = eval
@@ -88,7 +93,7 @@ fn the_tiny_vae_learns_the_quickstart_clips_and_beats_the_clip_mean_on_held_out_
         "tiny VAE, 300 steps in {secs:.0} s: loss {first:.3} → {last:.3}; {clips} held-out clips: PSNR {psnr:.2} dB vs clip mean {baseline:.2} dB"
     );
     assert!(clips >= 1, "{eval}");
-    assert!(last < 0.5 * first, "loss {first:.3} → {last:.3}");
+    assert!(last < 0.55 * first, "loss {first:.3} → {last:.3}");
     assert!(
         psnr > baseline + 1.5,
         "held-out PSNR {psnr:.2} dB vs clip mean {baseline:.2} dB\n{eval}"

@@ -310,6 +310,45 @@ fn decoded_pixels_equal_a_direct_decode_of_the_same_media() {
     }
 }
 
+/// A resized clip (swscale's planar RGB with chroma at full resolution, area averaging) is the
+/// native decode averaged over 2×2 blocks, up to the chroma interpolation of the two paths.
+// Measured 2026-12-02: 37.5 dB over the three test clips (37.9 dB with packed RGB24 output).
+#[test]
+fn resized_pixels_follow_the_native_decode() {
+    use kelp_operators::media::clip_decode::{decode_clip, ClipDecodeRequest};
+    let (w, h, t) = (48usize, 32usize, 6usize);
+    let (mut sq, mut n) = (0.0f64, 0usize);
+    for k in 0..3 {
+        let mp4 = testing::encode_clip(k, w as u32, h as u32, t as u32);
+        let req = |w: usize, h: usize| ClipDecodeRequest {
+            frames: t as u32,
+            width: w as u32,
+            height: h as u32,
+        };
+        let native = decode_clip(mp4.clone(), &req(w, h)).unwrap().pixels;
+        let half = decode_clip(mp4, &req(w / 2, h / 2)).unwrap().pixels;
+        assert_eq!(half.len(), 3 * t * (h / 2) * (w / 2));
+        for plane in 0..3 * t {
+            for y in 0..h / 2 {
+                for x in 0..w / 2 {
+                    let at = |yy: usize, xx: usize| f64::from(native[plane * h * w + yy * w + xx]);
+                    let mean = (at(2 * y, 2 * x)
+                        + at(2 * y, 2 * x + 1)
+                        + at(2 * y + 1, 2 * x)
+                        + at(2 * y + 1, 2 * x + 1))
+                        / 4.0;
+                    let got = f64::from(half[plane * (h / 2) * (w / 2) + y * (w / 2) + x]);
+                    sq += (got - mean).powi(2);
+                    n += 1;
+                }
+            }
+        }
+    }
+    let psnr = 10.0 * (255.0f64.powi(2) / (sq / n as f64).max(1e-12)).log10();
+    println!("resized vs native averaged: {psnr:.1} dB");
+    assert!(psnr > 35.0, "{psnr:.1} dB");
+}
+
 #[test]
 fn frames_and_size_overrides_shape_every_batch() {
     let dir = tempfile::tempdir().unwrap();

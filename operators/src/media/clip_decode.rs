@@ -2,10 +2,11 @@
 //! into channel-planar RGB bytes `[3, T, H, W]`: what the training loader feeds a model.
 //!
 //! The bytes are read through a custom AVIO context (no temporary file); only the first `frames`
-//! frames are decoded; swscale converts each to RGB at the requested size (point sampling when
-//! the size is the media's own, so the result equals any other RGB24 decode of the same media,
-//! area averaging when shrinking, bilinear when enlarging), then the packed pixels are split
-//! into planes. Decode and conversion times are reported separately.
+//! frames are decoded; swscale converts each to RGB at the requested size: point sampling to
+//! packed RGB24 when the size is the media's own (so the result equals any other RGB24 decode
+//! of the same media), split into planes; planar RGB with chroma interpolated at full
+//! resolution when resized (area averaging when shrinking, bilinear when enlarging). Decode and
+//! conversion times are reported separately.
 
 use std::io::Cursor;
 use std::time::Instant;
@@ -97,6 +98,11 @@ fn decode_input(
     let plane = t * h * w;
     let mut out = vec![0u8; 3 * plane];
     let mut done = 0usize;
+    // At the media's own size packed RGB24 by point sampling: the pixels any other RGB24 decode
+    // of the media gives (swscale's SIMD YUV → RGB path). Resized, planar RGB (GBRP): swscale
+    // then interpolates chroma at full resolution and writes the planes the output wants, where
+    // its packed-RGB scaling path runs per pixel in C and leaves the planes to split.
+    let native = |fw: u32, fh: u32| (fw, fh) == (req.width, req.height);
     let mut scaler: Option<(Scaler, Pixel, u32, u32)> = None;
     let mut rgb = VideoFrame::empty();
     let mut frame = VideoFrame::empty();
@@ -108,14 +114,14 @@ fn decode_input(
             let stale =
                 !matches!(&scaler, Some((_, f, sw, sh)) if *f == fmt && *sw == fw && *sh == fh);
             if stale {
-                let flags = if (fw, fh) == (req.width, req.height) {
-                    Flags::POINT
+                let (target, flags) = if native(fw, fh) {
+                    (Pixel::RGB24, Flags::POINT)
                 } else if fw as u64 * fh as u64 > req.width as u64 * req.height as u64 {
-                    Flags::AREA
+                    (Pixel::GBRP, Flags::AREA)
                 } else {
-                    Flags::BILINEAR
+                    (Pixel::GBRP, Flags::BILINEAR)
                 };
-                let s = Scaler::get(fmt, fw, fh, Pixel::RGB24, req.width, req.height, flags)
+                let s = Scaler::get(fmt, fw, fh, target, req.width, req.height, flags)
                     .map_err(|e| open("colour conversion", e))?;
                 scaler = Some((s, fmt, fw, fh));
             }
@@ -123,19 +129,17 @@ fn decode_input(
                 s.run(frame, &mut rgb)
                     .map_err(|e| open("colour conversion", e))?;
             }
-            let stride = rgb.stride(0);
-            let data = rgb.data(0);
-            let base = *done * h * w;
+            let at = *done * h * w..(*done + 1) * h * w;
             let (r, rest) = out.split_at_mut(plane);
             let (g, b) = rest.split_at_mut(plane);
-            for y in 0..h {
-                let row = &data[y * stride..y * stride + 3 * w];
-                let at = base + y * w;
-                for (x, px) in row.chunks_exact(3).enumerate() {
-                    r[at + x] = px[0];
-                    g[at + x] = px[1];
-                    b[at + x] = px[2];
-                }
+            let (r, g, b) = (&mut r[at.clone()], &mut g[at.clone()], &mut b[at]);
+            if native(fw, fh) {
+                split_packed(&rgb, w, [r, g, b]);
+            } else {
+                // GBRP's planes are G, B, R.
+                copy_plane(&rgb, 2, w, r);
+                copy_plane(&rgb, 0, w, g);
+                copy_plane(&rgb, 1, w, b);
             }
             *done += 1;
             *resize_s += t0.elapsed().as_secs_f64();
@@ -182,4 +186,28 @@ fn decode_input(
         decode_s: (started.elapsed().as_secs_f64() - resize_s).max(0.0),
         resize_s,
     })
+}
+
+/// Copies plane `index` of `frame` (rows of `w` bytes) into `dst`.
+fn copy_plane(frame: &VideoFrame, index: usize, w: usize, dst: &mut [u8]) {
+    let (stride, data) = (frame.stride(index), frame.data(index));
+    for (y, row) in dst.chunks_exact_mut(w).enumerate() {
+        row.copy_from_slice(&data[y * stride..y * stride + w]);
+    }
+}
+
+/// Splits the packed RGB24 picture of `frame` (rows of `w` pixels) into three planes.
+fn split_packed(frame: &VideoFrame, w: usize, [r, g, b]: [&mut [u8]; 3]) {
+    let (stride, data) = (frame.stride(0), frame.data(0));
+    let rows = r
+        .chunks_exact_mut(w)
+        .zip(g.chunks_exact_mut(w))
+        .zip(b.chunks_exact_mut(w));
+    for (y, ((r, g), b)) in rows.enumerate() {
+        let src = &data[y * stride..y * stride + 3 * w];
+        let planes = r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut());
+        for (px, ((r, g), b)) in src.chunks_exact(3).zip(planes) {
+            (*r, *g, *b) = (px[0], px[1], px[2]);
+        }
+    }
 }
