@@ -228,9 +228,16 @@ where
     let mut columns: Vec<String> = vec!["lr".into(), "loss".into()];
     columns.extend(parts.iter().cloned());
     columns.extend(
-        ["grad_norm", "samples_per_s", "step_s", "tflops", "mfu"]
-            .iter()
-            .map(|s| s.to_string()),
+        [
+            "grad_norm",
+            "samples_per_s",
+            "step_s",
+            "tflops",
+            "mfu",
+            "rank_compute_max_over_mean",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
     );
     // Rank 0 keeps the metrics (of the whole job: losses are averaged over ranks).
     let mut log = match rank {
@@ -249,12 +256,15 @@ where
     let (mut micro_n, mut steps_n, mut interval_samples, mut interval_flops) =
         (0u64, 0u64, 0u64, 0.0f64);
     let mut t0 = Instant::now();
+    // Sum over the interval's steps of the slowest rank's compute time over the mean rank's.
+    let mut imbalance_sum = 0.0f64;
     let mut last = Vec::new();
     let mut saved_at = step;
 
     while step < until {
         let lr = spec.lr_at(step);
         let mut accum = GradientsAccumulator::<T::Model>::new();
+        let mut compute_s = 0.0f64;
         for micro in 0..spec.grad_accum {
             let batch = source.next_batch()?;
             let at = StepAt {
@@ -262,7 +272,9 @@ where
                 micro,
                 seed: spec.seed,
             };
+            let started = Instant::now();
             let l = task.gradients(&model, &batch, at)?;
+            compute_s += started.elapsed().as_secs_f64();
             // Samples of the whole job (every rank takes a batch); FLOPs of this device.
             interval_samples += (task.samples(&batch) * world) as u64;
             interval_flops += task.flops(&batch);
@@ -276,6 +288,14 @@ where
             });
             micro_n += 1;
             accum.accumulate(&model, l.grads);
+        }
+        if world > 1 {
+            // A GPU's queued work counts: wait for it before comparing ranks.
+            let waited = Instant::now();
+            B::sync(device)
+                .map_err(|e| TrainError::Device(format!("synchronising the device: {e:?}")))?;
+            compute_s += waited.elapsed().as_secs_f64();
+            imbalance_sum += rank_imbalance(coll, compute_s)?;
         }
         let mut grads = accum.grads();
         if spec.grad_accum > 1 {
@@ -329,6 +349,14 @@ where
                 "mfu".into(),
                 opts.peak_tflops.map_or(f64::NAN, |p| tflops / p),
             ));
+            row.push((
+                "rank_compute_max_over_mean".into(),
+                if world > 1 {
+                    imbalance_sum / steps_n.max(1) as f64
+                } else {
+                    f64::NAN
+                },
+            ));
             if let Some(log) = log.as_mut() {
                 log.row(step, &row)?;
             }
@@ -337,6 +365,7 @@ where
             steps_n = 0;
             interval_samples = 0;
             interval_flops = 0.0;
+            imbalance_sum = 0.0;
             t0 = Instant::now();
         }
 
@@ -450,4 +479,22 @@ impl<B: burn::tensor::backend::Backend> ScalarF64 for Tensor<B, 1> {
         use burn::tensor::ElementConversion;
         self.into_scalar().elem::<f64>()
     }
+}
+
+/// The slowest rank's compute time for this step over the mean rank's (1 when even): what the
+/// runtime balance evens out. `compute_s` is this rank's time in the forward and backward passes.
+fn rank_imbalance(coll: &mut dyn Collective, compute_s: f64) -> Result<f64, TrainError> {
+    let mut sum = [compute_s as f32];
+    coll.all_reduce_sum(&mut sum)
+        .map_err(|e| TrainError::Other(format!("summing the ranks' compute times: {e}")))?;
+    let (_, max_ns) = coll
+        .min_max((compute_s * 1e9) as u64)
+        .map_err(|e| TrainError::Other(format!("the ranks' slowest compute time: {e}")))?;
+    let mean = f64::from(sum[0]) / coll.world().size.max(1) as f64;
+    // The slowest is never below the mean; rounding (f32 sum, whole ns) could put it there.
+    Ok(if mean > 0.0 {
+        (max_ns as f64 / 1e9 / mean).max(1.0)
+    } else {
+        1.0
+    })
 }

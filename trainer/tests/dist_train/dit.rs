@@ -147,6 +147,17 @@ pub fn balanced_training_matches_one_process(dir: &Path, coll: &mut dyn Collecti
     }
     let unweighted = train(&dir.join("dit-unweighted"), unweighted, coll);
     if r == 0 {
+        // The ranks' compute times were compared every step: the slowest over the mean.
+        let metrics = std::fs::read_to_string(dir.join("dit-dp/metrics.csv")).unwrap();
+        let header: Vec<&str> = metrics.lines().next().unwrap().split(',').collect();
+        let col = header
+            .iter()
+            .position(|c| *c == "rank_compute_max_over_mean")
+            .unwrap();
+        for row in metrics.lines().skip(1) {
+            let v: f64 = row.split(',').nth(col).unwrap().parse().unwrap();
+            assert!((1.0..10.0).contains(&v), "max/mean rank compute {v}");
+        }
         let mut alone = Local::default();
         let single = train(
             &dir.join("dit-single"),
