@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::process::Command;
 
 use kelp_trainer::dist;
@@ -44,6 +46,7 @@ fn mpi_collectives_agree_across_2_and_3_ranks() {
 #[test]
 #[ignore = "one rank of mpi_collectives_agree_across_2_and_3_ranks, started by mpirun"]
 fn mpi_rank_checks() {
+    common::exit_on_panic();
     let mut c = dist::join().unwrap();
     let world = c.world().clone();
     assert_eq!(c.name(), "mpi");

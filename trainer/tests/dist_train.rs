@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 #[path = "dist_train/dit.rs"]
 mod dit;
 
@@ -153,6 +155,7 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 #[ignore = "one rank of data_parallel_training_matches_one_process_and_resumes_on_2_and_3_ranks, started by mpirun"]
 fn mpi_training_rank() {
+    common::exit_on_panic();
     let dir = PathBuf::from(std::env::var("KELP_DIST_TEST_DIR").unwrap());
     let mut coll = dist::join().unwrap();
     let (r, n) = (coll.world().rank, coll.world().size);

@@ -80,3 +80,15 @@ pub fn text_model_dir() -> std::path::PathBuf {
     );
     dir
 }
+
+/// Makes a panicking rank of an `mpirun` test end its process at once. Unwinding would drop
+/// the MPI world, whose finalisation waits for the other ranks while they wait in a collective
+/// for this one: the job would hang instead of failing. An exit without finalising makes mpirun
+/// stop every rank and report the failure.
+pub fn exit_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        std::process::exit(101);
+    }));
+}
