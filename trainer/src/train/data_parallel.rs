@@ -2,7 +2,8 @@
 //! replaced by their mean (packed in parameter order into buckets of [`BUCKET_FLOATS`] values
 //! and all-reduced bucket by bucket, staged through host memory), rank 0's weights are
 //! broadcast to every rank before the first step, and the ranks check that they agree on values
-//! that must match (the step a run resumes from). With a world of one, all of this is skipped.
+//! that must match (the step a run resumes from); each step they compare their compute times
+//! ([`rank_imbalance`]). With a world of one, all of this is skipped.
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
@@ -179,4 +180,22 @@ pub fn agree(coll: &mut dyn Collective, value: u64, what: &str) -> Result<(), Tr
         )));
     }
     Ok(())
+}
+
+/// The slowest rank's compute time for this step over the mean rank's (1 when even): what the
+/// runtime balance evens out. `compute_s` is this rank's time in the forward and backward passes.
+pub fn rank_imbalance(coll: &mut dyn Collective, compute_s: f64) -> Result<f64, TrainError> {
+    let mut sum = [compute_s as f32];
+    coll.all_reduce_sum(&mut sum)
+        .map_err(|e| TrainError::Other(format!("summing the ranks' compute times: {e}")))?;
+    let (_, max_ns) = coll
+        .min_max((compute_s * 1e9) as u64)
+        .map_err(|e| TrainError::Other(format!("the ranks' slowest compute time: {e}")))?;
+    let mean = f64::from(sum[0]) / coll.world().size.max(1) as f64;
+    // The slowest is never below the mean; rounding (f32 sum, whole ns) could put it there.
+    Ok(if mean > 0.0 {
+        (max_ns as f64 / 1e9 / mean).max(1.0)
+    } else {
+        1.0
+    })
 }

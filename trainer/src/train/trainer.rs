@@ -17,7 +17,7 @@ use burn::tensor::Tensor;
 
 use super::checkpoint::{self, CheckpointState, Loaded};
 use super::config::{CheckpointSpec, LogSpec, TrainSpec};
-use super::data_parallel::{agree, all_reduce_grads, broadcast_weights};
+use super::data_parallel::{agree, all_reduce_grads, broadcast_weights, rank_imbalance};
 use super::metrics::MetricsLog;
 use super::optim::{adamw, clip_global_norm, scale_grads, Ema};
 use super::source::BatchSource;
@@ -479,22 +479,4 @@ impl<B: burn::tensor::backend::Backend> ScalarF64 for Tensor<B, 1> {
         use burn::tensor::ElementConversion;
         self.into_scalar().elem::<f64>()
     }
-}
-
-/// The slowest rank's compute time for this step over the mean rank's (1 when even): what the
-/// runtime balance evens out. `compute_s` is this rank's time in the forward and backward passes.
-fn rank_imbalance(coll: &mut dyn Collective, compute_s: f64) -> Result<f64, TrainError> {
-    let mut sum = [compute_s as f32];
-    coll.all_reduce_sum(&mut sum)
-        .map_err(|e| TrainError::Other(format!("summing the ranks' compute times: {e}")))?;
-    let (_, max_ns) = coll
-        .min_max((compute_s * 1e9) as u64)
-        .map_err(|e| TrainError::Other(format!("the ranks' slowest compute time: {e}")))?;
-    let mean = f64::from(sum[0]) / coll.world().size.max(1) as f64;
-    // The slowest is never below the mean; rounding (f32 sum, whole ns) could put it there.
-    Ok(if mean > 0.0 {
-        (max_ns as f64 / 1e9 / mean).max(1.0)
-    } else {
-        1.0
-    })
 }
