@@ -63,6 +63,8 @@ pub struct AllReduceReport {
     pub collective: String,
     pub device: String,
     pub world: usize,
+    /// Ranks of the ring the step budget assumes.
+    pub ring: usize,
     pub sizes: Vec<SizeRow>,
     pub budget: Vec<BudgetRow>,
     pub peak_tflops: f64,
@@ -116,11 +118,14 @@ pub fn run(args: &AllReduceArgs) -> Result<Option<AllReduceReport>, TrainError> 
         ));
     }
     bandwidths.extend(args.assume_busbw.iter().cloned());
-    let budget = budget(args, &bandwidths, world.size.max(8))?;
+    // The ring the budget assumes: the job's, and at least one 8-GPU node.
+    let ring = world.size.max(8);
+    let budget = budget(args, &bandwidths, ring)?;
     Ok(Some(AllReduceReport {
         collective: collective.name().into(),
         device: selected.describe(),
         world: world.size,
+        ring,
         sizes,
         budget,
         peak_tflops: args.peak_tflops,
@@ -240,7 +245,7 @@ impl std::fmt::Display for AllReduceReport {
         writeln!(
             f,
             "\nstep budget per rank (f32 gradients, ring over {} ranks; compute at {:.0} TFLOP/s x {:.0}% MFU, forward + backward, {TEXT_TOKENS} caption tokens):",
-            self.budget_world(),
+            self.ring,
             self.peak_tflops,
             self.mfu * 100.0
         )?;
@@ -263,13 +268,6 @@ impl std::fmt::Display for AllReduceReport {
             }
         }
         Ok(())
-    }
-}
-
-impl AllReduceReport {
-    /// The ring size the budget assumes: the job's, and at least one 8-GPU node.
-    fn budget_world(&self) -> usize {
-        self.world.max(8)
     }
 }
 

@@ -199,9 +199,7 @@ impl<B: Backend> Dit<B> {
 
     /// The output layer: the video stream after the last block → velocity tokens.
     pub(crate) fn head(&self, video: Tensor<B, 3>, cond_video: Tensor<B, 3>, c: Compute) -> Tensor<B, 3> {
-        let m = self.final_ada.forward(cond_video, c).chunk(2, 2);
-        let h = modulate(layer_norm(video), m[0].clone(), m[1].clone());
-        self.final_out.forward(h, c)
+        output_layer(&self.final_ada, &self.final_out, video, cond_video, c)
     }
 
     /// `text` and `mask` with the rows where `drop` is true replaced by the null caption (the
@@ -243,6 +241,20 @@ impl<B: Backend> Dit<B> {
             .expand([b, len, dt]);
         (text, Tensor::ones([b, len], &device))
     }
+}
+
+/// The output layer (`final_ada`, `final_out`): the video stream after the last block and the
+/// conditioning → velocity tokens.
+pub(crate) fn output_layer<B: Backend>(
+    final_ada: &Dense<B>,
+    final_out: &Dense<B>,
+    video: Tensor<B, 3>,
+    cond_video: Tensor<B, 3>,
+    c: Compute,
+) -> Tensor<B, 3> {
+    let m = final_ada.forward(cond_video, c).chunk(2, 2);
+    let h = modulate(layer_norm(video), m[0].clone(), m[1].clone());
+    final_out.forward(h, c)
 }
 
 /// `grid` repeated as a `[b, s, 3]` tensor (what [`TokenInput::grid`] holds for samples of one

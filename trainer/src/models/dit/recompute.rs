@@ -17,8 +17,9 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 
-use super::block::Streams;
-use super::model::{Dit, TokenInput};
+use super::block::{Block, Streams};
+use super::layers::Dense;
+use super::model::{output_layer, Dit, TokenInput};
 use super::rope::RopeTable;
 use crate::models::nn::Compute;
 use crate::models::ModelError;
@@ -66,12 +67,12 @@ impl RecomputePlan {
     }
 }
 
-/// A copy of the model whose parameters are new leaves of the autodiff graph with the same
-/// parameter ids. burn merges graphs that share a tensor and clears a graph when its backward
-/// pass runs, so each piece differentiated apart computes with parameters of its own; their
-/// gradients, keyed by parameter id, are the model's.
-fn fresh<B: AutodiffBackend>(model: &Dit<B>) -> Dit<B> {
-    model.clone().map(&mut FreshLeaves)
+/// A copy of a module (the blocks or output layer a piece runs) whose parameters are new leaves
+/// of the autodiff graph with the same parameter ids. burn merges graphs that share a tensor and
+/// clears a graph when its backward pass runs, so each piece differentiated apart computes with
+/// parameters of its own; their gradients, keyed by parameter id, are the model's.
+fn fresh<B: AutodiffBackend, M: Module<B>>(module: M) -> M {
+    module.map(&mut FreshLeaves)
 }
 
 struct FreshLeaves;
@@ -112,7 +113,7 @@ enum Run<B: AutodiffBackend> {
     },
     /// Ran with autodiff from leaves, on parameters of its own: its graph, alive.
     Kept {
-        params: Dit<B>,
+        params: Vec<Block<B>>,
         leaves: Leaves<B>,
         output: Streams<B>,
     },
@@ -127,17 +128,16 @@ pub struct Tape<B: AutodiffBackend> {
     rope: RopeTable<B>,
     bias: Option<Tensor<B, 4>>,
     runs: Vec<Run<B>>,
-    /// The output layer's parameters and leaves: the last block's video stream and the
-    /// conditioning.
-    head: Dit<B>,
+    /// The output layer's parameters (`final_ada`, `final_out`) and leaves: the last block's
+    /// video stream and the conditioning.
+    head: (Dense<B>, Dense<B>),
     head_video: Tensor<B, 3>,
     head_cond: Tensor<B, 3>,
     c: Compute,
 }
 
 fn run_blocks<B: AutodiffBackend>(
-    model: &Dit<B>,
-    blocks: Range<usize>,
+    blocks: &[Block<B>],
     leaves: &Leaves<B>,
     rope: &RopeTable<B>,
     bias: Option<&Tensor<B, 4>>,
@@ -147,7 +147,7 @@ fn run_blocks<B: AutodiffBackend>(
         video: leaves.video.clone(),
         text: leaves.text.clone(),
     };
-    for block in &model.blocks[blocks] {
+    for block in blocks {
         s = block.forward(s, &leaves.cond_video, &leaves.cond_text, rope, bias, c);
     }
     s
@@ -196,9 +196,9 @@ impl<B: AutodiffBackend> Dit<B> {
                 }
                 runs.push(Run::Recompute { blocks, input });
             } else {
-                let params = fresh(self);
+                let params = fresh(self.blocks[blocks].to_vec());
                 let leaves = Leaves::new(current, &cond);
-                let output = run_blocks(&params, blocks, &leaves, &p.rope, p.bias.as_ref(), c);
+                let output = run_blocks(&params, &leaves, &p.rope, p.bias.as_ref(), c);
                 current = inner_streams(&output);
                 runs.push(Run::Kept {
                     params,
@@ -209,8 +209,8 @@ impl<B: AutodiffBackend> Dit<B> {
         }
         let head_video = Tensor::<B, 3>::from_inner(current.video).require_grad();
         let head_cond = Tensor::<B, 3>::from_inner(cond.0.clone()).require_grad();
-        let head = fresh(self);
-        let velocity = head.head(head_video.clone(), head_cond.clone(), c);
+        let head = (fresh(self.final_ada.clone()), fresh(self.final_out.clone()));
+        let velocity = output_layer(&head.0, &head.1, head_video.clone(), head_cond.clone(), c);
         let tape = Tape {
             prepared: (p.streams, p.cond_video, p.cond_text),
             cond,
@@ -238,7 +238,8 @@ pub fn backward<B: AutodiffBackend>(
     let mut outflow = Vec::with_capacity(tapes.len());
     for t in &tapes {
         outflow.push((t.head_video.grad(&grads), t.head_cond.grad(&grads)));
-        accum.accumulate(model, GradientsParams::from_module(&mut grads, &t.head));
+        accum.accumulate(model, GradientsParams::from_module(&mut grads, &t.head.0));
+        accum.accumulate(model, GradientsParams::from_module(&mut grads, &t.head.1));
     }
     for (tape, (g_video, g_cond)) in tapes.into_iter().zip(outflow) {
         tape.backward(model, g_video, g_cond, &mut accum);
@@ -265,11 +266,10 @@ impl<B: AutodiffBackend> Tape<B> {
         for run in self.runs.into_iter().rev() {
             let (params, leaves, output) = match run {
                 Run::Recompute { blocks, input } => {
-                    let params = fresh(model);
+                    let params = fresh(model.blocks[blocks].to_vec());
                     let leaves = Leaves::new(input, &self.cond);
                     let output = run_blocks(
                         &params,
-                        blocks,
                         &leaves,
                         &self.rope,
                         self.bias.as_ref(),

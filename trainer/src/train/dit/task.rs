@@ -296,13 +296,13 @@ impl<B: AutodiffBackend> Task<B> for DitTask<B> {
         batch: &DitInput,
         at: StepAt,
     ) -> Result<StepGradients<B>, TrainError> {
-        let Some(plan) = self.recompute.clone() else {
+        let Some(plan) = self.recompute.as_ref() else {
             return Ok(self.loss(model, batch, at)?.into_gradients(model));
         };
         let c = self.compute;
         let mut tapes = Vec::new();
         let loss = self.loss_via(model, batch, at, &mut |x| {
-            let (velocity, tape) = model.forward_tokens_recompute(x, c, &plan);
+            let (velocity, tape) = model.forward_tokens_recompute(x, c, plan);
             tapes.push(tape);
             velocity
         })?;
