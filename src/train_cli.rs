@@ -83,6 +83,8 @@ pub struct SampleCommand {
     pub prompt: String,
     #[command(flatten)]
     pub clip: ClipArgs,
+    /// Frames per second of the MP4, and the frame rate a DiT trained with [model]
+    /// fps_condition is asked for.
     #[arg(long, default_value_t = 24)]
     pub fps: u32,
     /// The MP4 to write.

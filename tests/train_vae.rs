@@ -131,6 +131,23 @@ fn train_resume_eval_encode_and_plot_on_the_quickstart_dataset() {
         [clips, 8, 2, 5, 8, 8 * 2 * 5 * 8]
     );
 
+    // Each latent keeps its clip media's frame rate (what an fps-conditioned DiT is told).
+    let rates = |dataset: &std::path::Path, table: &str| -> Vec<(String, f64)> {
+        let q = format!("SELECT clip_id, fps FROM {table} ORDER BY clip_id");
+        sql_json(dataset, &q)
+            .iter()
+            .map(|r| (text(r, "clip_id").to_string(), r["fps"].as_f64().unwrap()))
+            .collect()
+    };
+    let (media, encoded) = (rates(&data, "media"), rates(&latents, "latents"));
+    assert_eq!(encoded.len() as i64, clips);
+    for (clip, fps) in &encoded {
+        let want = media.iter().find(|(c, _)| c == clip).map(|m| m.1);
+        assert!(
+            want.is_some_and(|w| w > 0.0 && (w - fps).abs() < 1e-3),
+            "{clip}: latents fps {fps}, media {want:?}"
+        );
+    }
     let captioned = sql_json(&latents, "SELECT count(caption) AS n FROM latents");
     assert!(
         int(&captioned[0], "n") >= 1,

@@ -231,9 +231,9 @@ fn train_packed(dir: &std::path::Path, latents: &std::path::Path) {
         )
         .replace(
             "image_condition = true\n",
-            "image_condition = true\nsize_condition = true\n",
+            "image_condition = true\nsize_condition = true\nfps_condition = true\n",
         );
-    assert!(text.contains("pack_tokens") && text.contains("size_condition"));
+    assert!(text.contains("pack_tokens") && text.contains("fps_condition"));
     std::fs::write(&config, text).unwrap();
     let run = dir.join("dit-packed-run");
     let out = kelp_ok(&[

@@ -74,7 +74,14 @@ fn a_conditioned_dit_depends_on_the_first_frame_and_samples_continue_it_determin
         let x = with_condition(xt.clone(), Some(first), &[true]);
         values(
             model
-                .forward(x, time.clone(), text.clone(), mask.clone(), Compute::F32)
+                .forward(
+                    x,
+                    time.clone(),
+                    text.clone(),
+                    mask.clone(),
+                    None,
+                    Compute::F32,
+                )
                 .unwrap(),
         )
     };
@@ -96,6 +103,7 @@ fn a_conditioned_dit_depends_on_the_first_frame_and_samples_continue_it_determin
         shift: 1.0,
         seed: 4,
         solver: Solver::Euler,
+        fps: None,
     };
     let first = randn::<B, 5>(11, [b, c, 1, h, w], &device);
     let run = |f: Option<Tensor<B, 5>>| {

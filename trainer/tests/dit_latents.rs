@@ -17,7 +17,8 @@ use kelp_trainer::train::dit::source::{LatentSource, LatentSourceSpec, PackSpec}
 use kelp_trainer::train::dit::{DitBatch, DitInput, DitTrainConfig, StageSpec};
 use kelp_trainer::train::source::BatchSource;
 
-/// 7 latents of [2, 1, 2, 2] and 5 of [2, 2, 2, 2]; four captions, one clip without.
+/// 7 latents of [2, 1, 2, 2] and 5 of [2, 2, 2, 2]; four captions, one clip without; frame
+/// rates 24, 25 and 30, one clip's unknown.
 fn set() -> LatentSet {
     let rows = (0..12)
         .map(|i| {
@@ -28,6 +29,7 @@ fn set() -> LatentSet {
                 caption: (i != 3).then(|| format!("caption number {}", i % 4)),
                 shape,
                 mean: (0..n).map(|k| (i * 100 + k) as f32).collect(),
+                fps: (i != 5).then(|| [24.0, 25.0, 30.0][i % 3]),
             }
         })
         .collect();
@@ -100,6 +102,8 @@ fn batches_have_one_shape_scaled_latents_and_each_caption_encoded_once() {
             let got = &b.latents[j * n..(j + 1) * n];
             let want: Vec<f32> = row.mean.iter().map(|v| v * 0.5).collect();
             assert_eq!(got, want.as_slice(), "{id}: latents not scaled by 0.5");
+            // Each clip's frame rate travels with it; unknown is 0.
+            assert_eq!(b.fps[j], row.fps.unwrap_or(0.0), "{id}: fps");
         }
         ids.extend(b.ids.clone());
     }
@@ -260,6 +264,7 @@ fn packed_batches_mix_shapes_fill_rows_and_resume() {
             let row = s.rows.iter().find(|r| r.clip_id == smp.id).unwrap();
             let want: Vec<f32> = row.mean.iter().map(|v| v * 0.5).collect();
             assert_eq!(smp.latents, want);
+            assert_eq!(smp.fps, row.fps.unwrap_or(0.0), "{}: fps", smp.id);
             assert_eq!(smp.text.len(), smp.text_len * 384);
             assert!((2..=8).contains(&smp.text_len), "{}", smp.text_len);
             seen.push(smp.id.clone());

@@ -7,7 +7,7 @@ mod common;
 
 use burn::tensor::{Tensor, TensorData};
 use common::{jittered, max_abs_diff, randn, tiny, values};
-use kelp_trainer::models::dit::model::grid_tensor;
+use kelp_trainer::models::dit::model::micro_tensor;
 use kelp_trainer::models::dit::packing::{pack, padding_report, plan_rows, unpack, PackItem};
 use kelp_trainer::models::dit::patch::{patchify, unpatchify};
 use kelp_trainer::models::dit::rope::{text_offset, text_positions, video_positions, RopeTable};
@@ -66,7 +66,7 @@ fn forward_shape(patch: [usize; 3], latent: [usize; 5]) -> Vec<usize> {
     let mask = Tensor::<B, 2>::ones([b, 5], &device);
     let t = Tensor::<B, 1>::full([b], 0.5, &device);
     model
-        .forward(x, t, text, mask, Compute::F32)
+        .forward(x, t, text, mask, None, Compute::F32)
         .unwrap()
         .dims()
         .to_vec()
@@ -194,6 +194,7 @@ struct Sample {
     t: f32,
     text: Tensor<B, 3>,
     real: usize,
+    fps: f32,
 }
 
 fn sample(seed: u64, shape: [usize; 5], t: f32, real: usize, l: usize, text_dim: usize) -> Sample {
@@ -204,6 +205,7 @@ fn sample(seed: u64, shape: [usize; 5], t: f32, real: usize, l: usize, text_dim:
         t,
         text,
         real,
+        fps: 24.0,
     }
 }
 
@@ -215,7 +217,14 @@ fn alone(model: &Dit<B>, s: &Sample) -> Vec<f32> {
     let t = Tensor::<B, 1>::full([1], s.t, &device);
     values(
         model
-            .forward(s.latents.clone(), t, s.text.clone(), mask, Compute::F32)
+            .forward(
+                s.latents.clone(),
+                t,
+                s.text.clone(),
+                mask,
+                Some(&[s.fps]),
+                Compute::F32,
+            )
             .unwrap(),
     )
 }
@@ -227,6 +236,7 @@ fn packed(model: &Dit<B>, samples: &[&Sample], config: &DitConfig) -> Vec<Vec<f3
             latents: s.latents.clone(),
             t: s.t,
             text: s.text.clone().narrow(1, 0, s.real),
+            fps: s.fps,
         })
         .collect();
     let p = pack(items, config.patch).unwrap();
@@ -304,6 +314,9 @@ fn the_parameter_count_walk_matches_the_built_model() {
     sized.size_condition = true;
     let model = Dit::<B>::new(&sized, &Default::default(), 0);
     assert_eq!(model.num_params(), sized.params(), "size_condition");
+    sized.fps_condition = true;
+    let model = Dit::<B>::new(&sized, &Default::default(), 0);
+    assert_eq!(model.num_params(), sized.params(), "fps_condition");
     let mut shared = tiny([1, 2, 2]);
     shared.ffn_shared = 1.0;
     let model = Dit::<B>::new(&shared, &Default::default(), 0);
@@ -339,55 +352,84 @@ fn dropped_captions_become_the_null_caption_and_kept_ones_stay() {
     assert_eq!(values(m2.narrow(0, 1, 1)), values(null_mask));
 }
 
-#[test]
-fn size_conditioning_tells_sizes_apart_and_packing_keeps_each_samples_size() {
+/// Sample `a`'s velocity when its packed tokens are told the micro-conditions (token grid,
+/// frame rate) `grid`, `fps` instead of its own.
+fn told(m: &Dit<B>, a: &Sample, patch: [usize; 3], grid: [usize; 3], fps: f32) -> Vec<f32> {
+    let device = Default::default();
+    let p = pack(
+        vec![PackItem {
+            latents: a.latents.clone(),
+            t: a.t,
+            text: a.text.clone().narrow(1, 0, a.real),
+            fps: a.fps,
+        }],
+        patch,
+    )
+    .unwrap();
+    let mut input = p.input;
+    let (nv, nt) = (input.micro.0.dims()[1], input.micro.1.dims()[1]);
+    input.micro = (
+        micro_tensor::<B>(grid, &[fps], nv, &device),
+        micro_tensor::<B>(grid, &[fps], nt, &device),
+    );
+    values(m.forward_tokens(input, Compute::F32))
+}
+
+/// With `enable` on a tiny config: packed samples still equal each alone; the same tokens told
+/// another grid (`size`) or frame rate (`fps`) give another velocity once trained (jittered),
+/// while a fresh model (zero last layer) and a model without it do not care.
+fn micro_condition_is_used(enable: fn(&mut DitConfig), size: bool) {
     let mut config = tiny([1, 2, 2]);
-    config.size_condition = true;
-    // Jittered: the size MLP's last layer starts at zero (a fresh model ignores sizes).
+    enable(&mut config);
     let fresh = Dit::<B>::new(&config, &Default::default(), 3);
     let model = jittered(fresh.clone(), 9, 0.2);
     let d = config.text_dim;
-    let a = sample(10, [1, 8, 2, 4, 4], 0.3, 4, 6, d);
-    let b = sample(20, [1, 8, 3, 2, 6], 0.8, 6, 6, d);
+    let mut a = sample(10, [1, 8, 2, 4, 4], 0.3, 4, 6, d);
+    let mut b = sample(20, [1, 8, 3, 2, 6], 0.8, 6, 6, d);
+    (a.fps, b.fps) = (24.0, 60.0);
     let outs = packed(&model, &[&a, &b], &config);
     let (da, db) = (
         max_abs_diff(&outs[0], &alone(&model, &a)),
         max_abs_diff(&outs[1], &alone(&model, &b)),
     );
-    assert!(
-        da < 1e-5 && db < 1e-5,
-        "packed vs alone with sizes: {da}, {db}"
-    );
+    assert!(da < 1e-5 && db < 1e-5, "packed vs alone: {da}, {db}");
 
-    // The same tokens told they come from another grid give another velocity; a fresh model
-    // (zero last layer) and a model without size conditioning do not care.
-    let with_grid = |m: &Dit<B>, grid: [usize; 3]| {
-        let device = Default::default();
-        let p = pack(
-            vec![PackItem {
-                latents: a.latents.clone(),
-                t: a.t,
-                text: a.text.clone().narrow(1, 0, a.real),
-            }],
-            config.patch,
-        )
-        .unwrap();
-        let mut input = p.input;
-        let (nv, nt) = (input.grid.0.dims()[1], input.grid.1.dims()[1]);
-        input.grid = (
-            grid_tensor::<B>(grid, 1, nv, &device),
-            grid_tensor::<B>(grid, 1, nt, &device),
-        );
-        values(m.forward_tokens(input, Compute::F32))
+    let (own, own_fps) = ([2, 2, 2], 24.0);
+    let (other, other_fps) = if size {
+        ([16, 30, 40], own_fps)
+    } else {
+        (own, 8.0)
     };
-    let true_grid = [2, 2, 2];
-    let other = [16, 30, 40];
-    assert!(max_abs_diff(&with_grid(&model, true_grid), &with_grid(&model, other)) > 1e-3);
-    assert!(max_abs_diff(&with_grid(&fresh, true_grid), &with_grid(&fresh, other)) < 1e-6);
+    let differs = |m: &Dit<B>| {
+        max_abs_diff(
+            &told(m, &a, config.patch, own, own_fps),
+            &told(m, &a, config.patch, other, other_fps),
+        )
+    };
+    assert!(differs(&model) > 1e-3, "trained: {}", differs(&model));
+    assert!(differs(&fresh) < 1e-6, "fresh: {}", differs(&fresh));
     let plain = jittered(
         Dit::<B>::new(&tiny([1, 2, 2]), &Default::default(), 3),
         9,
         0.2,
     );
-    assert!(max_abs_diff(&with_grid(&plain, true_grid), &with_grid(&plain, other)) < 1e-6);
+    assert!(differs(&plain) < 1e-6, "unconditioned: {}", differs(&plain));
+}
+
+#[test]
+fn size_conditioning_tells_sizes_apart_and_packing_keeps_each_samples_size() {
+    micro_condition_is_used(|c| c.size_condition = true, true);
+}
+
+#[test]
+fn fps_conditioning_tells_frame_rates_apart_and_packing_keeps_each_samples_rate() {
+    micro_condition_is_used(|c| c.fps_condition = true, false);
+    // With both, a frame rate still changes the velocity.
+    micro_condition_is_used(
+        |c| {
+            c.size_condition = true;
+            c.fps_condition = true
+        },
+        false,
+    );
 }

@@ -98,7 +98,10 @@ fn relative_difference(a: &[Option<Vec<f32>>], b: &[Option<Vec<f32>>]) -> f32 {
             _ => panic!("parameter {i} has a gradient in one step only"),
         }
     }
-    assert!(scale > 0.0, "every gradient is zero: the test would prove nothing");
+    assert!(
+        scale > 0.0,
+        "every gradient is zero: the test would prove nothing"
+    );
     diff / scale
 }
 
@@ -119,7 +122,13 @@ fn recomputed_blocks_give_the_plain_gradients() {
 
     for (name, batch) in [("padded", &padded), ("packed", &packed)] {
         let (plain_loss, plain) = gradients(&config, &model, batch, None);
-        for blocks in [vec![], vec![0], vec![1, 2], vec![0, 2, 4], vec![0, 1, 2, 3, 4]] {
+        for blocks in [
+            vec![],
+            vec![0],
+            vec![1, 2],
+            vec![0, 2, 4],
+            vec![0, 1, 2, 3, 4],
+        ] {
             let plan = RecomputePlan::new(config.depth, &blocks).unwrap();
             let (loss, grads) = gradients(&config, &model, batch, Some(plan));
             let rel = relative_difference(&plain, &grads);

@@ -144,6 +144,7 @@ fn flow_matching_loss_falls_and_samples_follow_their_caption() {
                 shift: 1.0,
                 seed: 11,
                 solver: Solver::Euler,
+                fps: None,
             };
             let x = sample(
                 &model,
@@ -169,6 +170,7 @@ fn flow_matching_loss_falls_and_samples_follow_their_caption() {
                 shift: 1.0,
                 seed: 11,
                 solver,
+                fps: None,
             };
             let x = sample(
                 &model,
@@ -211,6 +213,7 @@ fn sampling_with_guidance_has_the_latent_shape_and_is_deterministic_for_a_seed()
             shift: 1.5,
             seed,
             solver: Solver::Euler,
+            fps: None,
         };
         let x: Tensor<Cpu, 5> = sample(
             &model,
@@ -351,6 +354,7 @@ fn overfitting_one_clip_then_sampling_its_caption_reproduces_it() {
         shift: 1.0,
         seed: 21,
         solver: Solver::Heun,
+        fps: None,
     };
     let x = values(sample(&model, one.shape, text, mask, None, &s, Compute::F32).unwrap());
     let noise_psnr = latent_psnr(&vec![0.0; per], &one.latents);

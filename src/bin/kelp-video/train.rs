@@ -107,7 +107,7 @@ pub fn eval(command: EvalCommand) -> Result<()> {
                     output,
                     vae,
                     prompts,
-                    clip: clip_spec(&clip),
+                    clip: clip_spec(&clip, None),
                 }),
                 _ => None,
             };
@@ -152,8 +152,10 @@ pub fn encode(command: EncodeCommand) -> Result<()> {
     Ok(())
 }
 
-fn clip_spec(c: &ClipArgs) -> ClipSpec {
+/// The clip to sample; `fps` is what an fps-conditioned DiT is told.
+fn clip_spec(c: &ClipArgs, fps: Option<f32>) -> ClipSpec {
     ClipSpec {
+        fps,
         frames: c.frames,
         size: c.size,
         steps: c.steps,
@@ -168,7 +170,7 @@ pub fn sample(c: SampleCommand) -> Result<()> {
         checkpoint: c.checkpoint,
         vae: c.vae,
         prompt: c.prompt,
-        clip: clip_spec(&c.clip),
+        clip: clip_spec(&c.clip, Some(c.fps as f32)),
         fps: c.fps,
         output: c.output,
         save_latents: c.save_latents,

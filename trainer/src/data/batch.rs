@@ -20,6 +20,8 @@ pub struct Batch {
     pub clip_ids: Vec<String>,
     /// Each clip's caption when the dataset has one.
     pub captions: Vec<Option<String>>,
+    /// Each clip's frame rate (`media.fps`) when known.
+    pub fps: Vec<Option<f32>>,
     /// `[B, C, T, H, W]`.
     pub shape: [usize; 5],
     pub pixels: Vec<u8>,
@@ -33,7 +35,8 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// A batch after checking that ids, captions and pixels agree with `shape`.
+    /// A batch after checking that ids, captions and pixels agree with `shape` (frame rates
+    /// unknown: [`Batch::with_fps`] gives them).
     pub fn new(
         bucket: impl Into<String>,
         clip_ids: Vec<String>,
@@ -68,6 +71,7 @@ impl Batch {
         }
         Ok(Batch {
             bucket,
+            fps: vec![None; clip_ids.len()],
             clip_ids,
             captions,
             shape,
@@ -76,6 +80,18 @@ impl Batch {
             index: 0,
             skipped: Vec::new(),
         })
+    }
+
+    /// The batch with each clip's frame rate.
+    pub fn with_fps(mut self, fps: Vec<Option<f32>>) -> Result<Batch, BatchError> {
+        if fps.len() != self.len() {
+            return Err(BatchError::Shape {
+                bucket: self.bucket,
+                what: format!("{} frame rates for {} clips", fps.len(), self.shape[0]),
+            });
+        }
+        self.fps = fps;
+        Ok(self)
     }
 
     /// The bytes of clip `i`: `[C, T, H, W]`.

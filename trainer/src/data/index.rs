@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Int32Type};
+use arrow::datatypes::{DataType, Float32Type, Int32Type};
 use futures::{StreamExt, TryStreamExt};
 use kelp_pipeline::dataset::ranged::ShardReader;
 use kelp_pipeline::dataset::{Dataset, ShardInfo};
@@ -53,6 +53,8 @@ pub struct Sample {
     pub checksum: Option<String>,
     /// Its semantic cluster (`clusters.cluster_id`), read only with cluster balance.
     pub cluster: Option<u32>,
+    /// `media.fps`: frames per second of its media, when known.
+    pub fps: Option<f32>,
 }
 
 /// A `media` shard and its loaded footer (with the page index, so one clip is one range).
@@ -146,6 +148,7 @@ impl Index {
                 caption: r.caption,
                 checksum: r.checksum,
                 cluster: r.cluster,
+                fps: r.fps,
             })
             .collect();
         samples.sort_by_key(|s| (s.dataset, s.shard, s.row));
@@ -168,6 +171,7 @@ struct Row {
     caption: Option<String>,
     checksum: Option<String>,
     cluster: Option<u32>,
+    fps: Option<f32>,
 }
 
 async fn index_dataset(
@@ -247,6 +251,7 @@ async fn index_dataset(
                 cluster: clusters.get(&f.clip_id).copied(),
                 clip_id: f.clip_id,
                 checksum: f.checksum,
+                fps: f.fps,
             });
         }
         media.push(MediaShard {
@@ -266,6 +271,7 @@ struct MediaFacts {
     height: Option<u32>,
     frames: Option<u32>,
     checksum: Option<String>,
+    fps: Option<f32>,
 }
 
 /// Loads a shard's footer (page index included) and reads its small columns.
@@ -284,7 +290,9 @@ async fn read_media_shard(
     let schema = metadata.schema().clone();
     let column = |name: &str| schema.index_of(name).ok();
     let data_column = column("data").ok_or_else(|| fail(&"no `data` column"))?;
-    let wanted = ["clip_id", "bucket", "width", "height", "frames", "checksum"];
+    let wanted = [
+        "clip_id", "bucket", "width", "height", "frames", "checksum", "fps",
+    ];
     let present: Vec<usize> = wanted.iter().filter_map(|n| column(n)).collect();
     if column("clip_id").is_none() {
         return Err(fail(&"no `clip_id` column"));
@@ -301,26 +309,22 @@ async fn read_media_shard(
     let mut facts = Vec::new();
     let mut row = 0u32;
     for b in &batches {
-        let text = |n: &str| -> Result<Option<Arc<dyn Array>>, LoaderError> {
+        let cast = |n: &str, to: &DataType| -> Result<Option<Arc<dyn Array>>, LoaderError> {
             match b.column_by_name(n) {
-                Some(c) => arrow::compute::cast(c, &DataType::Utf8)
+                Some(c) => arrow::compute::cast(c, to)
                     .map(Some)
                     .map_err(|e| fail(&format!("column {n}: {e}"))),
                 None => Ok(None),
             }
         };
-        let int = |n: &str| -> Result<Option<Arc<dyn Array>>, LoaderError> {
-            match b.column_by_name(n) {
-                Some(c) => arrow::compute::cast(c, &DataType::Int32)
-                    .map(Some)
-                    .map_err(|e| fail(&format!("column {n}: {e}"))),
-                None => Ok(None),
-            }
-        };
+        let text = |n: &str| cast(n, &DataType::Utf8);
+        let int = |n: &str| cast(n, &DataType::Int32);
         let ids = text("clip_id")?.ok_or_else(|| fail(&"no `clip_id` column"))?;
         let ids = ids.as_string::<i32>();
         let (bucket, checksum) = (text("bucket")?, text("checksum")?);
         let (width, height, frames) = (int("width")?, int("height")?, int("frames")?);
+        let fps = cast("fps", &DataType::Float32)?;
+        let fps = fps.as_ref().map(|a| a.as_primitive::<Float32Type>());
         let s = |a: &Option<Arc<dyn Array>>, i: usize| {
             a.as_ref()
                 .map(|a| a.as_string::<i32>())
@@ -344,6 +348,10 @@ async fn read_media_shard(
                     height: n(&height, i),
                     frames: n(&frames, i),
                     checksum: s(&checksum, i),
+                    fps: fps
+                        .filter(|a| a.is_valid(i))
+                        .map(|a| a.value(i))
+                        .filter(|f| f.is_finite() && *f > 0.0),
                 });
             }
             row += 1;

@@ -30,6 +30,9 @@ pub struct LatentRow {
     pub shape: [usize; 4],
     /// The posterior mean, `[C, T, H, W]` in C order.
     pub mean: Vec<f32>,
+    /// Frames per second of the clip's media (`None` for latents encoded before it was kept,
+    /// or of media without a rate).
+    pub fps: Option<f32>,
 }
 
 /// Every latent of a dataset, with its shapes numbered.
@@ -74,6 +77,9 @@ fn rows_of(b: &RecordBatch, uri: &str, out: &mut Vec<LatentRow>) -> Result<(), L
     // Datasets encoded before captions were carried have no caption column: no captions.
     let captions = column(b, "caption", &DataType::Utf8, uri)?;
     let captions = captions.as_ref().map(|c| c.as_string::<i32>());
+    // Likewise frame rates.
+    let fps = column(b, "fps", &DataType::Float32, uri)?;
+    let fps = fps.as_ref().map(|c| c.as_primitive::<Float32Type>());
     let list = DataType::List(Arc::new(Field::new("item", DataType::Float32, true)));
     let mean = required(b, "mean", &list, uri)?;
     let mean = mean.as_list::<i32>();
@@ -112,6 +118,10 @@ fn rows_of(b: &RecordBatch, uri: &str, out: &mut Vec<LatentRow>) -> Result<(), L
             clip_id: id,
             shape,
             mean: values.values().to_vec(),
+            fps: fps
+                .filter(|f| f.is_valid(i))
+                .map(|f| f.value(i))
+                .filter(|f| f.is_finite() && *f > 0.0),
         });
     }
     Ok(())

@@ -426,6 +426,7 @@ async fn load_batch(shared: Arc<Shared>, plan: Arc<EpochPlan>, g: usize) -> Batc
     let mut pixels = Vec::with_capacity(good * per);
     let mut clip_ids = Vec::with_capacity(good);
     let mut captions = Vec::with_capacity(good);
+    let mut fps = Vec::with_capacity(good);
     let mut skipped = Vec::new();
     for (&i, clip) in planned.samples.iter().zip(clips) {
         let sample = &index.samples[i as usize];
@@ -434,6 +435,7 @@ async fn load_batch(shared: Arc<Shared>, plan: Arc<EpochPlan>, g: usize) -> Batc
                 pixels.extend_from_slice(&p);
                 clip_ids.push(sample.clip_id.clone());
                 captions.push(sample.caption.clone());
+                fps.push(sample.fps);
             }
             Err(_) if shared.stopping.load(std::sync::atomic::Ordering::SeqCst) => {}
             Err(reason) => {
@@ -458,6 +460,7 @@ async fn load_batch(shared: Arc<Shared>, plan: Arc<EpochPlan>, g: usize) -> Batc
         bucket: shape.bucket.clone(),
         clip_ids,
         captions,
+        fps,
         shape: [
             good,
             3,

@@ -230,7 +230,10 @@ impl std::fmt::Display for AllReduceReport {
             "all-reduce (sum, f32) through {} over {} rank(s) on {}; every size checked on every rank",
             self.collective, self.world, self.device
         )?;
-        writeln!(f, "| size MB | time ms (median) | algbw GB/s | busbw GB/s |")?;
+        writeln!(
+            f,
+            "| size MB | time ms (median) | algbw GB/s | busbw GB/s |"
+        )?;
         writeln!(f, "|---:|---:|---:|---:|")?;
         for r in &self.sizes {
             writeln!(
@@ -308,6 +311,9 @@ mod tests {
         assert_eq!(a.allreduce.len(), 1);
         assert_eq!(a.allreduce[0].2, b.allreduce[0].2);
         let text = report.to_string();
-        assert!(text.contains("| small100m |") && text.contains("NVLink"), "{text}");
+        assert!(
+            text.contains("| small100m |") && text.contains("NVLink"),
+            "{text}"
+        );
     }
 }

@@ -54,6 +54,7 @@ fn samples() -> Vec<PackedSample> {
                 latents: class_latent(3, i % 4, shape),
                 text: text[..len * 32].to_vec(),
                 text_len: len,
+                fps: 24.0,
             }
         })
         .collect()

@@ -46,6 +46,12 @@ pub struct DitConfig {
     /// changes nothing until it is trained).
     #[serde(default)]
     pub size_condition: bool,
+    /// Frame-rate conditioning: each sample's frames per second (the `latents` table's `fps`,
+    /// 0 where unknown) through sinusoidal features and an MLP, added to the timestep's AdaLN
+    /// conditioning, so `kelp sample --fps` can ask for a motion speed (last layer starts at
+    /// zero, as with sizes).
+    #[serde(default)]
+    pub fps_condition: bool,
 }
 
 /// The `[model]` table: a preset and keys overriding it.
@@ -66,6 +72,7 @@ pub struct DitSpec {
     pub rope_axes: Option<[usize; 3]>,
     pub image_condition: Option<bool>,
     pub size_condition: Option<bool>,
+    pub fps_condition: Option<bool>,
 }
 
 pub const PRESETS: &[&str] = &["tiny", "small100m", "seaweed"];
@@ -88,6 +95,7 @@ impl DitConfig {
             time_features: 32,
             image_condition: false,
             size_condition: false,
+            fps_condition: false,
         }
     }
 
@@ -109,6 +117,7 @@ impl DitConfig {
             time_features: 256,
             image_condition: false,
             size_condition: false,
+            fps_condition: false,
         }
     }
 
@@ -131,6 +140,7 @@ impl DitConfig {
             time_features: 256,
             image_condition: false,
             size_condition: false,
+            fps_condition: false,
         }
     }
 
@@ -267,6 +277,11 @@ impl DitConfig {
             } else {
                 0
             }
+            + if self.fps_condition {
+                dense(self.time_features, d) + dense(d, d)
+            } else {
+                0
+            }
     }
 
     /// Forward FLOPs for one sample of `video` + `text` tokens: 2 per multiply-add of the
@@ -302,7 +317,8 @@ impl DitSpec {
             ffn_shared,
             rope_axes,
             image_condition,
-            size_condition
+            size_condition,
+            fps_condition
         );
         c.validate()?;
         Ok(c)

@@ -15,7 +15,7 @@ use super::config::DitConfig;
 use super::layers::{layer_norm, modulate, Dense};
 use super::patch::{patchify, unpatchify};
 use super::rope::{text_offset, text_positions, video_positions, Pos, RopeTable};
-use super::time::{SizeEmbed, TimestepEmbed};
+use super::time::{MicroEmbed, TimestepEmbed};
 use crate::models::init::ParamInit;
 use crate::models::nn::Compute;
 use crate::models::ModelError;
@@ -29,7 +29,9 @@ pub struct Dit<B: Backend> {
     pub null_text: Param<Tensor<B, 1>>,
     pub time: TimestepEmbed<B>,
     /// Resolution and duration conditioning (`size_condition`).
-    pub size: Option<SizeEmbed<B>>,
+    pub size: Option<MicroEmbed<B>>,
+    /// Frame-rate conditioning (`fps_condition`).
+    pub fps: Option<MicroEmbed<B>>,
     pub blocks: Vec<Block<B>>,
     /// SiLU(c) → (shift, scale) of the output norm.
     pub final_ada: Dense<B>,
@@ -53,10 +55,10 @@ pub struct TokenInput<B: Backend> {
     pub t_video: Tensor<B, 2>,
     pub t_text: Tensor<B, 2>,
     pub bias: Option<Tensor<B, 4>>,
-    /// Each token's sample's token grid (frames, height, width), video then text, shaped like
-    /// `t_video`/`t_text` with a last axis of 3: what a size-conditioned model adds to the
-    /// timestep's conditioning.
-    pub grid: (Tensor<B, 3>, Tensor<B, 3>),
+    /// Each token's sample's micro-conditions, video then text, shaped like `t_video`/`t_text`
+    /// with a last axis of [`MICRO`]: its token grid (frames, height, width) and its frame rate
+    /// (0 = unknown). What a size- or fps-conditioned model adds to the timestep's conditioning.
+    pub micro: (Tensor<B, 3>, Tensor<B, 3>),
 }
 
 /// The blocks' inputs, from [`Dit::prepare`].
@@ -90,7 +92,10 @@ impl<B: Backend> Dit<B> {
             time: TimestepEmbed::new(&init, "time", config.time_features, d),
             size: config
                 .size_condition
-                .then(|| SizeEmbed::new(&init, "size", config.time_features, d)),
+                .then(|| MicroEmbed::new(&init, "size", 3, config.time_features, d)),
+            fps: config
+                .fps_condition
+                .then(|| MicroEmbed::new(&init, "fps", 1, config.time_features, d)),
             blocks,
             final_ada: Dense::zeros(&init, "final_ada", d, 2 * d),
             final_out: Dense::zeros(&init, "final_out", d, config.patch_dim()),
@@ -105,16 +110,20 @@ impl<B: Backend> Dit<B> {
     /// The velocity at `x_t`: `latents` `[B, C_in, T, H, W]` (`x_t`, and with image
     /// conditioning the condition and mask channels after it: [`super::condition::with_condition`]),
     /// `t` `[B]` in [0, 1], `text` `[B, L, text_dim]`, `text_mask` `[B, L]` (1 = token, 0 =
-    /// padding; padded keys are never attended). The velocity has `latent_channels`.
+    /// padding; padded keys are never attended), `fps` each sample's frame rate (`None`: unknown,
+    /// as 0). The velocity has `latent_channels`.
     pub fn forward(
         &self,
         latents: Tensor<B, 5>,
         t: Tensor<B, 1>,
         text: Tensor<B, 3>,
         text_mask: Tensor<B, 2>,
+        fps: Option<&[f32]>,
         c: Compute,
     ) -> Result<Tensor<B, 5>, ModelError> {
-        self.forward_via(latents, t, text, text_mask, &mut |x| self.forward_tokens(x, c))
+        self.forward_via(latents, t, text, text_mask, fps, &mut |x| {
+            self.forward_tokens(x, c)
+        })
     }
 
     /// [`Dit::forward`] with the token sequences run by `tokens` (the plain
@@ -125,17 +134,26 @@ impl<B: Backend> Dit<B> {
         t: Tensor<B, 1>,
         text: Tensor<B, 3>,
         text_mask: Tensor<B, 2>,
+        fps: Option<&[f32]>,
         tokens: &mut dyn FnMut(TokenInput<B>) -> Tensor<B, 3>,
     ) -> Result<Tensor<B, 5>, ModelError> {
         let [b, ch, ..] = latents.dims();
         let [bt, l, _] = text.dims();
-        if ch != self.in_channels || bt != b || t.dims()[0] != b || text_mask.dims() != [b, l] {
+        let unknown = vec![0.0; b];
+        let fps = fps.unwrap_or(&unknown);
+        if ch != self.in_channels
+            || bt != b
+            || t.dims()[0] != b
+            || text_mask.dims() != [b, l]
+            || fps.len() != b
+        {
             return Err(ModelError::Shape(format!(
-                "latents {:?}, t {:?}, text {:?}, mask {:?}: expected [B, {}, T, H, W], [B], [B, L, D], [B, L]",
+                "latents {:?}, t {:?}, text {:?}, mask {:?}, {} frame rates: expected [B, {}, T, H, W], [B], [B, L, D], [B, L], B",
                 latents.dims(),
                 t.dims(),
                 text.dims(),
                 text_mask.dims(),
+                fps.len(),
                 self.in_channels
             )));
         }
@@ -145,15 +163,15 @@ impl<B: Backend> Dit<B> {
         positions.extend(text_positions(l, text_offset(grid)));
         let keep = Tensor::cat(vec![Tensor::ones([b, nv], &video.device()), text_mask], 1);
         let t2 = t.reshape([b, 1]);
-        let sizes = grid_tensor(grid, b, 1, &video.device());
+        let micro = micro_tensor(grid, fps, 1, &video.device());
         let out = tokens(TokenInput {
-                video,
-                text,
-                positions,
-                t_video: t2.clone(),
-                t_text: t2,
-                bias: Some(key_padding_bias(keep)),
-                grid: (sizes.clone(), sizes),
+            video,
+            text,
+            positions,
+            t_video: t2.clone(),
+            t_text: t2,
+            bias: Some(key_padding_bias(keep)),
+            micro: (micro.clone(), micro),
         });
         unpatchify(out, self.patch, grid, self.latent_channels)
     }
@@ -168,7 +186,7 @@ impl<B: Backend> Dit<B> {
         self.head(s.video, p.cond_video, c)
     }
 
-    /// What the blocks take: the embedded streams, the timestep (and size) conditioning with
+    /// What the blocks take: the embedded streams, the timestep (and micro-) conditioning with
     /// SiLU applied, the rotary table and the attention bias.
     pub(crate) fn prepare(&self, x: TokenInput<B>, c: Compute) -> Prepared<B> {
         let device = x.video.device();
@@ -180,10 +198,14 @@ impl<B: Backend> Dit<B> {
         );
         let mut cond_video = self.time.forward(x.t_video, c);
         let mut cond_text = self.time.forward(x.t_text, c);
+        let (mv, mt) = x.micro;
         if let Some(size) = &self.size {
-            let (gv, gt) = x.grid;
-            cond_video = cond_video + size.forward(gv, c);
-            cond_text = cond_text + size.forward(gt, c);
+            cond_video = cond_video + size.forward(mv.clone().narrow(2, 0, 3), c);
+            cond_text = cond_text + size.forward(mt.clone().narrow(2, 0, 3), c);
+        }
+        if let Some(fps) = &self.fps {
+            cond_video = cond_video + fps.forward(mv.narrow(2, 3, 1), c);
+            cond_text = cond_text + fps.forward(mt.narrow(2, 3, 1), c);
         }
         Prepared {
             streams: Streams {
@@ -198,7 +220,12 @@ impl<B: Backend> Dit<B> {
     }
 
     /// The output layer: the video stream after the last block → velocity tokens.
-    pub(crate) fn head(&self, video: Tensor<B, 3>, cond_video: Tensor<B, 3>, c: Compute) -> Tensor<B, 3> {
+    pub(crate) fn head(
+        &self,
+        video: Tensor<B, 3>,
+        cond_video: Tensor<B, 3>,
+        c: Compute,
+    ) -> Tensor<B, 3> {
         output_layer(&self.final_ada, &self.final_out, video, cond_video, c)
     }
 
@@ -257,16 +284,23 @@ pub(crate) fn output_layer<B: Backend>(
     final_out.forward(h, c)
 }
 
-/// `grid` repeated as a `[b, s, 3]` tensor (what [`TokenInput::grid`] holds for samples of one
-/// size).
-pub fn grid_tensor<B: Backend>(
+/// Values per token of [`TokenInput::micro`]: the token grid's frames, height, width, then fps.
+pub const MICRO: usize = 4;
+
+/// One sample's micro-conditions: its token grid and frame rate (0 = unknown).
+pub fn micro_values(grid: [usize; 3], fps: f32) -> [f32; MICRO] {
+    [grid[0] as f32, grid[1] as f32, grid[2] as f32, fps]
+}
+
+/// The micro-conditions of `fps.len()` samples of one token `grid`, each repeated over `s`
+/// tokens: the `[B, s, MICRO]` tensor [`TokenInput::micro`] holds.
+pub fn micro_tensor<B: Backend>(
     grid: [usize; 3],
-    b: usize,
+    fps: &[f32],
     s: usize,
     device: &B::Device,
 ) -> Tensor<B, 3> {
-    let one: Vec<f32> = grid.iter().map(|&v| v as f32).collect();
-    Tensor::<B, 1>::from_data(TensorData::new(one, [3]), device)
-        .reshape([1, 1, 3])
-        .expand([b, s, 3])
+    let b = fps.len();
+    let values: Vec<f32> = fps.iter().flat_map(|&f| micro_values(grid, f)).collect();
+    Tensor::<B, 3>::from_data(TensorData::new(values, [b, 1, MICRO]), device).expand([b, s, MICRO])
 }

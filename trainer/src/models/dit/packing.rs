@@ -11,17 +11,18 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
 use super::attention::segment_bias;
-use super::model::TokenInput;
+use super::model::{micro_values, TokenInput, MICRO};
 use super::patch::{patchify, unpatchify};
 use super::rope::{text_offset, text_positions, video_positions};
 use crate::models::ModelError;
 
-/// One sample to pack: its noisy latent `[1, C, T, H, W]`, its timestep, and its caption's real
-/// tokens `[1, L, text_dim]` (no padding).
+/// One sample to pack: its noisy latent `[1, C, T, H, W]`, its timestep, its caption's real
+/// tokens `[1, L, text_dim]` (no padding) and its frame rate (0 = unknown).
 pub struct PackItem<B: Backend> {
     pub latents: Tensor<B, 5>,
     pub t: f32,
     pub text: Tensor<B, 3>,
+    pub fps: f32,
 }
 
 /// Where a sample's video tokens sit in the packed row.
@@ -50,7 +51,7 @@ pub fn pack<B: Backend>(
     let (mut vpos, mut tpos) = (Vec::new(), Vec::new());
     let (mut vseg, mut tseg) = (Vec::new(), Vec::new());
     let (mut tv, mut tt) = (Vec::new(), Vec::new());
-    let (mut gv, mut gt) = (Vec::new(), Vec::new());
+    let (mut mv, mut mt) = (Vec::new(), Vec::new());
     let mut spans = Vec::with_capacity(items.len());
     let mut start = 0;
     for (i, item) in items.into_iter().enumerate() {
@@ -69,9 +70,9 @@ pub fn pack<B: Backend>(
         tseg.extend(std::iter::repeat_n(i, nt));
         tv.extend(std::iter::repeat_n(item.t, nv));
         tt.extend(std::iter::repeat_n(item.t, nt));
-        let g = grid.map(|v| v as f32);
-        gv.extend((0..nv).flat_map(|_| g));
-        gt.extend((0..nt).flat_map(|_| g));
+        let micro = micro_values(grid, item.fps);
+        mv.extend((0..nv).flat_map(|_| micro));
+        mt.extend((0..nt).flat_map(|_| micro));
         spans.push(Span {
             start,
             len: nv,
@@ -93,9 +94,9 @@ pub fn pack<B: Backend>(
             t_video: Tensor::from_data(TensorData::new(tv, [1, nv]), &device),
             t_text: Tensor::from_data(TensorData::new(tt, [1, nt]), &device),
             bias: Some(segment_bias(&vseg, &valid, &device)),
-            grid: (
-                Tensor::from_data(TensorData::new(gv, [1, nv, 3]), &device),
-                Tensor::from_data(TensorData::new(gt, [1, nt, 3]), &device),
+            micro: (
+                Tensor::from_data(TensorData::new(mv, [1, nv, MICRO]), &device),
+                Tensor::from_data(TensorData::new(mt, [1, nt, MICRO]), &device),
             ),
         },
         spans,

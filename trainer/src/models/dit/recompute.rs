@@ -268,13 +268,8 @@ impl<B: AutodiffBackend> Tape<B> {
                 Run::Recompute { blocks, input } => {
                     let params = fresh(model.blocks[blocks].to_vec());
                     let leaves = Leaves::new(input, &self.cond);
-                    let output = run_blocks(
-                        &params,
-                        &leaves,
-                        &self.rope,
-                        self.bias.as_ref(),
-                        self.c,
-                    );
+                    let output =
+                        run_blocks(&params, &leaves, &self.rope, self.bias.as_ref(), self.c);
                     (params, leaves, output)
                 }
                 Run::Kept {
@@ -283,8 +278,8 @@ impl<B: AutodiffBackend> Tape<B> {
                     output,
                 } => (params, leaves, output),
             };
-            let Some(grads) = surrogate([(output.video, g_video), (output.text, g_text)])
-                .map(|s| s.backward())
+            let Some(grads) =
+                surrogate([(output.video, g_video), (output.text, g_text)]).map(|s| s.backward())
             else {
                 return;
             };

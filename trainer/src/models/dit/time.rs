@@ -33,33 +33,40 @@ impl<B: Backend> TimestepEmbed<B> {
     }
 }
 
-/// The size's conditioning vector: sinusoidal features of each of the token grid's (frames,
-/// height, width) through a two-layer SiLU MLP whose last layer starts at zero.
+/// A micro-condition's conditioning vector (the token grid's frames, height and width; the frame
+/// rate): sinusoidal features of each of its `axes` values through a two-layer SiLU MLP whose
+/// last layer starts at zero, so enabling one changes nothing until it is trained.
 #[derive(Module, Debug)]
-pub struct SizeEmbed<B: Backend> {
+pub struct MicroEmbed<B: Backend> {
     pub fc1: Dense<B>,
     pub fc2: Dense<B>,
     pub features: usize,
 }
 
-impl<B: Backend> SizeEmbed<B> {
-    pub fn new(init: &ParamInit<B>, path: &str, features: usize, hidden: usize) -> Self {
-        SizeEmbed {
-            fc1: Dense::new(init, &format!("{path}.fc1"), 3 * features, hidden),
+impl<B: Backend> MicroEmbed<B> {
+    pub fn new(
+        init: &ParamInit<B>,
+        path: &str,
+        axes: usize,
+        features: usize,
+        hidden: usize,
+    ) -> Self {
+        MicroEmbed {
+            fc1: Dense::new(init, &format!("{path}.fc1"), axes * features, hidden),
             fc2: Dense::zeros(init, &format!("{path}.fc2"), hidden, hidden),
             features,
         }
     }
 
-    /// `grid`: `[B, S, 3]` token-grid sizes (one per sample, or one per token when samples are
-    /// packed) → `[B, S, D]`.
-    pub fn forward(&self, grid: Tensor<B, 3>, c: Compute) -> Tensor<B, 3> {
-        let [b, s, _] = grid.dims();
-        // sinusoid() scales by 1000 for t in [0, 1]: sizes are divided back, so the angles are
-        // size × frequency, frequencies from 1 to 1e-4.
-        let parts: Vec<Tensor<B, 3>> = (0..3)
+    /// `values`: `[B, S, axes]` (one set per sample, or one per token when samples are packed)
+    /// → `[B, S, D]`.
+    pub fn forward(&self, values: Tensor<B, 3>, c: Compute) -> Tensor<B, 3> {
+        let [b, s, axes] = values.dims();
+        // sinusoid() scales by 1000 for t in [0, 1]: values are divided back, so the angles are
+        // value × frequency, frequencies from 1 to 1e-4.
+        let parts: Vec<Tensor<B, 3>> = (0..axes)
             .map(|k| {
-                let axis = grid.clone().narrow(2, k, 1).reshape([b, s]) / 1000.0;
+                let axis = values.clone().narrow(2, k, 1).reshape([b, s]) / 1000.0;
                 sinusoid(axis, self.features)
             })
             .collect();

@@ -95,7 +95,8 @@ impl LatentBatcher {
             caps.shape,
             caps.tokens,
             caps.mask,
-        )
+        )?
+        .with_fps(picked.iter().map(|r| r.fps.unwrap_or(0.0)).collect())
     }
 
     /// The rows `rows` (indices into the set, any shapes) as a packed batch: each latent scaled,
@@ -127,6 +128,7 @@ impl LatentBatcher {
                 latents: r.mean.iter().map(|v| v * self.scale).collect(),
                 text: caps.tokens[i * l * dim..(i * l + len) * dim].to_vec(),
                 text_len: len,
+                fps: r.fps.unwrap_or(0.0),
             });
         }
         PackedBatch::new(samples, dim, capacity, model)

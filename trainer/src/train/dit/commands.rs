@@ -216,7 +216,10 @@ fn run_on<B: AutodiffBackend>(
     let compute = compute_for(cfg.train.precision, selected);
     let params = arch.params() as u64;
     let model = Dit::<B>::new(&arch, device, cfg.train.seed);
-    let recompute = cfg.train.activation_checkpointing.recompute_plan(arch.depth)?;
+    let recompute = cfg
+        .train
+        .activation_checkpointing
+        .recompute_plan(arch.depth)?;
     if let Some(plan) = &recompute {
         tracing::info!(
             "activation checkpointing: {} of {} blocks recomputed in the backward pass",

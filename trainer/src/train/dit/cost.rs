@@ -87,7 +87,10 @@ fn run<B: AutodiffBackend>(
     let arch = config.architecture("the config")?;
     let compute = compute_for(config.train.precision, selected);
     let model = Dit::<B>::new(&arch, device, 0);
-    let recompute = config.train.activation_checkpointing.recompute_plan(arch.depth)?;
+    let recompute = config
+        .train
+        .activation_checkpointing
+        .recompute_plan(arch.depth)?;
     let mut task = DitTask::<B>::new(arch.clone(), config.flow.clone(), compute, device)
         .with_recompute(recompute);
     let [pt, ph, pw] = arch.patch;
@@ -105,6 +108,7 @@ fn run<B: AutodiffBackend>(
             latents: vec![0.1; values],
             text: vec![0.0; TEXT * arch.text_dim],
             text_len: TEXT,
+            fps: 24.0,
         };
         let batch = DitInput::Packed(PackedBatch::new(vec![sample], arch.text_dim, n, &arch)?);
         let mut total = 0.0;

@@ -32,6 +32,8 @@ pub struct ClipSpec {
     pub cfg: f64,
     pub seed: u64,
     pub solver: Solver,
+    /// Frames per second an fps-conditioned DiT is told (`None`: unknown); other models ignore it.
+    pub fps: Option<f32>,
 }
 
 /// A trained DiT with its VAE and text encoder, ready to sample clips.
@@ -139,6 +141,7 @@ impl<B: Backend> Generator<B> {
                 .shift_for(self.arch.token_grid(t, h, w)?.iter().product()),
             seed: spec.seed,
             solver: spec.solver,
+            fps: spec.fps,
         };
         let z = sample(
             &self.dit.dit,

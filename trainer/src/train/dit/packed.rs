@@ -32,6 +32,8 @@ pub struct PackedSample {
     /// Its caption's real token embeddings, `[text_len, text_dim]` flat (no padding).
     pub text: Vec<f32>,
     pub text_len: usize,
+    /// Frames per second of its clip, 0 where unknown.
+    pub fps: f32,
 }
 
 impl PackedSample {
@@ -49,6 +51,7 @@ impl PackedSample {
             latents: batch.latents.get(i * per..(i + 1) * per)?.to_vec(),
             text: batch.text.get(i * l * dim..(i * l + len) * dim)?.to_vec(),
             text_len: len,
+            fps: *batch.fps.get(i)?,
         })
     }
 }
@@ -165,6 +168,7 @@ pub fn packed_loss_via<B: Backend>(
                 latents: input,
                 t: d.t,
                 text,
+                fps: s.fps,
             });
             targets.push(eps - x0);
             count += per;

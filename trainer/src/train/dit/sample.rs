@@ -47,6 +47,8 @@ pub struct SampleSpec {
     pub shift: f64,
     pub seed: u64,
     pub solver: Solver,
+    /// The frame rate an fps-conditioned model is told (`None`: unknown).
+    pub fps: Option<f32>,
 }
 
 /// Latents `shape` = `[B, C, T, H, W]` for captions `text` `[B, L, D]` with `mask` `[B, L]`;
@@ -87,6 +89,7 @@ pub fn sample<B: Backend>(
     let noise = HostRng::for_name(spec.seed, "dit-sample").normals(n);
     let mut x = Tensor::<B, 5>::from_data(TensorData::new(noise, shape), &device);
     let guided = spec.cfg != 1.0;
+    let fps = spec.fps.unwrap_or(0.0);
     let (text, mask) = if guided {
         let (nt, nm) = model.null_caption(b, l);
         (
@@ -106,6 +109,7 @@ pub fn sample<B: Backend>(
                 tt,
                 text.clone(),
                 mask.clone(),
+                Some(&vec![fps; rows]),
                 c,
             )?;
             let cond = both.clone().narrow(0, 0, b);
@@ -113,7 +117,15 @@ pub fn sample<B: Backend>(
             null.clone() + (cond - null) * spec.cfg
         } else {
             let tt = Tensor::<B, 1>::full([b], t as f32, &device);
-            model.forward(input(x.clone(), b), tt, text.clone(), mask.clone(), c)?
+            let fps = vec![fps; b];
+            model.forward(
+                input(x.clone(), b),
+                tt,
+                text.clone(),
+                mask.clone(),
+                Some(&fps),
+                c,
+            )?
         })
     };
     let times = euler_times(spec.steps, spec.shift);

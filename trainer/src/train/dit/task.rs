@@ -16,7 +16,7 @@ use crate::train::trainer::{StepAt, StepGradients, StepLoss, Task};
 use crate::train::TrainError;
 
 /// Clean latents `[B, C, T, H, W]` with their captions' token embeddings `[B, L, D_text]` and
-/// mask `[B, L]` (1 = token, 0 = padding), flat and row-major.
+/// mask `[B, L]` (1 = token, 0 = padding), flat and row-major, and each clip's frame rate.
 #[derive(Debug, Clone)]
 pub struct DitBatch {
     pub ids: Vec<String>,
@@ -25,10 +25,13 @@ pub struct DitBatch {
     pub text_shape: [usize; 3],
     pub text: Vec<f32>,
     pub mask: Vec<f32>,
+    /// Frames per second of each clip, 0 where unknown (what an fps-conditioned model sees).
+    pub fps: Vec<f32>,
 }
 
 impl DitBatch {
-    /// Checks that the lengths agree with the shapes.
+    /// Checks that the lengths agree with the shapes; frame rates unknown ([`DitBatch::with_fps`]
+    /// gives them).
     pub fn new(
         ids: Vec<String>,
         shape: [usize; 5],
@@ -60,7 +63,20 @@ impl DitBatch {
             text_shape,
             text,
             mask,
+            fps: vec![0.0; b],
         })
+    }
+
+    /// The batch with each clip's frame rate (0 = unknown).
+    pub fn with_fps(mut self, fps: Vec<f32>) -> Result<Self, TrainError> {
+        if fps.len() != self.len() || fps.iter().any(|f| !f.is_finite() || *f < 0.0) {
+            return Err(TrainError::Data(format!(
+                "DiT batch of {} clips given frame rates {fps:?}",
+                self.len()
+            )));
+        }
+        self.fps = fps;
+        Ok(self)
     }
 
     pub fn len(&self) -> usize {
@@ -178,7 +194,9 @@ pub fn flow_loss<B: Backend>(
     c: Compute,
     device: &B::Device,
 ) -> Result<Tensor<B, 1>, TrainError> {
-    flow_loss_via(model, batch, draws, device, &mut |x| model.forward_tokens(x, c))
+    flow_loss_via(model, batch, draws, device, &mut |x| {
+        model.forward_tokens(x, c)
+    })
 }
 
 /// [`flow_loss`] with the model's token sequences run by `tokens`.
@@ -201,7 +219,7 @@ pub fn flow_loss_via<B: Backend>(
     } else {
         xt
     };
-    let v = model.forward_via(input, t, text, mask, tokens)?;
+    let v = model.forward_via(input, t, text, mask, Some(&batch.fps), tokens)?;
     Ok((v - (eps - x0)).square().mean())
 }
 

@@ -9,7 +9,8 @@
 //! `latent_width`; `mean` and `logvar` (float lists, `[C, T, H, W]` in C order, the posterior
 //! N(mean, exp(logvar))); `vae` (the checkpoint and step that encoded them); `caption` (the
 //! clip's caption when the dataset has a `captions` table, else null: what `kelp train dit`
-//! conditions on).
+//! conditions on); `fps` (the clip media's frames per second, null where unknown: what an
+//! fps-conditioned DiT is told).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,7 @@ pub fn schema() -> SchemaRef {
         Field::new("logvar", list(), false),
         Field::new("vae", DataType::Utf8, false),
         Field::new("caption", DataType::Utf8, true),
+        Field::new("fps", DataType::Float32, true),
     ]))
 }
 
@@ -169,6 +171,7 @@ fn run<B: Backend>(
                 list_array(logvar, per, b),
                 Arc::new(StringArray::from(vec![provenance.clone(); b])),
                 Arc::new(StringArray::from(batch.captions.clone())),
+                Arc::new(Float32Array::from(batch.fps.clone())),
             ],
         )
         .map_err(|e| TrainError::Other(format!("building latents rows: {e}")))?;

@@ -122,7 +122,13 @@ pub fn train_vae(
     coll: &mut dyn Collective,
 ) -> Result<TrainSummary, TrainError> {
     let selected = backend::select(args.device.unwrap_or(args.config.train.device))?;
-    if args.config.train.activation_checkpointing.blocks().is_some() {
+    if args
+        .config
+        .train
+        .activation_checkpointing
+        .blocks()
+        .is_some()
+    {
         return Err(TrainError::Config(
             "[train] activation_checkpointing: a list of blocks is for the DiT; the VAE takes true or false".into(),
         ));
