@@ -2,7 +2,8 @@
 # Installs the peers the benchmarks compare kelp with, from PyPI, into a virtualenv at
 # ~/.local/share/kelp/bench (not needed by the tests): the DuckDB CLI for `kelp bench sql`,
 # videohash for `kelp bench dedup` (it calls the ffmpeg CLI that infra/install-deps.sh installs);
-# and PyTorch with PyAV in ~/.local/share/kelp/bench-loader for `kelp bench loader --peer`.
+# and PyTorch with PyAV in ~/.local/share/kelp/bench-loader for `kelp bench loader --peer` and
+# `kelp bench dit-step --peer`.
 set -euo pipefail
 VENV="${XDG_DATA_HOME:-$HOME/.local/share}/kelp/bench"
 DUCKDB_CLI_VERSION=1.5.6

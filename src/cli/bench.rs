@@ -68,6 +68,41 @@ pub enum BenchCommand {
         #[arg(long, default_value = "bf16")]
         precision: kelp_trainer::train::config::Precision,
     },
+    /// Training-step throughput of a DiT preset on synthetic latents of one clip shape: tokens/s,
+    /// TFLOP/s, MFU, memory; with --peer, the same model in PyTorch in the same call.
+    DitStep {
+        /// tiny, small100m or seaweed.
+        #[arg(long, default_value = "small100m")]
+        preset: String,
+        /// The VAE preset whose latents the DiT denoises (sets the latent shape).
+        #[arg(long, default_value = "seaweed48x")]
+        vae: String,
+        #[arg(long, default_value_t = 17)]
+        frames: usize,
+        /// Width and height of the clips.
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        /// Caption tokens per sample.
+        #[arg(long, default_value_t = 32)]
+        text_len: usize,
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        /// Timed steps (after two warm-up steps).
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        /// auto, cpu or cuda.
+        #[arg(long, default_value = "auto")]
+        device: kelp_trainer::train::backend::DeviceChoice,
+        /// f32, bf16 or f16 (half precision only on a GPU).
+        #[arg(long, default_value = "bf16")]
+        precision: kelp_trainer::train::config::Precision,
+        /// Also train the same model in PyTorch (bash infra/install-bench.sh, or --peer-python).
+        #[arg(long)]
+        peer: bool,
+        /// The Python the peer runs with (needs torch); default: install-bench.sh's venv.
+        #[arg(long)]
+        peer_python: Option<std::path::PathBuf>,
+    },
     /// The DiT's runtime-balance cost model, measured: a training step of one packed row of
     /// each token count, fitted to fixed + linear·n + quadratic·n² and printed as the
     /// `[data] cost_model` line of a DiT config.

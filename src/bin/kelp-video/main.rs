@@ -183,6 +183,42 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
             print!("{report}");
             Ok(())
         }
+        Command::Bench(BenchCommand::DitStep {
+            preset,
+            vae,
+            frames,
+            size,
+            text_len,
+            batch,
+            steps,
+            device,
+            precision,
+            peer,
+            peer_python,
+        }) => {
+            use kelp_trainer::train::dit::step_bench;
+            let peer_python = match (peer, peer_python) {
+                (_, Some(p)) => Some(p),
+                (true, None) => Some(kelp_trainer::data::bench::peer_python().context(
+                    "--peer: no PyTorch venv (run bash infra/install-bench.sh, or give --peer-python)",
+                )?),
+                (false, None) => None,
+            };
+            let report = step_bench::bench_step(&step_bench::DitStepArgs {
+                preset,
+                vae,
+                frames,
+                size,
+                text_len,
+                batch,
+                steps,
+                device,
+                precision,
+                peer_python,
+            })?;
+            print!("{report}");
+            Ok(())
+        }
         Command::Bench(BenchCommand::DitCost {
             config,
             tokens,

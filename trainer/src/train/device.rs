@@ -68,3 +68,35 @@ pub fn run_training<J: TrainingJob>(
         }
     }
 }
+
+/// Peak resident memory of this process, bytes (0 where `/proc` is not there).
+pub fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Device memory in use on the GPU (after the backend initialised it), or the process's peak
+/// resident memory on a CPU: what a step benchmark reports.
+pub fn memory_in_use(selected: &Selected) -> u64 {
+    #[cfg(feature = "cuda")]
+    if selected.is_gpu() {
+        // SAFETY: called only after the CUDA backend initialised the driver and a context.
+        unsafe {
+            let (mut free, mut total) = (0usize, 0usize);
+            let r = cudarc::driver::sys::cuMemGetInfo_v2(&mut free, &mut total);
+            if r == cudarc::driver::sys::CUresult::CUDA_SUCCESS {
+                return (total - free) as u64;
+            }
+        }
+        return 0;
+    }
+    #[cfg(not(feature = "cuda"))]
+    let _ = selected;
+    peak_rss()
+}

@@ -25,6 +25,7 @@ pub mod generate;
 pub mod packed;
 pub mod sample;
 pub mod source;
+pub mod step_bench;
 pub mod synthetic;
 pub mod task;
 

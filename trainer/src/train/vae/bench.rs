@@ -14,7 +14,7 @@ use crate::models::nn::Compute;
 use crate::models::vae::{Vae, VaeConfig};
 use crate::train::backend::{self, DeviceChoice, Selected};
 use crate::train::config::{parse_toml, Precision, TrainSpec};
-use crate::train::device::{run_training, TrainingJob};
+use crate::train::device::{memory_in_use, run_training, TrainingJob};
 use crate::train::optim::{adamw, clip_global_norm};
 use crate::train::synthetic;
 use crate::train::trainer::{ScalarF64, StepAt, Task};
@@ -88,32 +88,6 @@ pub fn bench_step(args: &BenchArgs) -> Result<BenchReport, TrainError> {
     run_training(&backend::select(args.device)?, false, None, Bench(args))
 }
 
-fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
-#[cfg(feature = "cuda")]
-fn device_memory_used() -> u64 {
-    // SAFETY: called only after the CUDA backend initialised the driver and a context.
-    unsafe {
-        let mut free = 0usize;
-        let mut total = 0usize;
-        let r = cudarc::driver::sys::cuMemGetInfo_v2(&mut free, &mut total);
-        if r == cudarc::driver::sys::CUresult::CUDA_SUCCESS {
-            (total - free) as u64
-        } else {
-            0
-        }
-    }
-}
-
 fn run<B: AutodiffBackend>(
     args: &BenchArgs,
     device: &B::Device,
@@ -166,14 +140,7 @@ fn run<B: AutodiffBackend>(
         Selected::Cuda(g) => backend::peak_bf16_tflops(&g.name),
         Selected::Cpu { .. } => None,
     };
-    #[cfg(feature = "cuda")]
-    let memory_bytes = if selected.is_gpu() {
-        device_memory_used()
-    } else {
-        peak_rss()
-    };
-    #[cfg(not(feature = "cuda"))]
-    let memory_bytes = peak_rss();
+    let memory_bytes = memory_in_use(selected);
     Ok(BenchReport {
         device: selected.describe(),
         preset: args.preset.clone(),

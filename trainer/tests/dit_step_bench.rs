@@ -1,0 +1,62 @@
+//! `kelp bench dit-step`: kelp's own step on a tiny DiT, and (with PyTorch installed by
+//! `infra/install-bench.sh`) the PyTorch peer, which must build a model of exactly kelp's
+//! parameter count or is not compared.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use kelp_trainer::models::dit::DitConfig;
+use kelp_trainer::train::backend::DeviceChoice;
+use kelp_trainer::train::config::Precision;
+use kelp_trainer::train::dit::step_bench::{bench_step, DitStepArgs};
+
+fn args(peer_python: Option<std::path::PathBuf>) -> DitStepArgs {
+    DitStepArgs {
+        preset: "tiny".into(),
+        vae: "tiny".into(),
+        frames: 5,
+        size: 32,
+        text_len: 6,
+        batch: 2,
+        steps: 2,
+        device: DeviceChoice::Cpu,
+        precision: Precision::Bf16,
+        peer_python,
+    }
+}
+
+#[test]
+fn kelp_step_is_timed_on_the_tiny_preset() {
+    let report = bench_step(&args(None)).unwrap();
+    let [b, c, t, h, w] = report.latent;
+    assert_eq!([b, c], [2, 8]);
+    // The tiny VAE's latent of 5 frames of 32x32, under the tiny DiT's 1x2x2 patch.
+    let video = (t * h * w) / 4;
+    assert_eq!(report.tokens, 2 * (video + 6));
+    assert_eq!(report.precision, Precision::F32, "a CPU trains in f32");
+    assert_eq!(report.rows.len(), 1);
+    let kelp = &report.rows[0];
+    assert_eq!(kelp.params, DitConfig::tiny().params() as u64);
+    assert!(kelp.step_s > 0.0 && kelp.loss.is_finite(), "{kelp:?}");
+    let text = report.to_string();
+    assert!(text.contains("| kelp (burn) |"), "{text}");
+    assert!(!text.contains("PyTorch"), "{text}");
+}
+
+#[test]
+fn a_missing_peer_python_is_reported_not_compared() {
+    let report = bench_step(&args(Some("/nonexistent/python".into()))).unwrap();
+    assert_eq!(report.rows.len(), 1);
+    let e = report.peer_error.as_deref().unwrap();
+    assert!(e.contains("/nonexistent/python"), "{e}");
+}
+
+#[test]
+#[ignore = "needs PyTorch: bash infra/install-bench.sh (CI has none)"]
+fn the_pytorch_peer_builds_the_same_model() {
+    let py = kelp_trainer::data::bench::peer_python().expect("install-bench.sh's venv");
+    let report = bench_step(&args(Some(py))).unwrap();
+    assert_eq!(report.peer_error, None);
+    assert_eq!(report.rows.len(), 2, "{report}");
+    assert_eq!(report.rows[0].params, report.rows[1].params);
+    assert!(report.rows[1].step_s > 0.0 && report.rows[1].loss.is_finite());
+}
