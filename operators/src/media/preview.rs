@@ -31,6 +31,9 @@ pub struct PreviewConfig {
     pub animation_fps: f64,
     /// WebP quality, 0–100.
     pub webp_quality: u32,
+    /// WebP compression effort, 0 (fastest) … 6 (smallest). 2 encodes in about half the time
+    /// of libwebp's default 4 for ~6% more bytes (measured on 240 frames at 256×144).
+    pub webp_method: u32,
     /// JPEG quality as FFmpeg's qscale: 2 = best … 31 = worst.
     pub jpeg_qscale: u32,
     /// Make the animation (off: thumbnails only).
@@ -46,6 +49,7 @@ impl Default for PreviewConfig {
             animation_frames: 24,
             animation_fps: 8.0,
             webp_quality: 60,
+            webp_method: 2,
             jpeg_qscale: 4,
             animation: true,
             rejected: false,
@@ -118,6 +122,12 @@ impl Preview {
             return Err(bad(format!(
                 "webp_quality must be 0–100 (got {})",
                 config.webp_quality
+            )));
+        }
+        if config.webp_method > 6 {
+            return Err(bad(format!(
+                "webp_method must be 0–6 (got {})",
+                config.webp_method
             )));
         }
         Ok(Preview { config })
@@ -218,7 +228,13 @@ impl ClipSink for PreviewSink {
         let animation = if self.config.animation {
             let spec = EncoderSpec {
                 codec: "libwebp_anim".into(),
-                options: vec![("quality".into(), self.config.webp_quality.to_string())],
+                options: vec![
+                    ("quality".into(), self.config.webp_quality.to_string()),
+                    (
+                        "compression_level".into(),
+                        self.config.webp_method.to_string(),
+                    ),
+                ],
                 gop: 0,
                 threads: 1,
                 container: "webp".into(),
@@ -282,5 +298,40 @@ fn preview_error(reason: String) -> OperatorError {
         op: "preview".into(),
         path: Default::default(),
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_range_settings_are_refused_with_their_name() {
+        let refused = |config: PreviewConfig, name: &str| match Preview::new(config) {
+            Err(e) => assert!(e.to_string().contains(name), "{e}"),
+            Ok(_) => panic!("{name} accepted"),
+        };
+        refused(
+            PreviewConfig {
+                webp_method: 7,
+                ..Default::default()
+            },
+            "webp_method",
+        );
+        refused(
+            PreviewConfig {
+                webp_quality: 101,
+                ..Default::default()
+            },
+            "webp_quality",
+        );
+        refused(
+            PreviewConfig {
+                short_side: 8,
+                ..Default::default()
+            },
+            "short_side",
+        );
+        assert!(Preview::new(PreviewConfig::default()).is_ok());
     }
 }
