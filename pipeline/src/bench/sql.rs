@@ -247,6 +247,12 @@ pub fn table(rows: &[SqlRow], start: f64) -> String {
         "| `kelp --version` (process start only) | {:.1} ms | | |\n",
         start * 1000.0
     ));
+    // The timed `kelp` is this executable: say how it was built, since DuckDB is a release build.
+    out.push_str(if cfg!(debug_assertions) {
+        "kelp: a debug build (the workspace unoptimised, dependencies at opt-level 2); `cargo build --release` is the build to compare\n"
+    } else {
+        "kelp: a release build\n"
+    });
     out
 }
 
