@@ -46,112 +46,8 @@ pub enum BenchCommand {
         #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
         signatures: Vec<usize>,
     },
-    /// Training-step throughput of a VAE preset on synthetic clips: clips/s, TFLOP/s, MFU, memory.
-    VaeStep {
-        /// seaweed48x, seaweed64x or tiny.
-        #[arg(long, default_value = "seaweed48x")]
-        preset: String,
-        #[arg(long, default_value_t = 17)]
-        frames: usize,
-        /// Width and height of the clips.
-        #[arg(long, default_value_t = 256)]
-        size: usize,
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
-        /// Timed steps (after two warm-up steps).
-        #[arg(long, default_value_t = 5)]
-        steps: usize,
-        /// auto, cpu or cuda.
-        #[arg(long, default_value = "auto")]
-        device: kelp_trainer::train::backend::DeviceChoice,
-        /// f32, bf16 or f16 (half precision only on a GPU).
-        #[arg(long, default_value = "bf16")]
-        precision: kelp_trainer::train::config::Precision,
-    },
-    /// Training-step throughput of a DiT preset on synthetic latents of one clip shape: tokens/s,
-    /// TFLOP/s, MFU, memory; with --peer, the same model in PyTorch in the same call.
-    DitStep {
-        /// tiny, small100m or seaweed.
-        #[arg(long, default_value = "small100m")]
-        preset: String,
-        /// The VAE preset whose latents the DiT denoises (sets the latent shape).
-        #[arg(long, default_value = "seaweed48x")]
-        vae: String,
-        #[arg(long, default_value_t = 17)]
-        frames: usize,
-        /// Width and height of the clips.
-        #[arg(long, default_value_t = 256)]
-        size: usize,
-        /// Caption tokens per sample.
-        #[arg(long, default_value_t = 32)]
-        text_len: usize,
-        #[arg(long, default_value_t = 4)]
-        batch: usize,
-        /// Timed steps (after two warm-up steps).
-        #[arg(long, default_value_t = 5)]
-        steps: usize,
-        /// auto, cpu or cuda.
-        #[arg(long, default_value = "auto")]
-        device: kelp_trainer::train::backend::DeviceChoice,
-        /// f32, bf16 or f16 (half precision only on a GPU).
-        #[arg(long, default_value = "bf16")]
-        precision: kelp_trainer::train::config::Precision,
-        /// Also train the same model in PyTorch (bash infra/install-bench.sh, or --peer-python).
-        #[arg(long)]
-        peer: bool,
-        /// The Python the peer runs with (needs torch); default: install-bench.sh's venv.
-        #[arg(long)]
-        peer_python: Option<std::path::PathBuf>,
-    },
-    /// The DiT's runtime-balance cost model, measured: a training step of one packed row of
-    /// each token count, fitted to fixed + linear·n + quadratic·n² and printed as the
-    /// `[data] cost_model` line of a DiT config.
-    DitCost {
-        /// The DiT training config (its [model], [flow] and [train] precision).
-        #[arg(long)]
-        config: std::path::PathBuf,
-        /// Tokens per row to time (3 or more).
-        #[arg(long, value_delimiter = ',', default_value = "256,1024,2048,4096")]
-        tokens: Vec<usize>,
-        /// Timed steps per length (after one warm-up).
-        #[arg(long, default_value_t = 3)]
-        reps: usize,
-        /// auto, cpu or cuda.
-        #[arg(long, default_value = "auto")]
-        device: kelp_trainer::train::backend::DeviceChoice,
-    },
-    /// The gradient all-reduce through the job's collective (MPI on CPUs, NCCL on GPUs; start it
-    /// like training, e.g. `mpirun -np 2 kelp bench allreduce`): each size checked on every rank
-    /// then timed (algorithm and bus bandwidth), and the step budget of the DiT presets: compute
-    /// at a given peak and MFU next to the f32 gradient all-reduce at the measured and given bus
-    /// bandwidths.
-    Allreduce {
-        /// Buffer sizes in MB.
-        #[arg(long, value_delimiter = ',', default_value = "1,4,16,64,256")]
-        sizes_mb: Vec<f64>,
-        /// Timed all-reduces per size (after a checked one).
-        #[arg(long, default_value_t = 5)]
-        reps: usize,
-        /// auto, cpu or cuda.
-        #[arg(long, default_value = "auto")]
-        device: kelp_trainer::train::backend::DeviceChoice,
-        /// DiT presets for the step budget.
-        #[arg(long, value_delimiter = ',', default_value = "small100m,seaweed")]
-        presets: Vec<String>,
-        /// Tokens per rank per step for the step budget.
-        #[arg(long, value_delimiter = ',', default_value = "4096,16384,65536")]
-        tokens: Vec<usize>,
-        /// Dense TFLOP/s the budget's compute runs at (H100/H200 bf16: 989).
-        #[arg(long, default_value_t = 989.0)]
-        peak_tflops: f64,
-        /// Model FLOPs utilisation the budget assumes (the seed reports 38% at scale).
-        #[arg(long, default_value_t = 0.38)]
-        mfu: f64,
-        /// Bus bandwidths to project, NAME=GB/s (nccl-tests' busbw: what the fabric delivers).
-        #[arg(long, value_delimiter = ',', value_parser = parse_bandwidth,
-              default_value = "nvlink-node=360,ib-400g=45")]
-        assume_busbw: Vec<(String, f64)>,
-    },
+    #[command(flatten)]
+    Train(crate::train_bench::TrainBenchCommand),
     /// Clip media storage: clips packed in the `media` table's Parquet shards vs one object per
     /// clip, read in random order from a moto S3 server (requests and bytes per 1,000 clips).
     MediaLayout {
@@ -232,20 +128,4 @@ pub enum BenchCommand {
         #[arg(long)]
         no_decode: bool,
     },
-}
-
-/// S3-compatible endpoint options (AWS_* environment variables configure the rest).
-
-/// `NAME=GB/s` of `--assume-busbw`.
-fn parse_bandwidth(s: &str) -> Result<(String, f64), String> {
-    let (name, gbs) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s}: expected NAME=GB/s"))?;
-    let gbs: f64 = gbs
-        .parse()
-        .map_err(|_| format!("{s}: {gbs} is not a number of GB/s"))?;
-    if !(gbs > 0.0) {
-        return Err(format!("{s}: bandwidth must be positive"));
-    }
-    Ok((name.to_string(), gbs))
 }

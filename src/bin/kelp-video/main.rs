@@ -8,11 +8,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use kelp_cli::cli::{init_logging, runtime, BenchCommand, Cli, Command, ShotsFormat};
+use kelp_cli::train_run as train;
 use kelp_operators::shots::ShotsConfig;
 use kelp_operators::SourceVideo;
 use kelp_pipeline::{dag, engine};
-
-mod train;
 
 fn main() {
     let cli = Cli::parse();
@@ -161,106 +160,7 @@ fn dispatch(command: Command, verbose: u8) -> Result<()> {
             video,
         }) => bench_caption(&latency_ms, &concurrency, frames, frame_size, video),
 
-        Command::Bench(BenchCommand::VaeStep {
-            preset,
-            frames,
-            size,
-            batch,
-            steps,
-            device,
-            precision,
-        }) => {
-            use kelp_trainer::train::vae::bench;
-            let report = bench::bench_step(&bench::BenchArgs {
-                preset,
-                frames,
-                size,
-                batch,
-                steps,
-                device,
-                precision,
-            })?;
-            print!("{report}");
-            Ok(())
-        }
-        Command::Bench(BenchCommand::DitStep {
-            preset,
-            vae,
-            frames,
-            size,
-            text_len,
-            batch,
-            steps,
-            device,
-            precision,
-            peer,
-            peer_python,
-        }) => {
-            use kelp_trainer::train::dit::step_bench;
-            let peer_python = match (peer, peer_python) {
-                (_, Some(p)) => Some(p),
-                (true, None) => Some(kelp_trainer::data::bench::peer_python().context(
-                    "--peer: no PyTorch venv (run bash infra/install-bench.sh, or give --peer-python)",
-                )?),
-                (false, None) => None,
-            };
-            let report = step_bench::bench_step(&step_bench::DitStepArgs {
-                preset,
-                vae,
-                frames,
-                size,
-                text_len,
-                batch,
-                steps,
-                device,
-                precision,
-                peer_python,
-            })?;
-            print!("{report}");
-            Ok(())
-        }
-        Command::Bench(BenchCommand::DitCost {
-            config,
-            tokens,
-            reps,
-            device,
-        }) => {
-            use kelp_trainer::train::dit::cost;
-            let report = cost::measure(&cost::CostArgs {
-                config,
-                tokens,
-                reps,
-                device,
-            })?;
-            print!("{report}");
-            Ok(())
-        }
-        Command::Bench(BenchCommand::Allreduce {
-            sizes_mb,
-            reps,
-            device,
-            presets,
-            tokens,
-            peak_tflops,
-            mfu,
-            assume_busbw,
-        }) => {
-            use kelp_trainer::train::allreduce_bench as bench;
-            let report = bench::run(&bench::AllReduceArgs {
-                sizes_mb,
-                reps,
-                device,
-                presets,
-                tokens,
-                peak_tflops,
-                mfu,
-                assume_busbw,
-            })?;
-            if let Some(report) = report {
-                print!("{report}");
-            }
-            Ok(())
-        }
+        Command::Bench(BenchCommand::Train(c)) => kelp_cli::train_bench::run(c),
         Command::Train(c) => train::train(c),
         Command::Eval(c) => train::eval(c),
         Command::Encode(c) => train::encode(c),

@@ -1,10 +1,11 @@
 //! `kelp train`, `kelp eval`, `kelp encode` and `kelp sample`: arguments → the trainer's entry
-//! points.
+//! points. `kelp-video` runs them all; `kelp-train` (no video libraries) calls [`train_dit`]
+//! alone, so nothing that decodes or encodes video is linked into it.
 
-use anyhow::{Context, Result};
-use kelp_cli::train_cli::{
-    CheckpointData, ClipArgs, EncodeCommand, EvalCommand, SampleCommand, TrainCommand,
+use crate::train_cli::{
+    CheckpointData, ClipArgs, EncodeCommand, EvalCommand, RunArgs, SampleCommand, TrainCommand,
 };
+use anyhow::{Context, Result};
 use kelp_trainer::train::dit::commands::{train_dit_on, TrainDitArgs};
 use kelp_trainer::train::dit::eval::{eval_dit, EvalDitArgs, SheetSpec};
 use kelp_trainer::train::dit::generate::{sample_clip, ClipSpec, SampleArgs};
@@ -43,26 +44,34 @@ pub fn train(command: TrainCommand) -> Result<()> {
             config,
             run,
             how,
-        } => {
-            let args = TrainDitArgs {
-                config: DitTrainConfig::load(&config)?,
-                latents,
-                run,
-                store: how.store.options(),
-                flags: RunFlags {
-                    resume: how.resume,
-                    auto_resume: how.auto_resume,
-                    overwrite: how.overwrite,
-                },
-                until_step: how.until_step,
-                device: how.device,
-                progress: !how.quiet,
-            };
-            let summary = train_dit_on(&args).context("kelp train dit")?;
-            print!("{summary}");
-            Ok(())
-        }
+        } => train_dit(latents, &config, run, how),
     }
+}
+
+/// `kelp train dit`: the DiT on a `latents` dataset (no clip is decoded).
+pub fn train_dit(
+    latents: Option<String>,
+    config: &std::path::Path,
+    run: String,
+    how: RunArgs,
+) -> Result<()> {
+    let args = TrainDitArgs {
+        config: DitTrainConfig::load(config)?,
+        latents,
+        run,
+        store: how.store.options(),
+        flags: RunFlags {
+            resume: how.resume,
+            auto_resume: how.auto_resume,
+            overwrite: how.overwrite,
+        },
+        until_step: how.until_step,
+        device: how.device,
+        progress: !how.quiet,
+    };
+    let summary = train_dit_on(&args).context("kelp train dit")?;
+    print!("{summary}");
+    Ok(())
 }
 
 fn weights(data: &CheckpointData) -> WeightsChoice {
