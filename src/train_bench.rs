@@ -3,7 +3,26 @@
 //! video libraries, for GPU nodes).
 
 use anyhow::{Context, Result};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
+
+/// The clips and the timing of a training-step benchmark.
+#[derive(Args)]
+pub struct StepShape {
+    #[arg(long, default_value_t = 17)]
+    pub frames: usize,
+    /// Width and height of the clips.
+    #[arg(long, default_value_t = 256)]
+    pub size: usize,
+    /// Timed steps (after two warm-up steps).
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// auto, cpu or cuda.
+    #[arg(long, default_value = "auto")]
+    pub device: kelp_trainer::train::backend::DeviceChoice,
+    /// f32, bf16 or f16 (half precision only on a GPU).
+    #[arg(long, default_value = "bf16")]
+    pub precision: kelp_trainer::train::config::Precision,
+}
 
 #[derive(Subcommand)]
 pub enum TrainBenchCommand {
@@ -12,22 +31,10 @@ pub enum TrainBenchCommand {
         /// seaweed48x, seaweed64x or tiny.
         #[arg(long, default_value = "seaweed48x")]
         preset: String,
-        #[arg(long, default_value_t = 17)]
-        frames: usize,
-        /// Width and height of the clips.
-        #[arg(long, default_value_t = 256)]
-        size: usize,
         #[arg(long, default_value_t = 1)]
         batch: usize,
-        /// Timed steps (after two warm-up steps).
-        #[arg(long, default_value_t = 5)]
-        steps: usize,
-        /// auto, cpu or cuda.
-        #[arg(long, default_value = "auto")]
-        device: kelp_trainer::train::backend::DeviceChoice,
-        /// f32, bf16 or f16 (half precision only on a GPU).
-        #[arg(long, default_value = "bf16")]
-        precision: kelp_trainer::train::config::Precision,
+        #[command(flatten)]
+        step: StepShape,
     },
     /// Training-step throughput of a DiT preset on synthetic latents of one clip shape: tokens/s,
     /// TFLOP/s, MFU, memory; with --peer, the same model in PyTorch in the same call.
@@ -38,25 +45,13 @@ pub enum TrainBenchCommand {
         /// The VAE preset whose latents the DiT denoises (sets the latent shape).
         #[arg(long, default_value = "seaweed48x")]
         vae: String,
-        #[arg(long, default_value_t = 17)]
-        frames: usize,
-        /// Width and height of the clips.
-        #[arg(long, default_value_t = 256)]
-        size: usize,
         /// Caption tokens per sample.
         #[arg(long, default_value_t = 32)]
         text_len: usize,
         #[arg(long, default_value_t = 4)]
         batch: usize,
-        /// Timed steps (after two warm-up steps).
-        #[arg(long, default_value_t = 5)]
-        steps: usize,
-        /// auto, cpu or cuda.
-        #[arg(long, default_value = "auto")]
-        device: kelp_trainer::train::backend::DeviceChoice,
-        /// f32, bf16 or f16 (half precision only on a GPU).
-        #[arg(long, default_value = "bf16")]
-        precision: kelp_trainer::train::config::Precision,
+        #[command(flatten)]
+        step: StepShape,
         /// Also train the same model in PyTorch (bash infra/install-bench.sh, or --peer-python).
         #[arg(long)]
         peer: bool,
@@ -120,22 +115,18 @@ pub fn run(command: TrainBenchCommand) -> Result<()> {
     match command {
         TrainBenchCommand::VaeStep {
             preset,
-            frames,
-            size,
             batch,
-            steps,
-            device,
-            precision,
+            step,
         } => {
             use kelp_trainer::train::vae::bench;
             let report = bench::bench_step(&bench::BenchArgs {
                 preset,
-                frames,
-                size,
+                frames: step.frames,
+                size: step.size,
                 batch,
-                steps,
-                device,
-                precision,
+                steps: step.steps,
+                device: step.device,
+                precision: step.precision,
             })?;
             print!("{report}");
             Ok(())
@@ -143,13 +134,9 @@ pub fn run(command: TrainBenchCommand) -> Result<()> {
         TrainBenchCommand::DitStep {
             preset,
             vae,
-            frames,
-            size,
             text_len,
             batch,
-            steps,
-            device,
-            precision,
+            step,
             peer,
             peer_python,
         } => {
@@ -164,13 +151,13 @@ pub fn run(command: TrainBenchCommand) -> Result<()> {
             let report = step_bench::bench_step(&step_bench::DitStepArgs {
                 preset,
                 vae,
-                frames,
-                size,
+                frames: step.frames,
+                size: step.size,
                 text_len,
                 batch,
-                steps,
-                device,
-                precision,
+                steps: step.steps,
+                device: step.device,
+                precision: step.precision,
                 peer_python,
             })?;
             print!("{report}");

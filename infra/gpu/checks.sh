@@ -21,6 +21,13 @@ fi
 for d in /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/local/cuda/lib64 /usr/local/nvidia/lib64; do
   [ -d "$d" ] && libs="$libs:$d"
 done
+# cudarc opens NCCL as libnccl.so (or .so.<CUDA major>); the wheels ship only libnccl.so.2.
+links="$(mktemp -d)"
+IFS=: read -ra dirs <<<"$libs"
+for d in "${dirs[@]}"; do
+  if [ -e "$d/libnccl.so.2" ] && [ ! -e "$links/libnccl.so" ]; then ln -s "$d/libnccl.so.2" "$links/libnccl.so"; fi
+done
+libs="$libs:$links"
 kt() { "$here/lib/ld-linux-x86-64.so.2" --library-path "$libs" "$here/kelp-train" "$@"; }
 status=0
 step() {
