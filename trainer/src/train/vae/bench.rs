@@ -146,7 +146,12 @@ fn run<B: AutodiffBackend>(
         preset: args.preset.clone(),
         shape: batch.shape,
         params: config.cost(1, 8, 8).params(),
-        precision: args.precision,
+        // A CPU trains in f32 whatever was asked.
+        precision: if selected.is_gpu() {
+            args.precision
+        } else {
+            Precision::F32
+        },
         step_s: secs,
         clips_per_s: args.batch as f64 / secs,
         tflops,
