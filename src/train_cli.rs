@@ -83,10 +83,6 @@ pub struct SampleCommand {
     pub prompt: String,
     #[command(flatten)]
     pub clip: ClipArgs,
-    /// Frames per second of the MP4, and the frame rate a DiT trained with [model]
-    /// fps_condition is asked for.
-    #[arg(long, default_value_t = 24)]
-    pub fps: u32,
     /// The MP4 to write.
     #[arg(short, long)]
     pub output: PathBuf,
@@ -193,6 +189,10 @@ pub struct ClipArgs {
     /// euler or heun (second order: two model passes per step).
     #[arg(long, default_value = "euler")]
     pub solver: Solver,
+    /// Frames per second: the frame rate a DiT trained with [model] fps_condition is asked for,
+    /// and the MP4's rate.
+    #[arg(long, default_value_t = 24)]
+    pub fps: u32,
 }
 
 /// `kelp encode`.

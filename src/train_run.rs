@@ -116,7 +116,7 @@ pub fn eval(command: EvalCommand) -> Result<()> {
                     output,
                     vae,
                     prompts,
-                    clip: clip_spec(&clip, None),
+                    clip: clip_spec(&clip),
                 }),
                 _ => None,
             };
@@ -161,10 +161,10 @@ pub fn encode(command: EncodeCommand) -> Result<()> {
     Ok(())
 }
 
-/// The clip to sample; `fps` is what an fps-conditioned DiT is told.
-fn clip_spec(c: &ClipArgs, fps: Option<f32>) -> ClipSpec {
+/// The clip to sample (its rate is what an fps-conditioned DiT is told).
+fn clip_spec(c: &ClipArgs) -> ClipSpec {
     ClipSpec {
-        fps,
+        fps: Some(c.fps as f32),
         frames: c.frames,
         size: c.size,
         steps: c.steps,
@@ -179,8 +179,8 @@ pub fn sample(c: SampleCommand) -> Result<()> {
         checkpoint: c.checkpoint,
         vae: c.vae,
         prompt: c.prompt,
-        clip: clip_spec(&c.clip, Some(c.fps as f32)),
-        fps: c.fps,
+        clip: clip_spec(&c.clip),
+        fps: c.clip.fps,
         output: c.output,
         save_latents: c.save_latents,
         image: c.image,

@@ -120,6 +120,9 @@ pub fn train_and_sample_dit(
     assert_eq!(a.len(), 8 * 2 * 5 * 8 * 4, "f32 latents of 8×2×5×8");
     assert_eq!(a, again, "the same seed gave other latents");
     assert_ne!(a, other, "the seed changed nothing");
+    // This DiT has no fps embedding: the frame rate asked for changes only the MP4's rate.
+    let (_, slow) = sample("3", "slow", &["--fps", "8"]);
+    assert_eq!(a, slow, "a model without fps_condition heard --fps");
     let probe = std::process::Command::new("ffprobe")
         .args([
             "-v",
@@ -191,14 +194,14 @@ pub fn train_and_sample_dit(
     let (i2v, from_still) = sample("3", "i2v", &["--image", s(&still)]);
     assert_ne!(from_still, a, "the still changed nothing");
     assert!(std::fs::metadata(&i2v).unwrap().len() > 0);
-    train_packed(dir, latents);
+    train_packed(dir, vae, latents);
 }
 
 /// `kelp bench dit-cost` measures the cost model; `kelp train dit` with `[data] pack_tokens`,
 /// runtime balance on that cost model and a size-conditioned model packs each step's latents
 /// into 2 rows of 200 tokens (two 80-token latents with their captions per row) and reports
 /// the padding packed against padded batches and the predicted balance.
-fn train_packed(dir: &std::path::Path, latents: &std::path::Path) {
+fn train_packed(dir: &std::path::Path, vae: &std::path::Path, latents: &std::path::Path) {
     // The runtime balance's cost model, measured for this architecture on this machine.
     let base = dir.join("dit.toml");
     let bench = kelp_ok(&[
@@ -245,12 +248,14 @@ fn train_packed(dir: &std::path::Path, latents: &std::path::Path) {
         s(&config),
         "--run",
         s(&run),
+        // Four steps: AdaLN-Zero starts every modulation and the output layer at zero, so the
+        // conditioning (and with it the fps embedding) first receives a gradient at step 3.
         "--until-step",
-        "2",
+        "4",
         "--quiet",
     ]);
     // Up to 4 clips a step (fewer when the epoch's last packed batch is short).
-    assert!(out.contains("step 2 ("), "{out}");
+    assert!(out.contains("step 4 ("), "{out}");
     let report = out
         .lines()
         .find(|l| l.starts_with("packing: "))
@@ -260,4 +265,39 @@ fn train_packed(dir: &std::path::Path, latents: &std::path::Path) {
         out.lines().any(|l| l.starts_with("runtime balance: ")),
         "no runtime balance report:\n{out}"
     );
+    // This DiT is fps-conditioned: the rate asked for reaches the model (other latents for
+    // another rate), deterministically.
+    let sample = |fps: &str, name: &str| {
+        let raw = dir.join(format!("packed-{name}.f32"));
+        let mp4 = dir.join(format!("packed-{name}.mp4"));
+        kelp_ok(&[
+            "sample",
+            "--checkpoint",
+            s(&run),
+            "--vae",
+            s(vae),
+            "--prompt",
+            "a disc",
+            "--frames",
+            "5",
+            "--size",
+            "32x20",
+            "--steps",
+            "2",
+            "--seed",
+            "1",
+            "--device",
+            "cpu",
+            "--fps",
+            fps,
+            "-o",
+            s(&mp4),
+            "--save-latents",
+            s(&raw),
+        ]);
+        std::fs::read(&raw).unwrap()
+    };
+    let (at8, at30, at30_again) = (sample("8", "8"), sample("30", "30"), sample("30", "30b"));
+    assert_eq!(at30, at30_again);
+    assert_ne!(at8, at30, "an fps-conditioned DiT ignored --fps");
 }
