@@ -164,7 +164,7 @@ pub fn encode(command: EncodeCommand) -> Result<()> {
 /// The clip to sample (its rate is what an fps-conditioned DiT is told).
 fn clip_spec(c: &ClipArgs) -> ClipSpec {
     ClipSpec {
-        fps: Some(c.fps as f32),
+        fps: c.fps,
         frames: c.frames,
         size: c.size,
         steps: c.steps,
@@ -180,7 +180,6 @@ pub fn sample(c: SampleCommand) -> Result<()> {
         vae: c.vae,
         prompt: c.prompt,
         clip: clip_spec(&c.clip),
-        fps: c.clip.fps,
         output: c.output,
         save_latents: c.save_latents,
         image: c.image,

@@ -81,39 +81,8 @@ pub fn train_and_sample_dit(
     let recorded = std::fs::read_to_string(run.join("config.toml")).unwrap();
     assert!(recorded.contains("latent_scale"), "{recorded}");
 
-    let sample = |seed: &str, name: &str, extra: &[&str]| {
-        let (mp4, raw) = (
-            dir.join(format!("{name}.mp4")),
-            dir.join(format!("{name}.f32")),
-        );
-        let mut args = vec![
-            "sample",
-            "--checkpoint",
-            s(&run),
-            "--vae",
-            s(vae),
-            "--prompt",
-            "a bright disc moves to the right",
-            "--frames",
-            "5",
-            "--size",
-            "32x20",
-            "--steps",
-            "3",
-            "--seed",
-            seed,
-            "--device",
-            "cpu",
-            "-o",
-            s(&mp4),
-            "--save-latents",
-            s(&raw),
-        ];
-        args.extend(extra);
-        let out = kelp_ok(&args);
-        assert!(out.contains("5 frames of 32x20"), "{out}");
-        (mp4, std::fs::read(&raw).unwrap())
-    };
+    let sample =
+        |seed: &str, name: &str, extra: &[&str]| sample_latents(dir, &run, vae, seed, name, extra);
     let (mp4, a) = sample("3", "a", &[]);
     let (_, again) = sample("3", "b", &[]);
     let (_, other) = sample("4", "c", &[]);
@@ -268,36 +237,53 @@ fn train_packed(dir: &std::path::Path, vae: &std::path::Path, latents: &std::pat
     // This DiT is fps-conditioned: the rate asked for reaches the model (other latents for
     // another rate), deterministically.
     let sample = |fps: &str, name: &str| {
-        let raw = dir.join(format!("packed-{name}.f32"));
-        let mp4 = dir.join(format!("packed-{name}.mp4"));
-        kelp_ok(&[
-            "sample",
-            "--checkpoint",
-            s(&run),
-            "--vae",
-            s(vae),
-            "--prompt",
-            "a disc",
-            "--frames",
-            "5",
-            "--size",
-            "32x20",
-            "--steps",
-            "2",
-            "--seed",
-            "1",
-            "--device",
-            "cpu",
-            "--fps",
-            fps,
-            "-o",
-            s(&mp4),
-            "--save-latents",
-            s(&raw),
-        ]);
-        std::fs::read(&raw).unwrap()
+        let name = format!("packed-{name}");
+        sample_latents(dir, &run, vae, "1", &name, &["--fps", fps]).1
     };
     let (at8, at30, at30_again) = (sample("8", "8"), sample("30", "30"), sample("30", "30b"));
     assert_eq!(at30, at30_again);
     assert_ne!(at8, at30, "an fps-conditioned DiT ignored --fps");
+}
+
+/// `kelp sample` of 5 frames of 32x20 in 3 steps on the CPU with `seed` (and `extra` options):
+/// the MP4 it wrote as DIR/NAME.mp4 and the latents it saved.
+fn sample_latents(
+    dir: &std::path::Path,
+    run: &std::path::Path,
+    vae: &std::path::Path,
+    seed: &str,
+    name: &str,
+    extra: &[&str],
+) -> (std::path::PathBuf, Vec<u8>) {
+    let (mp4, raw) = (
+        dir.join(format!("{name}.mp4")),
+        dir.join(format!("{name}.f32")),
+    );
+    let mut args = vec![
+        "sample",
+        "--checkpoint",
+        s(run),
+        "--vae",
+        s(vae),
+        "--prompt",
+        "a bright disc moves to the right",
+        "--frames",
+        "5",
+        "--size",
+        "32x20",
+        "--steps",
+        "3",
+        "--seed",
+        seed,
+        "--device",
+        "cpu",
+        "-o",
+        s(&mp4),
+        "--save-latents",
+        s(&raw),
+    ];
+    args.extend(extra);
+    let out = kelp_ok(&args);
+    assert!(out.contains("5 frames of 32x20"), "{out}");
+    (mp4, std::fs::read(&raw).unwrap())
 }

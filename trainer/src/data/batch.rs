@@ -36,7 +36,7 @@ pub struct Batch {
 
 impl Batch {
     /// A batch after checking that ids, captions and pixels agree with `shape` (frame rates
-    /// unknown: [`Batch::with_fps`] gives them).
+    /// unknown; the loader fills `fps` from the clips' media).
     pub fn new(
         bucket: impl Into<String>,
         clip_ids: Vec<String>,
@@ -80,18 +80,6 @@ impl Batch {
             index: 0,
             skipped: Vec::new(),
         })
-    }
-
-    /// The batch with each clip's frame rate.
-    pub fn with_fps(mut self, fps: Vec<Option<f32>>) -> Result<Batch, BatchError> {
-        if fps.len() != self.len() {
-            return Err(BatchError::Shape {
-                bucket: self.bucket,
-                what: format!("{} frame rates for {} clips", fps.len(), self.shape[0]),
-            });
-        }
-        self.fps = fps;
-        Ok(self)
     }
 
     /// The bytes of clip `i`: `[C, T, H, W]`.

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, AsArray, Float32Array, RecordBatch};
 use arrow::datatypes::{DataType, Float32Type, Int32Type};
 use futures::{StreamExt, TryStreamExt};
 use kelp_pipeline::dataset::ranged::ShardReader;
@@ -262,6 +262,15 @@ async fn index_dataset(
     Ok((rows, media))
 }
 
+/// Row `i` of a frame-rate column, when it holds a usable rate (present, finite, positive):
+/// what both the loader's index (`media.fps`) and the DiT's latents (`latents.fps`) keep.
+pub(crate) fn known_fps(column: Option<&Float32Array>, i: usize) -> Option<f32> {
+    column
+        .filter(|a| a.is_valid(i))
+        .map(|a| a.value(i))
+        .filter(|f| f.is_finite() && *f > 0.0)
+}
+
 /// What the index keeps of one `media` row.
 struct MediaFacts {
     row: u32,
@@ -348,10 +357,7 @@ async fn read_media_shard(
                     height: n(&height, i),
                     frames: n(&frames, i),
                     checksum: s(&checksum, i),
-                    fps: fps
-                        .filter(|a| a.is_valid(i))
-                        .map(|a| a.value(i))
-                        .filter(|f| f.is_finite() && *f > 0.0),
+                    fps: known_fps(fps, i),
                 });
             }
             row += 1;

@@ -118,10 +118,7 @@ fn rows_of(b: &RecordBatch, uri: &str, out: &mut Vec<LatentRow>) -> Result<(), L
             clip_id: id,
             shape,
             mean: values.values().to_vec(),
-            fps: fps
-                .filter(|f| f.is_valid(i))
-                .map(|f| f.value(i))
-                .filter(|f| f.is_finite() && *f > 0.0),
+            fps: super::index::known_fps(fps, i),
         });
     }
     Ok(())

@@ -32,8 +32,9 @@ pub struct ClipSpec {
     pub cfg: f64,
     pub seed: u64,
     pub solver: Solver,
-    /// Frames per second an fps-conditioned DiT is told (`None`: unknown); other models ignore it.
-    pub fps: Option<f32>,
+    /// Frames per second: what an fps-conditioned DiT is told (other models ignore it) and
+    /// the MP4's rate.
+    pub fps: u32,
 }
 
 /// A trained DiT with its VAE and text encoder, ready to sample clips.
@@ -141,7 +142,7 @@ impl<B: Backend> Generator<B> {
                 .shift_for(self.arch.token_grid(t, h, w)?.iter().product()),
             seed: spec.seed,
             solver: spec.solver,
-            fps: spec.fps,
+            fps: Some(spec.fps as f32),
         };
         let z = sample(
             &self.dit.dit,
@@ -176,7 +177,6 @@ pub struct SampleArgs {
     pub vae: String,
     pub prompt: String,
     pub clip: ClipSpec,
-    pub fps: u32,
     pub output: PathBuf,
     /// Also write the sampled latents (f32 little-endian, `[C, T, H, W]`, unscaled).
     pub save_latents: Option<PathBuf>,
@@ -232,7 +232,7 @@ fn sample_on<B: Backend>(
         height,
         width,
     };
-    write_row(&args.output, &[planar], args.fps).map_err(TrainError::Io)?;
+    write_row(&args.output, &[planar], args.clip.fps).map_err(TrainError::Io)?;
     Ok(SampleSummary {
         output: args.output.clone(),
         frames: args.clip.frames,
