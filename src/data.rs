@@ -90,6 +90,7 @@ pub fn dispatch(command: Command) -> Result<Option<Command>> {
             format,
             out,
         } => {
+            crate::heap::tune_for_query();
             let (schema, batches) =
                 runtime()?.block_on(sql::query_with(&dataset, &query, &store.options()))?;
             let fmt = match format {
@@ -117,6 +118,7 @@ pub fn dispatch(command: Command) -> Result<Option<Command>> {
             html,
             png,
         } => {
+            crate::heap::tune_for_query();
             let sections = runtime()?.block_on(async {
                 let ds = kelp_pipeline::dataset::Dataset::open(&dataset, &store.options()).await?;
                 kelp_pipeline::stats::compute(&ds).await

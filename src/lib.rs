@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod data;
+pub mod heap;
 pub mod train_bench;
 pub mod train_cli;
 pub mod train_run;
