@@ -59,7 +59,11 @@ mod glibc {
             if end > start {
                 let rc =
                     libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-                tracing::debug!(mib = (end - start) >> 20, rc, "query heap: huge pages asked");
+                tracing::debug!(
+                    mib = (end - start) >> 20,
+                    rc,
+                    "query heap: huge pages asked"
+                );
                 asked = rc == 0;
             }
             libc::free(probe);

@@ -7,7 +7,10 @@
 fn main() {
     let thp = std::path::Path::new("/sys/kernel/mm/transparent_hugepage").exists();
     let asked = kelp_cli::heap::tune_for_query();
-    assert_eq!(asked, thp, "huge pages asked: {asked}, kernel has THP: {thp}");
+    assert_eq!(
+        asked, thp,
+        "huge pages asked: {asked}, kernel has THP: {thp}"
+    );
 
     // A hash table's worth of memory from the main thread and from two worker threads, as
     // DataFusion's partitions allocate it.
@@ -38,14 +41,20 @@ fn main() {
                 "{name}'s buffer lies in a heap region not asked for huge pages ({vma:?})"
             );
         }
-        assert!(buf.iter().all(|&b| b == buf[0]), "{name}'s buffer holds what was written");
+        assert!(
+            buf.iter().all(|&b| b == buf[0]),
+            "{name}'s buffer holds what was written"
+        );
     }
     println!("query heap: 3 buffers in the huge-page heap (kernel THP: {thp})");
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn main() {
-    assert!(!kelp_cli::heap::tune_for_query(), "only glibc on Linux is tuned");
+    assert!(
+        !kelp_cli::heap::tune_for_query(),
+        "only glibc on Linux is tuned"
+    );
 }
 
 #[derive(Debug)]
@@ -70,13 +79,20 @@ fn parse_smaps(text: &str) -> Vec<Vma> {
         }
         let mut parts = line.split_whitespace();
         let Some(range) = parts.next() else { continue };
-        let Some((a, b)) = range.split_once('-') else { continue };
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
         let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
         else {
             continue;
         };
         let name = parts.nth(4).unwrap_or("").to_string();
-        out.push(Vma { start, end, name, flags: String::new() });
+        out.push(Vma {
+            start,
+            end,
+            name,
+            flags: String::new(),
+        });
     }
     out
 }
