@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use kelp_operators::decode::{decode, DecodeOptions, Subscription};
+use kelp_operators::decode::{decode, Deblock, DecodeOptions, Subscription};
 use kelp_operators::operator::{AnalysisFrame, FrameRequest, FrameSink};
 use kelp_operators::shots::features::SignalExtractor;
 use kelp_operators::VideoContext;
@@ -42,17 +42,17 @@ fn main() {
     for path in std::env::args().skip(1) {
         let p = std::path::Path::new(&path);
         println!("{path}");
-        for skip in [false, true] {
+        for deblock in [Deblock::Always, Deblock::Never] {
             let opts = DecodeOptions {
-                skip_loop_filter: skip,
+                deblock,
                 ..Default::default()
             };
-            time(&format!("decode only (skip_loop_filter={skip})"), || {
+            time(&format!("decode only (deblock {deblock:?})"), || {
                 decode(p, &mut [], &opts).expect("decode");
             });
         }
         let opts = DecodeOptions {
-            skip_loop_filter: true,
+            deblock: Deblock::Never,
             ..Default::default()
         };
         time("decode + scale 64x36", || {

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use kelp_operators::decode::{decode, DecodeOptions, Subscription};
+use kelp_operators::decode::{decode, Deblock, DecodeOptions, Subscription};
 use kelp_operators::operator::{AnalysisFrame, FrameRequest, FrameSink};
 use kelp_operators::shots::features::SignalExtractor;
 use kelp_operators::shots::ShotsConfig;
@@ -38,7 +38,7 @@ fn main() {
         sink: &mut sink,
     }];
     let opts = DecodeOptions {
-        skip_loop_filter: true,
+        deblock: Deblock::Never,
         ..Default::default()
     };
     let report = decode(std::path::Path::new(&path), &mut subs, &opts).expect("decode");

@@ -36,8 +36,8 @@ pub fn init_ffmpeg() {
 pub struct DecodeOptions {
     /// Decoder threads (1 keeps CPU time minimal; the pipeline parallelises across videos).
     pub threads: usize,
-    /// Skip the in-loop deblocking filter (faster; fine for statistics, not for fine detail).
-    pub skip_loop_filter: bool,
+    /// Which frames get the in-loop deblocking filter.
+    pub deblock: Deblock,
     pub limits: Limits,
 }
 
@@ -45,10 +45,27 @@ impl Default for DecodeOptions {
     fn default() -> Self {
         DecodeOptions {
             threads: 1,
-            skip_loop_filter: false,
+            deblock: Deblock::Always,
             limits: Limits::default(),
         }
     }
+}
+
+/// Which decoded frames get the codec's in-loop deblocking filter (H.264, HEVC; other codecs
+/// filter every frame whatever this says). Skipping it is faster and changes pixels: fine for
+/// statistics, not for analyses of fine detail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deblock {
+    /// Every frame: the decoder's exact pixels everywhere.
+    Always,
+    /// Where a subscription needs exact pixels ([`FrameRequest::exact_pixels`]): none when no
+    /// subscription does; every frame when one takes every frame; otherwise every reference
+    /// frame (the frames others are predicted from, so those stay exact) and each non-reference
+    /// frame that such a sampled subscription may receive, decided per packet from its
+    /// timestamp. A subscription with `exact_pixels` gets exactly the pixels of [`Deblock::Always`].
+    AsNeeded,
+    /// No frame (statistics only).
+    Never,
 }
 
 /// Per-video resource limits. A video over one is rejected with the limit it hit; the run goes
@@ -213,13 +230,11 @@ pub fn decode(
         count: opts.threads.max(1),
         ..Default::default()
     });
-    if opts.skip_loop_filter {
-        // SAFETY: the context is valid and not yet opened; the field is a plain enum.
-        unsafe {
-            (*codec_ctx.as_mut_ptr()).skip_loop_filter = ffmpeg::ffi::AVDiscard::AVDISCARD_ALL
-        };
-    }
+    let loop_filter = LoopFilter::new(opts.deblock, subs);
+    // SAFETY: the context is valid and not yet opened; the field is a plain enum.
+    unsafe { (*codec_ctx.as_mut_ptr()).skip_loop_filter = loop_filter.initial() };
     let mut decoder = codec_ctx.decoder().video().map_err(open_err)?;
+    let half_frame_s = 0.5 / if avg_rate > 0.0 { avg_rate } else { 25.0 };
     if let Some(limit) = opts.limits.check_picture(
         decoder.width(),
         decoder.height(),
@@ -239,7 +254,11 @@ pub fn decode(
     let mut first_pts: Option<i64> = start_pts;
     let mut last_error: Option<String> = None;
 
-    let mut on_frame = |decoded: &VideoFrame, report: &mut DecodeReport| -> Result<()> {
+    let mut on_frame = |decoded: &VideoFrame,
+                        report: &mut DecodeReport,
+                        first_pts: &mut Option<i64>,
+                        next_due: &mut [f64]|
+     -> Result<()> {
         let index = report.frame_times.len() as u64;
         let limits = &opts.limits;
         if index >= limits.max_frames {
@@ -262,7 +281,7 @@ pub fn decode(
         }
         let time_s = frame_time(
             decoded,
-            &mut first_pts,
+            first_pts,
             time_base,
             index,
             avg_rate,
@@ -336,18 +355,37 @@ pub fn decode(
         if packet.stream() != stream_index {
             continue;
         }
+        if let LoopFilter::PerPacket { exact } = &loop_filter {
+            // The frame of this packet may go to an exact subscription when its time reaches
+            // that subscription's next due time (which only grows); unknown times count as due.
+            let due = match (packet.pts(), first_pts) {
+                (Some(pts), Some(first)) => {
+                    let t = (pts - first) as f64 * time_base;
+                    exact.iter().any(|&i| t + half_frame_s >= next_due[i])
+                }
+                _ => true,
+            };
+            let discard = if due {
+                ffmpeg::ffi::AVDiscard::AVDISCARD_DEFAULT
+            } else {
+                ffmpeg::ffi::AVDiscard::AVDISCARD_NONREF
+            };
+            // SAFETY: the decoder's context is valid; the codec reads this field for each
+            // packet it decodes (frame threads copy it when the packet is submitted).
+            unsafe { (*decoder.as_mut_ptr()).skip_loop_filter = discard };
+        }
         if let Err(e) = decoder.send_packet(&packet) {
             report.corrupt_packets += 1;
             last_error = Some(describe(e));
         }
         while decoder.receive_frame(&mut decoded).is_ok() {
-            on_frame(&decoded, &mut report)?;
+            on_frame(&decoded, &mut report, &mut first_pts, &mut next_due)?;
         }
     }
     // Draining only fails when the decoder was never fed; the frame count check below covers it.
     let _ = decoder.send_eof();
     while decoder.receive_frame(&mut decoded).is_ok() {
-        on_frame(&decoded, &mut report)?;
+        on_frame(&decoded, &mut report, &mut first_pts, &mut next_due)?;
     }
 
     if report.frame_times.is_empty() {
@@ -377,6 +415,45 @@ pub fn decode(
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The decoder's loop-filter setting for a decode: fixed, or chosen per packet.
+enum LoopFilter {
+    Fixed(ffmpeg::ffi::AVDiscard),
+    /// Reference frames always; other frames when one of these subscriptions (indices, each
+    /// sampled and needing exact pixels) may receive them.
+    PerPacket {
+        exact: Vec<usize>,
+    },
+}
+
+impl LoopFilter {
+    fn new(deblock: Deblock, subs: &[Subscription<'_>]) -> Self {
+        use ffmpeg::ffi::AVDiscard::{AVDISCARD_ALL, AVDISCARD_DEFAULT};
+        match deblock {
+            Deblock::Always => LoopFilter::Fixed(AVDISCARD_DEFAULT),
+            Deblock::Never => LoopFilter::Fixed(AVDISCARD_ALL),
+            Deblock::AsNeeded => {
+                let exact: Vec<usize> = (0..subs.len())
+                    .filter(|&i| subs[i].request.exact_pixels)
+                    .collect();
+                if exact.is_empty() {
+                    LoopFilter::Fixed(AVDISCARD_ALL)
+                } else if exact.iter().any(|&i| subs[i].request.sample_fps.is_none()) {
+                    LoopFilter::Fixed(AVDISCARD_DEFAULT)
+                } else {
+                    LoopFilter::PerPacket { exact }
+                }
+            }
+        }
+    }
+
+    fn initial(&self) -> ffmpeg::ffi::AVDiscard {
+        match self {
+            LoopFilter::Fixed(discard) => *discard,
+            LoopFilter::PerPacket { .. } => ffmpeg::ffi::AVDiscard::AVDISCARD_DEFAULT,
+        }
+    }
 }
 
 fn frame_time(

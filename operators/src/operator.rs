@@ -65,8 +65,10 @@ pub struct FrameRequest {
     pub layout: PixelLayout,
     /// Frames per second to deliver; `None` delivers every decoded frame.
     pub sample_fps: Option<f64>,
-    /// True when the analysis measures fine detail and needs the decoder's in-loop filtering;
-    /// when no subscriber needs it, the decoder skips the loop filter (about 1.3x faster).
+    /// True when the analysis measures fine detail and needs the decoder's in-loop filtering.
+    /// A DAG's decode filters only where such a subscription needs it
+    /// ([`crate::decode::Deblock::AsNeeded`]): nowhere when none does (about 1.3x faster), and
+    /// for a sampled one, the reference frames and the frames it may receive.
     pub exact_pixels: bool,
 }
 

@@ -13,7 +13,7 @@ use tracing::info_span;
 
 use crate::clip_stage;
 use crate::context::{content_id, text_id, SourceVideo, VideoContext};
-use crate::decode::{decode, DecodeOptions, Subscription};
+use crate::decode::{decode, Deblock, DecodeOptions, Subscription};
 use crate::error::{OperatorError, Result};
 use crate::operator::{AnalysisFrame, FrameRequest, FrameSink, Operator};
 use crate::output::Product;
@@ -118,9 +118,8 @@ impl VideoPlan {
         if sinks.iter().any(Option::is_some) {
             let requests: Vec<Option<FrameRequest>> =
                 self.nodes.iter().map(|n| n.op.frame_request()).collect();
-            let exact = requests.iter().flatten().any(|r| r.exact_pixels);
             let opts = DecodeOptions {
-                skip_loop_filter: !exact,
+                deblock: Deblock::AsNeeded,
                 ..self.decode.clone()
             };
             let mut subs: Vec<Subscription<'_>> = Vec::new();
@@ -206,7 +205,7 @@ impl VideoPlan {
         }
         let t = Instant::now();
         let opts = DecodeOptions {
-            skip_loop_filter: false,
+            deblock: Deblock::Always,
             ..self.decode.clone()
         };
         if let Err(e) = guarded("clip_stage", || clip_stage::run(ctx, sinks, &opts)) {
