@@ -16,6 +16,8 @@ use ffmpeg_next as ffmpeg;
 use crate::error::{OperatorError, Result};
 use crate::operator::{AnalysisFrame, FrameRequest, FrameSink, PixelLayout};
 
+mod luma;
+
 static INIT: Once = Once::new();
 
 /// Videos decoded by this process (benchmarks check that a DAG decodes each video once).
@@ -491,6 +493,12 @@ fn scale_into(
         return Ok(());
     }
     let (fmt, fw, fh) = (frame.format(), frame.width(), frame.height());
+    if layout == PixelLayout::Gray8
+        && (fw, fh) == (w, h)
+        && luma::gray_from_luma(frame, &mut buf.packed)
+    {
+        return Ok(());
+    }
     let stale = match &buf.scaler {
         Some((_, f, sw, sh)) => *f != fmt || *sw != fw || *sh != fh,
         None => true,
