@@ -182,23 +182,25 @@ fn extent(pixels: &[u8], w: u32, h: u32, limit: f64, dark: f64) -> Option<Extent
         return None;
     }
     // A row is content when it is bright on average or holds a few clearly bright pixels (dark
-    // scenery with detail); compression noise in a black bar does neither. One pass over the
-    // full-resolution frame gathers both.
+    // scenery with detail); compression noise in a black bar does neither. One sweep over the
+    // full-resolution frame gathers both, each row's sums and then its columns' while the row
+    // is in cache.
     let bright = (3.0 * limit).min(255.0) as u8;
-    let mut rows = vec![0u64; hu];
-    let mut cols = vec![0u64; wu];
+    // Sums fit u32: overflowing one takes over 16 million pixels of 255 in a row or column.
+    let mut rows = vec![0u32; hu];
+    let mut cols = vec![0u32; wu];
     let mut rows_bright = vec![0u32; hu];
     let mut cols_bright = vec![0u32; wu];
     for (y, row) in pixels.chunks_exact(wu).take(hu).enumerate() {
-        for (x, &p) in row.iter().enumerate() {
-            rows[y] += p as u64;
-            cols[x] += p as u64;
-            let b = u32::from(p > bright);
-            rows_bright[y] += b;
-            cols_bright[x] += b;
+        // Plain loops over the row, which the compiler vectorises.
+        rows[y] = row.iter().map(|&p| p as u32).sum();
+        rows_bright[y] = row.iter().map(|&p| u32::from(p > bright)).sum();
+        for ((c, cb), &p) in cols.iter_mut().zip(cols_bright.iter_mut()).zip(row) {
+            *c += p as u32;
+            *cb += u32::from(p > bright);
         }
     }
-    let total: u64 = rows.iter().sum();
+    let total: u64 = rows.iter().map(|&r| r as u64).sum();
     if (total as f64) / ((wu * hu) as f64) < dark {
         return None;
     }

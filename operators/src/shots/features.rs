@@ -71,7 +71,7 @@ impl Default for FrameSignals {
 
 struct Stored {
     rgb: Vec<u8>,
-    hsv: Vec<u8>,
+    hsv: Hsv,
     hist: [f32; HIST_BINS],
 }
 
@@ -190,9 +190,23 @@ impl SignalExtractor {
     }
 }
 
+/// A frame in HSV, one plane per channel (each on 0–255; hue wraps around), so that frame
+/// differences run as plain byte loops the compiler vectorises.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hsv {
+    pub h: Vec<u8>,
+    pub s: Vec<u8>,
+    pub v: Vec<u8>,
+}
+
 /// RGB → HSV with all three channels on 0–255 (hue wraps around).
-pub fn rgb_to_hsv(rgb: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(rgb.len());
+pub fn rgb_to_hsv(rgb: &[u8]) -> Hsv {
+    let n = rgb.len() / 3;
+    let mut out = Hsv {
+        h: Vec::with_capacity(n),
+        s: Vec::with_capacity(n),
+        v: Vec::with_capacity(n),
+    };
     for px in rgb.chunks_exact(3) {
         let (r, g, b) = (px[0] as i32, px[1] as i32, px[2] as i32);
         let max = r.max(g).max(b);
@@ -213,12 +227,15 @@ pub fn rgb_to_hsv(rgb: &[u8]) -> Vec<u8> {
             };
             sixth.rem_euclid(256)
         };
-        out.extend_from_slice(&[h as u8, s as u8, v as u8]);
+        out.h.push(h as u8);
+        out.s.push(s as u8);
+        out.v.push(v as u8);
     }
     out
 }
 
-/// 8×4 block means of each channel.
+/// 8×4 block means of each channel. Column `x` of a `width`-pixel row belongs to block column
+/// `x * 8 / width`, row `y` of `height` to block row `y * 4 / height`.
 fn thumbnail(rgb: &[u8], width: usize) -> [u8; THUMB_LEN] {
     let mut out = [0u8; THUMB_LEN];
     let width = width.max(1);
@@ -226,16 +243,28 @@ fn thumbnail(rgb: &[u8], width: usize) -> [u8; THUMB_LEN] {
     if height == 0 {
         return out;
     }
+    // Where each block column starts: the first x with x * 8 / width = column.
+    let mut starts = [width; 9];
+    for column in (0..8).rev() {
+        starts[column] = (column * width).div_ceil(8).min(starts[column + 1]);
+    }
     let mut sums = [0u32; THUMB_LEN];
     let mut counts = [0u32; 32];
     for y in 0..height {
         let by = y * 4 / height;
         let row = &rgb[y * width * 3..(y + 1) * width * 3];
-        for (x, px) in row.chunks_exact(3).enumerate() {
-            let cell = by * 8 + x * 8 / width;
-            counts[cell] += 1;
-            for c in 0..3 {
-                sums[cell * 3 + c] += px[c] as u32;
+        for column in 0..8 {
+            let part = &row[starts[column] * 3..starts[column + 1] * 3];
+            let mut rgb_sum = [0u32; 3];
+            for px in part.chunks_exact(3) {
+                rgb_sum[0] += px[0] as u32;
+                rgb_sum[1] += px[1] as u32;
+                rgb_sum[2] += px[2] as u32;
+            }
+            let cell = by * 8 + column;
+            counts[cell] += (part.len() / 3) as u32;
+            for (sum, add) in sums[cell * 3..cell * 3 + 3].iter_mut().zip(rgb_sum) {
+                *sum += add;
             }
         }
     }
@@ -245,30 +274,48 @@ fn thumbnail(rgb: &[u8], width: usize) -> [u8; THUMB_LEN] {
     out
 }
 
-fn hsv_diff(a: &[u8], b: &[u8]) -> f32 {
-    let mut total: u64 = 0;
-    for (pa, pb) in a.chunks_exact(3).zip(b.chunks_exact(3)) {
-        let dh = (pa[0] as i32 - pb[0] as i32).unsigned_abs();
-        let dh = dh.min(256 - dh);
-        total += dh as u64
-            + (pa[1] as i32 - pb[1] as i32).unsigned_abs() as u64
-            + (pa[2] as i32 - pb[2] as i32).unsigned_abs() as u64;
-    }
-    let pixels = (a.len() / 3).max(1) as f32;
-    total as f32 / (3.0 * pixels)
+/// Pixels per partial sum in [`sum_abs_diff`]: 65,536 differences of at most 255 fit a u32.
+const SUM_CHUNK: usize = 1 << 16;
+
+/// Σ f(a, b) over two byte planes, each term at most 255.
+fn sum_abs_diff(a: &[u8], b: &[u8], f: impl Fn(u8, u8) -> u8 + Copy) -> u64 {
+    a.chunks(SUM_CHUNK)
+        .zip(b.chunks(SUM_CHUNK))
+        .map(|(ca, cb)| {
+            ca.iter()
+                .zip(cb)
+                .map(|(&x, &y)| f(x, y) as u32)
+                .sum::<u32>() as u64
+        })
+        .sum()
 }
 
-fn hsv_histogram(hsv: &[u8]) -> [f32; HIST_BINS] {
-    let mut hist = [0f32; HIST_BINS];
-    for px in hsv.chunks_exact(3) {
-        let h = (px[0] >> 5) as usize;
-        let s = (px[1] >> 6) as usize;
-        let v = (px[2] >> 6) as usize;
-        hist[(h * 4 + s) * 4 + v] += 1.0;
+/// Mean |ΔH|, |ΔS|, |ΔV| over pixels and channels, 0–255 (hue differences go the short way
+/// round the circle).
+fn hsv_diff(a: &Hsv, b: &Hsv) -> f32 {
+    // |Δh| and 256 − |Δh| as bytes: the shorter way round (0 stays 0).
+    let dh = sum_abs_diff(&a.h, &b.h, |x, y| {
+        let d = x.abs_diff(y);
+        d.min(d.wrapping_neg())
+    });
+    let ds = sum_abs_diff(&a.s, &b.s, u8::abs_diff);
+    let dv = sum_abs_diff(&a.v, &b.v, u8::abs_diff);
+    let pixels = a.h.len().max(1) as f32;
+    (dh + ds + dv) as f32 / (3.0 * pixels)
+}
+
+fn hsv_histogram(hsv: &Hsv) -> [f32; HIST_BINS] {
+    // Whole counts (four interleaved tables, so that neighbouring pixels in one bin do not wait
+    // on each other), as fractions of the frame at the end.
+    let mut counts = [[0u32; HIST_BINS]; 4];
+    for (i, ((&h, &s), &v)) in hsv.h.iter().zip(&hsv.s).zip(&hsv.v).enumerate() {
+        let (h, s, v) = ((h >> 5) as usize, (s >> 6) as usize, (v >> 6) as usize);
+        counts[i & 3][(h * 4 + s) * 4 + v] += 1;
     }
-    let total = (hsv.len() / 3).max(1) as f32;
-    for bin in hist.iter_mut() {
-        *bin /= total;
+    let total = hsv.h.len().max(1) as f32;
+    let mut hist = [0f32; HIST_BINS];
+    for (b, bin) in hist.iter_mut().enumerate() {
+        *bin = counts.iter().map(|c| c[b]).sum::<u32>() as f32 / total;
     }
     hist
 }
@@ -294,10 +341,20 @@ fn luma_stats(rgb: &[u8]) -> (f32, f32) {
 /// Mean |a−b| and mean |m − (a+b)/2| over all channels.
 fn blend_stats(a: &[u8], m: &[u8], b: &[u8]) -> (f32, f32) {
     let (mut diff, mut residual) = (0u64, 0u64);
-    for ((&x, &y), &z) in a.iter().zip(m.iter()).zip(b.iter()) {
-        diff += (x as i32 - z as i32).unsigned_abs() as u64;
-        // Twice the residual, to stay in integers.
-        residual += (2 * y as i32 - x as i32 - z as i32).unsigned_abs() as u64;
+    // Partial sums in u32: a chunk's terms (at most 510 each) cannot overflow it.
+    for ((ca, cm), cb) in a
+        .chunks(SUM_CHUNK)
+        .zip(m.chunks(SUM_CHUNK))
+        .zip(b.chunks(SUM_CHUNK))
+    {
+        let (mut d, mut r) = (0u32, 0u32);
+        for ((&x, &y), &z) in ca.iter().zip(cm).zip(cb) {
+            d += x.abs_diff(z) as u32;
+            // Twice the residual, to stay in integers.
+            r += (2 * y as i32 - x as i32 - z as i32).unsigned_abs();
+        }
+        diff += d as u64;
+        residual += r as u64;
     }
     let n = a.len().max(1) as f32;
     (diff as f32 / n, residual as f32 / (2.0 * n))
@@ -310,10 +367,10 @@ mod tests {
     #[test]
     fn hue_of_primaries_is_spread_around_the_circle() {
         let hsv = rgb_to_hsv(&[255, 0, 0, 0, 255, 0, 0, 0, 255]);
-        assert_eq!(hsv[0], 0);
-        assert!((hsv[3] as i32 - 85).abs() <= 1);
-        assert!((hsv[6] as i32 - 170).abs() <= 1);
-        assert_eq!(hsv[1], 255);
+        assert_eq!(hsv.h[0], 0);
+        assert!((hsv.h[1] as i32 - 85).abs() <= 1);
+        assert!((hsv.h[2] as i32 - 170).abs() <= 1);
+        assert_eq!(hsv.s[0], 255);
     }
 
     #[test]
