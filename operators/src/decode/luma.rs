@@ -27,13 +27,24 @@ enum Range {
 }
 
 /// swscale's video-range to full-range luma conversion (FFmpeg 5.1 `lumRangeToJpeg` on its
-/// 15-bit intermediate, then rounding to 8 bits), one entry per luma value.
-fn video_to_full() -> [u8; 256] {
+/// 15-bit intermediate, then rounding to 8 bits), one entry per luma value, built at compile time.
+const VIDEO_TO_FULL: [u8; 256] = video_to_full();
+
+const fn video_to_full() -> [u8; 256] {
     let mut table = [0u8; 256];
-    for (y, out) in table.iter_mut().enumerate() {
+    let mut y = 0;
+    while y < 256 {
         let y15 = (y as i64) << 7;
-        let full15 = (y15.min(30189) * 19077 - 39_057_361) >> 14;
-        *out = ((full15 + 64) >> 7).clamp(0, 255) as u8;
+        let clipped = if y15 < 30189 { y15 } else { 30189 };
+        let full = (((clipped * 19077 - 39_057_361) >> 14) + 64) >> 7;
+        table[y] = if full < 0 {
+            0
+        } else if full > 255 {
+            255
+        } else {
+            full as u8
+        };
+        y += 1;
     }
     table
 }

@@ -244,10 +244,7 @@ fn thumbnail(rgb: &[u8], width: usize) -> [u8; THUMB_LEN] {
         return out;
     }
     // Where each block column starts: the first x with x * 8 / width = column.
-    let mut starts = [width; 9];
-    for column in (0..8).rev() {
-        starts[column] = (column * width).div_ceil(8).min(starts[column + 1]);
-    }
+    let starts: [usize; 9] = std::array::from_fn(|column| (column * width).div_ceil(8));
     let mut sums = [0u32; THUMB_LEN];
     let mut counts = [0u32; 32];
     for y in 0..height {
