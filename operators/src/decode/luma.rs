@@ -70,7 +70,7 @@ pub fn gray_from_luma(frame: &VideoFrame, out: &mut Vec<u8>) -> bool {
             }
         }
         Range::Video => {
-            let table = video_to_full();
+            let table = &VIDEO_TO_FULL;
             for y in 0..h {
                 out.extend(
                     data[y * stride..y * stride + w]
