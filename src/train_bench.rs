@@ -1,4 +1,4 @@
-//! The trainer's benchmarks (`kelp bench vae-step|dit-step|dit-cost|allreduce`): their options
+//! The trainer's benchmarks (`kelp bench vae-step|dit-step|dit-dp|dit-cost|allreduce`): their options
 //! and dispatch, shared by `kelp-video` and `kelp-train` (the training commands without the
 //! video libraries, for GPU nodes).
 
@@ -62,6 +62,30 @@ pub enum TrainBenchCommand {
     /// The DiT's runtime-balance cost model, measured: a training step of one packed row of
     /// each token count, fitted to fixed + linear·n + quadratic·n² and printed as the
     /// `[data] cost_model` line of a DiT config.
+    /// Data-parallel DiT training steps with the gradients all-reduced after the backward pass
+    /// and during it (launch like training: `mpirun -np 2 kelp bench dit-dp`)
+    DitDp {
+        #[arg(long, default_value = "small100m")]
+        preset: String,
+        /// Override the preset's width, in heads as wide as the preset's (a smaller model for a CPU)
+        #[arg(long)]
+        hidden: Option<usize>,
+        /// Override the preset's depth
+        #[arg(long)]
+        depth: Option<usize>,
+        #[arg(long, default_value = "seaweed48x")]
+        vae: String,
+        #[arg(long, default_value_t = 32)]
+        text_len: usize,
+        /// Clips per rank per step
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Runs of each way, alternated
+        #[arg(long, default_value_t = 2)]
+        reps: usize,
+        #[command(flatten)]
+        step: StepShape,
+    },
     DitCost {
         /// The DiT training config (its [model], [flow] and [train] precision).
         #[arg(long)]
@@ -161,6 +185,36 @@ pub fn run(command: TrainBenchCommand) -> Result<()> {
                 peer_python,
             })?;
             print!("{report}");
+            Ok(())
+        }
+        TrainBenchCommand::DitDp {
+            preset,
+            hidden,
+            depth,
+            vae,
+            text_len,
+            batch,
+            reps,
+            step,
+        } => {
+            use kelp_trainer::train::dit::dp_bench;
+            let report = dp_bench::run(&dp_bench::DitDpArgs {
+                preset,
+                hidden,
+                depth,
+                vae,
+                frames: step.frames,
+                size: step.size,
+                text_len,
+                batch,
+                steps: step.steps,
+                reps,
+                device: step.device,
+                precision: step.precision,
+            })?;
+            if let Some(report) = report {
+                print!("{report}");
+            }
             Ok(())
         }
         TrainBenchCommand::DitCost {

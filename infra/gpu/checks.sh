@@ -40,9 +40,11 @@ if [ "$device" = cuda ]; then
   step allreduce bench allreduce --device cuda --sizes-mb 1,4,16,64,256
   step vae-step bench vae-step --preset seaweed48x --frames 17 --size 256 --batch 1 --device cuda --precision bf16
   step dit-step bench dit-step --preset small100m --frames 17 --size 256 --batch 4 --device cuda --precision bf16 --peer --peer-python "$py"
+  step dit-dp bench dit-dp --preset small100m --frames 17 --size 256 --batch 2 --steps 4 --reps 2 --device cuda --precision bf16
 else
   step allreduce bench allreduce --device cpu --sizes-mb 1,4 --reps 1
   step vae-step bench vae-step --preset tiny --frames 5 --size 32 --batch 1 --steps 1 --device cpu
   step dit-step bench dit-step --preset tiny --vae tiny --frames 5 --size 32 --batch 2 --steps 1 --device cpu --peer --peer-python "$py"
+  step dit-dp bench dit-dp --preset tiny --vae tiny --frames 5 --size 32 --batch 1 --steps 1 --reps 1 --device cpu --precision f32
 fi
 exit $status

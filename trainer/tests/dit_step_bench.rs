@@ -1,6 +1,8 @@
 //! `kelp bench dit-step`: kelp's own step on a tiny DiT, and (with PyTorch installed by
 //! `infra/install-bench.sh`) the PyTorch peer, which must build a model of exactly kelp's
-//! parameter count or is not compared.
+//! parameter count or is not compared. `kelp bench dit-dp` in one process: both ways of
+//! all-reducing are timed through the shared loop (the overlapped one with an identity
+//! all-reduce).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -40,6 +42,64 @@ fn kelp_step_is_timed_on_the_tiny_preset() {
     let text = report.to_string();
     assert!(text.contains("| kelp (burn) |"), "{text}");
     assert!(!text.contains("PyTorch"), "{text}");
+}
+
+#[test]
+fn data_parallel_steps_are_timed_both_ways_in_one_process() {
+    use kelp_trainer::train::dit::dp_bench::{run, DitDpArgs};
+    let report = run(&DitDpArgs {
+        preset: "tiny".into(),
+        hidden: Some(72),
+        depth: Some(2),
+        vae: "tiny".into(),
+        frames: 5,
+        size: 32,
+        text_len: 6,
+        batch: 1,
+        steps: 2,
+        reps: 1,
+        device: DeviceChoice::Cpu,
+        precision: Precision::F32,
+    })
+    .unwrap()
+    .expect("rank 0 of one has the report");
+    assert_eq!(report.world, 1);
+    assert_eq!(report.collective, "local");
+    let mut config = DitConfig::tiny();
+    config.hidden = 72;
+    config.heads = 6;
+    config.depth = 2;
+    assert_eq!(report.params, config.params() as u64);
+    assert_eq!(report.rows.len(), 2);
+    for r in &report.rows {
+        assert!(
+            r.step_s > 0.0 && r.wait_s >= 0.0 && r.wait_s < r.step_s,
+            "{r:?}"
+        );
+    }
+    let text = report.to_string();
+    assert!(text.contains("| during the backward pass |"), "{text}");
+    let bad = run(&DitDpArgs {
+        preset: "tiny".into(),
+        hidden: Some(50),
+        depth: None,
+        vae: "tiny".into(),
+        frames: 5,
+        size: 32,
+        text_len: 6,
+        batch: 1,
+        steps: 1,
+        reps: 1,
+        device: DeviceChoice::Cpu,
+        precision: Precision::F32,
+    })
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(
+        bad.contains("--hidden 50"),
+        "a width not a multiple of the heads': {bad}"
+    );
 }
 
 #[test]

@@ -42,11 +42,26 @@ pub enum DistError {
 }
 
 /// What a data-parallel trainer asks of the other ranks. Every rank calls the same operations
-/// in the same order with buffers of the same length.
-pub trait Collective {
+/// in the same order with buffers of the same length. A collective is `Send`: the trainer lends
+/// it to a communication thread that all-reduces gradients while the backward pass goes on
+/// (`train::overlap`), never to two threads at once.
+pub trait Collective: Send {
     /// Which implementation this is (for the log line that says how the job is joined).
     fn name(&self) -> &'static str;
     fn world(&self) -> &World;
+    /// Whether the operations may run on a thread other than the one that joined (one thread
+    /// at a time). MPI says so only when it was initialised with `MPI_THREAD_SERIALIZED` or
+    /// more; without it the trainer all-reduces after the backward pass, on its own thread.
+    fn any_thread(&self) -> bool {
+        true
+    }
+    /// Whether gradients should be all-reduced during the backward pass unless the config says
+    /// otherwise: where the backward pass runs on a GPU, so a host thread driving the collective
+    /// takes nothing from it (NCCL). On CPU ranks the backward pass already uses every core and
+    /// the communication thread competes with it (`train::overlap` has the measurement).
+    fn overlap_by_default(&self) -> bool {
+        false
+    }
     /// Replaces `buf` on every rank by the element-wise sum of every rank's `buf`.
     fn all_reduce_sum(&mut self, buf: &mut [f32]) -> Result<(), DistError>;
     /// Replaces `buf` on every rank by `root`'s.

@@ -5,6 +5,7 @@ use mpi::collective::SystemOperation;
 use mpi::environment::Universe;
 use mpi::topology::Communicator;
 use mpi::traits::{CommunicatorCollectives, Root};
+use mpi::Threading;
 
 use super::{Collective, DistError, World};
 
@@ -14,13 +15,23 @@ pub struct Mpi {
     universe: Universe,
     world: World,
     scratch: Vec<f32>,
+    /// The thread support MPI granted (`MPI_THREAD_SERIALIZED` is asked for).
+    threading: Threading,
 }
 
 impl Mpi {
-    /// Initialises MPI and checks that its world is the one the launcher described.
+    /// Initialises MPI, asking for `MPI_THREAD_SERIALIZED` (calls from any thread, one at a
+    /// time: the trainer's communication thread), and checks that its world is the one the
+    /// launcher described.
     pub fn init(world: World) -> Result<Mpi, DistError> {
-        let universe = mpi::initialize()
+        let (universe, threading) = mpi::initialize_with_threading(Threading::Serialized)
             .ok_or_else(|| DistError::Setup("MPI is already initialised in this process".into()))?;
+        if !matches!(threading, Threading::Serialized | Threading::Multiple) {
+            tracing::warn!(
+                ?threading,
+                "MPI grants less than MPI_THREAD_SERIALIZED: gradients are all-reduced after the backward pass, not during it"
+            );
+        }
         let comm = universe.world();
         let (rank, size) = (comm.rank() as usize, comm.size() as usize);
         if (rank, size) != (world.rank, world.size) {
@@ -33,6 +44,7 @@ impl Mpi {
             universe,
             world,
             scratch: Vec::new(),
+            threading,
         })
     }
 }
@@ -43,6 +55,9 @@ impl Collective for Mpi {
     }
     fn world(&self) -> &World {
         &self.world
+    }
+    fn any_thread(&self) -> bool {
+        matches!(self.threading, Threading::Serialized | Threading::Multiple)
     }
     fn all_reduce_sum(&mut self, buf: &mut [f32]) -> Result<(), DistError> {
         self.scratch.clear();

@@ -30,6 +30,12 @@ pub struct Nccl {
     _bootstrap: Option<Box<dyn Collective>>,
 }
 
+// SAFETY: NCCL lets a communicator be used from any thread as long as no two calls on it run
+// at once; `Collective` takes `&mut self` for every operation, so a `Nccl` is used by one thread
+// at a time, and `staged` binds the CUDA context to the calling thread before its first call
+// (cudarc's stream operations bind it too). The MPI bootstrap is `Send` itself.
+unsafe impl Send for Nccl {}
+
 fn op_err(op: &'static str, size: usize, e: impl std::fmt::Debug) -> DistError {
     DistError::Op {
         op,
@@ -96,6 +102,11 @@ impl Nccl {
         }
         let size = self.world.size;
         let stream = self.stream.clone();
+        // The trainer's communication thread may be the caller (`train::overlap`).
+        stream
+            .context()
+            .bind_to_thread()
+            .map_err(|e| op_err(op, size, e))?;
         let n = buf.len();
         // The staging buffer grows to the largest bucket seen and is kept.
         let mut staging = match self.staging.take() {
@@ -151,6 +162,9 @@ impl Collective for Nccl {
     }
     fn world(&self) -> &World {
         &self.world
+    }
+    fn overlap_by_default(&self) -> bool {
+        true
     }
     fn all_reduce_sum(&mut self, buf: &mut [f32]) -> Result<(), DistError> {
         let size = self.world.size;

@@ -139,7 +139,7 @@ fn dist_err(e: DistError) -> TrainError {
 
 /// The job's collective; on a GPU NCCL even for one rank, so the path training takes is the one
 /// measured.
-fn join(selected: &Selected) -> Result<Box<dyn Collective>, DistError> {
+pub(crate) fn join(selected: &Selected) -> Result<Box<dyn Collective>, DistError> {
     let world = dist::from_env()?;
     match selected {
         Selected::Cpu { .. } => dist::join(),

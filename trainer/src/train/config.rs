@@ -55,6 +55,16 @@ pub struct TrainSpec {
     /// Peak TFLOP/s of the GPU for MFU when kelp does not know the card.
     #[serde(default)]
     pub peak_tflops: Option<f64>,
+    /// All-reduce gradients while the backward pass goes on, as each part of the model's
+    /// gradients becomes final (the DiT's output layer, each block, then the embeddings:
+    /// `train::overlap`), or after it (`false`). Absent: during it where the collective hides
+    /// the work (NCCL: the backward pass runs on the GPU) and the gradients fill more than one
+    /// bucket (`overlap::STREAM_BUCKET_FLOATS`, 16 MB); after it on CPU ranks (MPI), where the
+    /// communication thread competes with the backward pass for the cores. `true` takes the
+    /// overlapped path even in a single process (the all-reduce then an identity), to measure
+    /// it. Models without such parts (the VAE) hand their gradients over at the end either way.
+    #[serde(default)]
+    pub overlap_allreduce: Option<bool>,
 }
 
 fn d_lr() -> f64 {

@@ -1,4 +1,4 @@
-//! Training: device selection ([`backend`]), the collective's bandwidth and step budget ([`allreduce_bench`]), runtime balance across ranks ([`balance`]), the shared config sections ([`config`]), the loop
+//! Training: device selection ([`backend`]), the collective's bandwidth and step budget ([`allreduce_bench`]), runtime balance across ranks ([`balance`]), gradients all-reduced during the backward pass ([`overlap`]), the shared config sections ([`config`]), the loop
 //! every model uses ([`trainer`]) with its optimizer pieces ([`optim`]), batch sources
 //! ([`source`], [`synthetic`], the loader as one: [`loader_source`], with the held-out [`split`]), a run's location ([`store`]) and start ([`run`]), checkpoints ([`checkpoint`],
 //! [`weights`]) and metrics ([`metrics`], [`plot`]); the VAE's task and commands ([`vae`]); the
@@ -18,6 +18,7 @@ pub mod dit;
 pub mod loader_source;
 pub mod metrics;
 pub mod optim;
+pub mod overlap;
 pub mod plot;
 pub mod run;
 pub mod source;

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, Module};
 use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
@@ -20,6 +20,7 @@ use super::config::{CheckpointSpec, LogSpec, TrainSpec};
 use super::data_parallel::{agree, all_reduce_grads, broadcast_weights, rank_imbalance};
 use super::metrics::MetricsLog;
 use super::optim::{adamw, clip_global_norm, scale_grads, Ema};
+use super::overlap::{all_reduce_during, Ready, STREAM_BUCKET_FLOATS};
 use super::source::BatchSource;
 use super::store::RunStore;
 use super::weights;
@@ -90,6 +91,22 @@ pub trait Task<B: AutodiffBackend> {
         at: StepAt,
     ) -> Result<StepGradients<B>, TrainError> {
         Ok(self.loss(model, batch, at)?.into_gradients(model))
+    }
+    /// [`Task::gradients`] handing each part of the gradients to `ready` as soon as the
+    /// backward pass has made it final, so its all-reduce overlaps the rest of the backward
+    /// pass ([`super::overlap`]); the parts cover disjoint parameters and every rank hands over
+    /// the same parts in the same order. Returns the loss, with no gradients left. By default
+    /// the whole backward pass runs first and its gradients go as one part.
+    fn gradients_streamed(
+        &mut self,
+        model: &Self::Model,
+        batch: &Self::Batch,
+        at: StepAt,
+        ready: &mut Ready<'_>,
+    ) -> Result<StepGradients<B>, TrainError> {
+        let mut g = self.gradients(model, batch, at)?;
+        ready(std::mem::take(&mut g.grads))?;
+        Ok(g)
     }
     /// Samples (clips) in a batch.
     fn samples(&self, batch: &Self::Batch) -> usize;
@@ -235,6 +252,7 @@ where
             "tflops",
             "mfu",
             "rank_compute_max_over_mean",
+            "allreduce_wait_s",
         ]
         .iter()
         .map(|s| s.to_string()),
@@ -258,12 +276,34 @@ where
     let mut t0 = Instant::now();
     // Sum over the interval's steps of the slowest rank's compute time over the mean rank's.
     let mut imbalance_sum = 0.0f64;
+    // Sum over the interval's steps of the time spent waiting for the gradients' all-reduce
+    // beyond the backward pass (all of it when it runs after the backward pass).
+    let mut wait_sum = 0.0f64;
     let mut last = Vec::new();
     let mut saved_at = step;
 
+    // Gradients all-reduced during the last micro-batch's backward pass (`train::overlap`):
+    // as the config says (`true` runs that path even alone, to measure it), else where the
+    // collective hides it and the gradients fill more than one bucket.
+    let overlap = coll.any_thread()
+        && match spec.overlap_allreduce {
+            Some(on) => on,
+            None => {
+                world > 1 && coll.overlap_by_default() && model.num_params() > STREAM_BUCKET_FLOATS
+            }
+        };
+    if (world > 1 || overlap) && rank == 0 {
+        tracing::info!(
+            collective = coll.name(),
+            overlap,
+            "gradients are all-reduced {} the backward pass",
+            if overlap { "during" } else { "after" }
+        );
+    }
     while step < until {
         let lr = spec.lr_at(step);
         let mut accum = GradientsAccumulator::<T::Model>::new();
+        let mut reduced = None;
         let mut compute_s = 0.0f64;
         for micro in 0..spec.grad_accum {
             let batch = source.next_batch()?;
@@ -273,8 +313,29 @@ where
                 seed: spec.seed,
             };
             let started = Instant::now();
-            let l = task.gradients(&model, &batch, at)?;
-            compute_s += started.elapsed().as_secs_f64();
+            let l = if overlap && micro + 1 == spec.grad_accum {
+                let earlier = std::mem::replace(&mut accum, GradientsAccumulator::new()).grads();
+                let scale = 1.0 / spec.grad_accum as f32;
+                let o =
+                    all_reduce_during::<B, _, _>(&model, coll, earlier, scale, device, |ready| {
+                        task.gradients_streamed(&model, &batch, at, ready)
+                    })?;
+                compute_s += o.backward_s;
+                wait_sum += o.exposed_s;
+                tracing::debug!(
+                    step,
+                    buckets = o.buckets,
+                    during_backward = o.during_backward,
+                    exposed_s = o.exposed_s,
+                    "all-reduce overlapped with the backward pass"
+                );
+                reduced = Some(o.grads);
+                o.value
+            } else {
+                let l = task.gradients(&model, &batch, at)?;
+                compute_s += started.elapsed().as_secs_f64();
+                l
+            };
             // Samples of the whole job (every rank takes a batch); FLOPs of this device.
             interval_samples += (task.samples(&batch) * world) as u64;
             interval_flops += task.flops(&batch);
@@ -297,11 +358,19 @@ where
             compute_s += waited.elapsed().as_secs_f64();
             imbalance_sum += rank_imbalance(coll, compute_s)?;
         }
-        let mut grads = accum.grads();
-        if spec.grad_accum > 1 {
-            scale_grads::<B, _>(&model, &mut grads, 1.0 / spec.grad_accum as f64, device);
-        }
-        all_reduce_grads::<B, _>(&model, &mut grads, coll, device)?;
+        let mut grads = match reduced {
+            Some(g) => g,
+            None => {
+                let mut grads = accum.grads();
+                if spec.grad_accum > 1 {
+                    scale_grads::<B, _>(&model, &mut grads, 1.0 / spec.grad_accum as f64, device);
+                }
+                let waited = Instant::now();
+                all_reduce_grads::<B, _>(&model, &mut grads, coll, device)?;
+                wait_sum += waited.elapsed().as_secs_f64();
+                grads
+            }
+        };
         let norm = clip_global_norm::<B, _>(&model, &mut grads, spec.grad_clip, device);
         norm_sum = Some(match norm_sum.take() {
             Some(s) => s + norm,
@@ -357,6 +426,7 @@ where
                     f64::NAN
                 },
             ));
+            row.push(("allreduce_wait_s".into(), wait_sum / steps_n.max(1) as f64));
             if let Some(log) = log.as_mut() {
                 log.row(step, &row)?;
             }
@@ -366,6 +436,7 @@ where
             interval_samples = 0;
             interval_flops = 0.0;
             imbalance_sum = 0.0;
+            wait_sum = 0.0;
             t0 = Instant::now();
         }
 

@@ -1,6 +1,8 @@
 //! Runtime balance under `mpirun`: the tiny DiT trained on packed steps whose rows are dealt to
 //! ranks by predicted cost (`train::dit::balanced`), each rank's loss weighted by its share,
-//! ends where one process training on the whole packed steps ends.
+//! ends where one process training on the whole packed steps ends; with the gradients
+//! all-reduced during the backward pass (the default, `train::overlap`: a communication thread
+//! calls MPI while the backward pass goes on) the ranks end where they end with it after.
 
 use std::path::Path;
 
@@ -103,9 +105,12 @@ fn batches(all: &[PackedSample], steps: Vec<RankStep>) -> Vec<DitInput> {
         .collect()
 }
 
-fn train(dir: &Path, input: Vec<DitInput>, coll: &mut dyn Collective) -> Vec<f32> {
-    let spec: TrainSpec =
-        parse_toml("steps = 4\nlr = 2e-3\nwarmup_steps = 1\nseed = 5", "test").unwrap();
+fn train(dir: &Path, input: Vec<DitInput>, coll: &mut dyn Collective, overlap: bool) -> Vec<f32> {
+    let spec: TrainSpec = parse_toml(
+        &format!("steps = 4\nlr = 2e-3\nwarmup_steps = 1\nseed = 5\noverlap_allreduce = {overlap}"),
+        "test",
+    )
+    .unwrap();
     let device = Default::default();
     let config = config();
     let mut source = FixedBatches::new(input, 5).unwrap();
@@ -138,7 +143,12 @@ pub fn balanced_training_matches_one_process(dir: &Path, coll: &mut dyn Collecti
         mine.iter().any(|s| (s.loss_weight - 1.0).abs() > 0.01),
         "every share is even: the weights go untested"
     );
-    let dp = train(&dir.join("dit-dp"), batches(&all, mine), coll);
+    assert!(
+        n == 1 || coll.any_thread(),
+        "MPI does not grant MPI_THREAD_SERIALIZED: the overlapped all-reduce would go untested"
+    );
+    let dp = train(&dir.join("dit-dp"), batches(&all, mine.clone()), coll, true);
+    let after = train(&dir.join("dit-after"), batches(&all, mine), coll, false);
     // The same ranks without the share weights: the all-reduce then averages rank means.
     let mut unweighted = batches(&all, shares(&all, n, r, ROWS));
     for b in &mut unweighted {
@@ -146,17 +156,13 @@ pub fn balanced_training_matches_one_process(dir: &Path, coll: &mut dyn Collecti
             p.loss_weight = 1.0;
         }
     }
-    let unweighted = train(&dir.join("dit-unweighted"), unweighted, coll);
+    let unweighted = train(&dir.join("dit-unweighted"), unweighted, coll, true);
     if r == 0 {
         // The ranks' compute times were compared every step: the slowest over the mean.
-        let metrics = std::fs::read_to_string(dir.join("dit-dp/metrics.csv")).unwrap();
-        let header: Vec<&str> = metrics.lines().next().unwrap().split(',').collect();
-        let col = header
-            .iter()
-            .position(|c| *c == "rank_compute_max_over_mean")
-            .unwrap();
-        for row in metrics.lines().skip(1) {
-            let v: f64 = row.split(',').nth(col).unwrap().parse().unwrap();
+        for v in column(
+            &dir.join("dit-dp/metrics.csv"),
+            "rank_compute_max_over_mean",
+        ) {
             assert!((1.0..10.0).contains(&v), "max/mean rank compute {v}");
         }
         let mut alone = Local::default();
@@ -164,7 +170,19 @@ pub fn balanced_training_matches_one_process(dir: &Path, coll: &mut dyn Collecti
             &dir.join("dit-single"),
             batches(&all, shares(&all, 1, 0, n * ROWS)),
             &mut alone,
+            true,
         );
+        // Both ways of all-reducing logged their wait.
+        for run in ["dit-dp", "dit-after"] {
+            let wait = column(&dir.join(run).join("metrics.csv"), "allreduce_wait_s");
+            assert!(
+                wait.iter().all(|w| (0.0..60.0).contains(w)),
+                "{run}: {wait:?}"
+            );
+        }
+        let during_vs_after = super::max_diff(&dp, &after);
+        println!("balanced DiT, {n} ranks: all-reduce during vs after the backward pass: max weight difference {during_vs_after:e}");
+        assert!(during_vs_after < 3e-5, "{during_vs_after}");
         let d = super::max_diff(&dp, &single);
         let wrong = super::max_diff(&unweighted, &single);
         println!(
@@ -176,4 +194,16 @@ pub fn balanced_training_matches_one_process(dir: &Path, coll: &mut dyn Collecti
             "the check cannot tell: {wrong} vs {d}"
         );
     }
+}
+
+/// The values of one column of a metrics file.
+fn column(path: &Path, name: &str) -> Vec<f64> {
+    let metrics = std::fs::read_to_string(path).unwrap();
+    let header: Vec<&str> = metrics.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|c| *c == name).unwrap();
+    metrics
+        .lines()
+        .skip(1)
+        .map(|row| row.split(',').nth(col).unwrap().parse().unwrap())
+        .collect()
 }

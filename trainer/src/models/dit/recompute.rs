@@ -30,6 +30,8 @@ type Inner<B> = <B as AutodiffBackend>::InnerBackend;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecomputePlan {
     recompute: Vec<bool>,
+    /// Every block its own piece, kept ones too ([`RecomputePlan::per_block`]).
+    per_block: bool,
 }
 
 impl RecomputePlan {
@@ -45,7 +47,18 @@ impl RecomputePlan {
             })?;
             *slot = true;
         }
-        Ok(RecomputePlan { recompute })
+        Ok(RecomputePlan {
+            recompute,
+            per_block: false,
+        })
+    }
+
+    /// The plan with kept blocks differentiated one at a time too, so each block's gradients
+    /// are final as soon as the backward pass leaves it ([`backward_pieces`]: what overlapping
+    /// the gradients' all-reduce with the backward pass needs). The gradients are the same.
+    pub fn per_block(mut self) -> Self {
+        self.per_block = true;
+        self
     }
 
     /// Blocks that recompute.
@@ -59,7 +72,7 @@ impl RecomputePlan {
         let mut runs: Vec<(Range<usize>, bool)> = Vec::new();
         for (i, &r) in self.recompute.iter().enumerate() {
             match runs.last_mut() {
-                Some((range, false)) if !r => range.end = i + 1,
+                Some((range, false)) if !r && !self.per_block => range.end = i + 1,
                 _ => runs.push((i..i + 1, r)),
             }
         }
@@ -234,71 +247,129 @@ pub fn backward<B: AutodiffBackend>(
     tapes: Vec<Tape<B>>,
 ) -> GradientsParams {
     let mut accum = GradientsAccumulator::<Dit<B>>::new();
-    let mut grads = loss.backward();
-    let mut outflow = Vec::with_capacity(tapes.len());
-    for t in &tapes {
-        outflow.push((t.head_video.grad(&grads), t.head_cond.grad(&grads)));
-        accum.accumulate(model, GradientsParams::from_module(&mut grads, &t.head.0));
-        accum.accumulate(model, GradientsParams::from_module(&mut grads, &t.head.1));
-    }
-    for (tape, (g_video, g_cond)) in tapes.into_iter().zip(outflow) {
-        tape.backward(model, g_video, g_cond, &mut accum);
-    }
+    backward_pieces(model, loss, tapes, &mut |piece| {
+        accum.accumulate(model, piece);
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .unwrap_or_else(|never| match never {});
     accum.grads()
 }
 
-impl<B: AutodiffBackend> Tape<B> {
-    /// Runs the backward pass from the output layer's input gradients down to the embeddings,
-    /// one run of blocks at a time, adding each piece's parameter gradients to `accum`. A
-    /// gradient that is `None` flows from nothing the loss depends on (the last block's text
-    /// stream): it is left out, so parameters only it reaches get no gradient, as in the plain
-    /// backward pass.
-    fn backward(
-        self,
-        model: &Dit<B>,
-        g_video: Option<Tensor<Inner<B>, 3>>,
-        g_cond: Option<Tensor<Inner<B>, 3>>,
-        accum: &mut GradientsAccumulator<Dit<B>>,
-    ) {
-        let (streams, cond_video, cond_text) = self.prepared;
-        let (mut g_video, mut g_text) = (g_video, None);
-        let (mut g_cond_video, mut g_cond_text) = (g_cond, None);
-        for run in self.runs.into_iter().rev() {
-            let (params, leaves, output) = match run {
-                Run::Recompute { blocks, input } => {
-                    let params = fresh(model.blocks[blocks].to_vec());
-                    let leaves = Leaves::new(input, &self.cond);
-                    let output =
-                        run_blocks(&params, &leaves, &self.rope, self.bias.as_ref(), self.c);
-                    (params, leaves, output)
-                }
-                Run::Kept {
-                    params,
-                    leaves,
-                    output,
-                } => (params, leaves, output),
-            };
-            let Some(grads) =
-                surrogate([(output.video, g_video), (output.text, g_text)]).map(|s| s.backward())
-            else {
-                return;
-            };
-            g_video = leaves.video.grad(&grads);
+/// [`backward`] handing each piece's gradients to `ready` as soon as they are final: the output
+/// layer's, then each run of blocks' from the last to the first (every tape's backward through
+/// a run is done before the run's gradients go), then the embeddings'. The pieces cover
+/// disjoint parameters, so their union is what [`backward`] returns; what `ready` does with a
+/// piece (start its all-reduce) overlaps the backward pass through the pieces below it. An
+/// error from `ready` stops the pass.
+pub fn backward_pieces<B: AutodiffBackend, E>(
+    model: &Dit<B>,
+    loss: Tensor<B, 1>,
+    tapes: Vec<Tape<B>>,
+    ready: &mut dyn FnMut(GradientsParams) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut grads = loss.backward();
+    let mut head = GradientsAccumulator::<Dit<B>>::new();
+    let mut flows = Vec::with_capacity(tapes.len());
+    let mut tapes_runs = Vec::with_capacity(tapes.len());
+    let mut embeddings = Vec::with_capacity(tapes.len());
+    for t in tapes {
+        flows.push(Some(Outflow {
+            video: t.head_video.grad(&grads),
+            text: None,
+            cond_video: t.head_cond.grad(&grads),
+            cond_text: None,
+        }));
+        head.accumulate(model, GradientsParams::from_module(&mut grads, &t.head.0));
+        head.accumulate(model, GradientsParams::from_module(&mut grads, &t.head.1));
+        let shared = Shared {
+            cond: t.cond,
+            rope: t.rope,
+            bias: t.bias,
+            c: t.c,
+        };
+        tapes_runs.push((t.runs, shared));
+        embeddings.push(t.prepared);
+    }
+    ready(head.grads())?;
+    let depth = tapes_runs.first().map_or(0, |(runs, _)| runs.len());
+    for _ in 0..depth {
+        let mut piece = GradientsAccumulator::<Dit<B>>::new();
+        for ((runs, shared), flow) in tapes_runs.iter_mut().zip(flows.iter_mut()) {
+            let Some(run) = runs.pop() else { continue };
+            let Some(f) = flow.take() else { continue };
+            if let Some((next, grads)) = shared.backward_run(model, run, f) {
+                *flow = Some(next);
+                piece.accumulate(model, grads);
+            }
+        }
+        ready(piece.grads())?;
+    }
+    let mut terms = Vec::new();
+    for ((streams, cond_video, cond_text), flow) in embeddings.into_iter().zip(flows) {
+        if let Some(f) = flow {
+            terms.extend(surrogate([
+                (streams.video, f.video),
+                (streams.text, f.text),
+                (cond_video, f.cond_video),
+                (cond_text, f.cond_text),
+            ]));
+        }
+    }
+    match terms.into_iter().reduce(|a, b| a + b) {
+        Some(s) => ready(GradientsParams::from_grads(s.backward(), model)),
+        None => Ok(()),
+    }
+}
 
-            g_text = leaves.text.grad(&grads);
-            g_cond_video = add::<B>(g_cond_video, leaves.cond_video.grad(&grads));
-            g_cond_text = add::<B>(g_cond_text, leaves.cond_text.grad(&grads));
-            accum.accumulate(model, GradientsParams::from_grads(grads, &params));
-        }
-        let embeddings = surrogate([
-            (streams.video, g_video),
-            (streams.text, g_text),
-            (cond_video, g_cond_video),
-            (cond_text, g_cond_text),
-        ]);
-        if let Some(s) = embeddings {
-            accum.accumulate(model, GradientsParams::from_grads(s.backward(), model));
-        }
+/// The gradients flowing out of a run of blocks into the one before it (`None`: nothing the
+/// loss depends on flows there, as from the last block's text stream).
+struct Outflow<B: AutodiffBackend> {
+    video: Option<Tensor<Inner<B>, 3>>,
+    text: Option<Tensor<Inner<B>, 3>>,
+    cond_video: Option<Tensor<Inner<B>, 3>>,
+    cond_text: Option<Tensor<Inner<B>, 3>>,
+}
+
+/// What every run of one tape computes with.
+struct Shared<B: AutodiffBackend> {
+    cond: (Tensor<Inner<B>, 3>, Tensor<Inner<B>, 3>),
+    rope: RopeTable<B>,
+    bias: Option<Tensor<B, 4>>,
+    c: Compute,
+}
+
+impl<B: AutodiffBackend> Shared<B> {
+    /// The backward pass through one run of blocks (recomputed first if its forward kept
+    /// nothing), from the gradients flowing into its output: the gradients flowing out of its
+    /// input and its parameters' gradients. `None` when no gradient reaches it, so parameters
+    /// only that path reaches get no gradient, as in the plain backward pass.
+    fn backward_run(
+        &self,
+        model: &Dit<B>,
+        run: Run<B>,
+        into: Outflow<B>,
+    ) -> Option<(Outflow<B>, GradientsParams)> {
+        let (params, leaves, output) = match run {
+            Run::Recompute { blocks, input } => {
+                let params = fresh(model.blocks[blocks].to_vec());
+                let leaves = Leaves::new(input, &self.cond);
+                let output = run_blocks(&params, &leaves, &self.rope, self.bias.as_ref(), self.c);
+                (params, leaves, output)
+            }
+            Run::Kept {
+                params,
+                leaves,
+                output,
+            } => (params, leaves, output),
+        };
+        let grads = surrogate([(output.video, into.video), (output.text, into.text)])?.backward();
+        let out = Outflow {
+            video: leaves.video.grad(&grads),
+            text: leaves.text.grad(&grads),
+            cond_video: add::<B>(into.cond_video, leaves.cond_video.grad(&grads)),
+            cond_text: add::<B>(into.cond_text, leaves.cond_text.grad(&grads)),
+        };
+        Some((out, GradientsParams::from_grads(grads, &params)))
     }
 }
 
@@ -340,6 +411,11 @@ mod tests {
                 (3..5, false),
                 (5..6, true)
             ]
+        );
+        let pieces = RecomputePlan::new(4, &[2]).unwrap().per_block();
+        assert_eq!(
+            pieces.runs(),
+            vec![(0..1, false), (1..2, false), (2..3, true), (3..4, false)]
         );
         let e = RecomputePlan::new(4, &[4]).unwrap_err().to_string();
         assert!(e.contains("block 4") && e.contains("4 blocks"), "{e}");

@@ -13,12 +13,14 @@
 //! trains on ([`source`]). With `[data] pack_tokens` each step packs latents of any shapes into
 //! `batch_size` rows of that many tokens ([`packed`]) instead of batching one shape; with
 //! `[data] runtime_balance` the rows of each step are dealt to ranks by predicted cost
-//! ([`balanced`]).
+//! ([`balanced`]). Benchmarks: one device's step ([`step_bench`]), the cost model
+//! ([`cost`]), data-parallel steps with and without the overlapped all-reduce ([`dp_bench`]).
 
 pub mod balanced;
 pub mod batcher;
 pub mod commands;
 pub mod cost;
+pub mod dp_bench;
 pub mod eval;
 pub mod flow;
 pub mod generate;

@@ -142,31 +142,17 @@ fn run<B: AutodiffBackend>(
     device: &B::Device,
     selected: &Selected,
 ) -> Result<DitStepReport, TrainError> {
-    let config = DitConfig::preset(&args.preset)?;
-    let [c, t, h, w] =
-        VaeConfig::preset(&args.vae)?.latent_shape(args.frames, args.size, args.size)?;
-    if c != config.latent_channels {
-        return Err(TrainError::Config(format!(
-            "the VAE preset {} makes {c}-channel latents; the DiT preset {} takes {}",
-            args.vae, args.preset, config.latent_channels
-        )));
+    let (config, input, [c, t, h, w], video) = bench_input(
+        &args.preset,
+        &args.vae,
+        args.frames,
+        args.size,
+        args.text_len,
+        args.batch,
+    )?;
+    if args.steps == 0 {
+        return Err(TrainError::Config("--steps must be at least 1".into()));
     }
-    let video: usize = config.token_grid(t, h, w)?.iter().product();
-    if args.batch == 0 || args.steps == 0 || args.text_len == 0 {
-        return Err(TrainError::Config(
-            "--batch, --steps and --text-len must be at least 1".into(),
-        ));
-    }
-    let spec = SyntheticSpec {
-        latent: [c, t, h, w],
-        text_len: args.text_len,
-        text_dim: config.text_dim,
-        classes: 4,
-    };
-    let batch = synthetic::batches(1, 1, args.batch, &spec)
-        .pop()
-        .ok_or_else(|| TrainError::Other("no synthetic batch".into()))?;
-    let input = DitInput::Plain(batch.with_fps(vec![24.0; args.batch])?);
     let compute = compute_for(args.precision, selected);
     let mut task = DitTask::<B>::new(config.clone(), FlowConfig::default(), compute, device);
     let mut model = Dit::<B>::new(&config, device, 0);
@@ -239,6 +225,44 @@ fn run<B: AutodiffBackend>(
         rows,
         peer_error,
     })
+}
+
+/// A DiT preset and one synthetic batch of `batch` latents of the VAE preset's `frames × size²`
+/// shape with `text_len` caption tokens: the config, the batch, the latent shape `[C, T, H, W]`
+/// and the video tokens of one sample.
+pub(crate) fn bench_input(
+    preset: &str,
+    vae: &str,
+    frames: usize,
+    size: usize,
+    text_len: usize,
+    batch: usize,
+) -> Result<(DitConfig, DitInput, [usize; 4], usize), TrainError> {
+    let config = DitConfig::preset(preset)?;
+    let [c, t, h, w] = VaeConfig::preset(vae)?.latent_shape(frames, size, size)?;
+    if c != config.latent_channels {
+        return Err(TrainError::Config(format!(
+            "the VAE preset {vae} makes {c}-channel latents; the DiT preset {preset} takes {}",
+            config.latent_channels
+        )));
+    }
+    let video: usize = config.token_grid(t, h, w)?.iter().product();
+    if batch == 0 || text_len == 0 {
+        return Err(TrainError::Config(
+            "--batch and --text-len must be at least 1".into(),
+        ));
+    }
+    let spec = SyntheticSpec {
+        latent: [c, t, h, w],
+        text_len,
+        text_dim: config.text_dim,
+        classes: 4,
+    };
+    let one = synthetic::batches(1, 1, batch, &spec)
+        .pop()
+        .ok_or_else(|| TrainError::Other("no synthetic batch".into()))?;
+    let input = DitInput::Plain(one.with_fps(vec![24.0; batch])?);
+    Ok((config, input, [c, t, h, w], video))
 }
 
 /// Trains the PyTorch peer on the same shapes and reads its one JSON line.

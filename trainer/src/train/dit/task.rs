@@ -2,6 +2,7 @@
 //! sampled timesteps (some captions dropped to the null caption) → predicted velocity → MSE
 //! against `ε − x0` ([`super::flow`] has the convention).
 
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 
@@ -12,6 +13,7 @@ use crate::models::dit::recompute::{self, RecomputePlan};
 use crate::models::dit::{Dit, DitConfig, TokenInput};
 use crate::models::init::HostRng;
 use crate::models::nn::Compute;
+use crate::train::overlap::Ready;
 use crate::train::trainer::{StepAt, StepGradients, StepLoss, Task};
 use crate::train::TrainError;
 
@@ -282,6 +284,32 @@ impl<B: AutodiffBackend> DitTask<B> {
         let [_, _, t, h, w] = batch.shape;
         Ok(self.config.token_grid(t, h, w)?.iter().product())
     }
+
+    /// The loss of `batch`, its gradients handed to `ready` piece by piece as `plan` cuts the
+    /// backward pass ([`recompute::backward_pieces`]); the returned gradients are empty.
+    fn pieces(
+        &self,
+        model: &Dit<B>,
+        batch: &DitInput,
+        at: StepAt,
+        plan: &RecomputePlan,
+        ready: &mut Ready<'_>,
+    ) -> Result<StepGradients<B>, TrainError> {
+        let c = self.compute;
+        let mut tapes = Vec::new();
+        let loss = self.loss_via(model, batch, at, &mut |x| {
+            let (velocity, tape) = model.forward_tokens_recompute(x, c, plan);
+            tapes.push(tape);
+            velocity
+        })?;
+        let total = loss.clone().detach().inner();
+        recompute::backward_pieces(model, loss, tapes, ready)?;
+        Ok(StepGradients {
+            parts: vec![total.clone()],
+            total,
+            grads: GradientsParams::new(),
+        })
+    }
 }
 
 impl<B: AutodiffBackend> Task<B> for DitTask<B> {
@@ -314,23 +342,32 @@ impl<B: AutodiffBackend> Task<B> for DitTask<B> {
         batch: &DitInput,
         at: StepAt,
     ) -> Result<StepGradients<B>, TrainError> {
-        let Some(plan) = self.recompute.as_ref() else {
+        let Some(plan) = self.recompute.clone() else {
             return Ok(self.loss(model, batch, at)?.into_gradients(model));
         };
-        let c = self.compute;
-        let mut tapes = Vec::new();
-        let loss = self.loss_via(model, batch, at, &mut |x| {
-            let (velocity, tape) = model.forward_tokens_recompute(x, c, plan);
-            tapes.push(tape);
-            velocity
+        let mut accum = GradientsAccumulator::<Dit<B>>::new();
+        let mut g = self.pieces(model, batch, at, &plan, &mut |piece| {
+            accum.accumulate(model, piece);
+            Ok(())
         })?;
-        let total = loss.clone().detach().inner();
-        let grads = recompute::backward(model, loss, tapes);
-        Ok(StepGradients {
-            parts: vec![total.clone()],
-            total,
-            grads,
-        })
+        g.grads = accum.grads();
+        Ok(g)
+    }
+
+    /// The output layer's gradients, then each block's from the last to the first, then the
+    /// embeddings' (every block its own piece, recomputed ones as the plan says).
+    fn gradients_streamed(
+        &mut self,
+        model: &Dit<B>,
+        batch: &DitInput,
+        at: StepAt,
+        ready: &mut Ready<'_>,
+    ) -> Result<StepGradients<B>, TrainError> {
+        let plan = match self.recompute.clone() {
+            Some(plan) => plan,
+            None => RecomputePlan::new(model.blocks.len(), &[])?,
+        };
+        self.pieces(model, batch, at, &plan.per_block(), ready)
     }
 
     fn samples(&self, batch: &DitInput) -> usize {
