@@ -1,5 +1,5 @@
 //! Training: device selection ([`backend`]), the collective's bandwidth and step budget ([`allreduce_bench`]), runtime balance across ranks ([`balance`]), gradients all-reduced during the backward pass ([`overlap`]), the shared config sections ([`config`]), the loop
-//! every model uses ([`trainer`]) with its optimizer pieces ([`optim`]), batch sources
+//! every model uses ([`trainer`], a step's gradients: [`step_grads`]) with its optimizer pieces ([`optim`]), batch sources
 //! ([`source`], [`synthetic`], the loader as one: [`loader_source`], with the held-out [`split`]), a run's location ([`store`]) and start ([`run`]), checkpoints ([`checkpoint`],
 //! [`weights`]) and metrics ([`metrics`], [`plot`]); the VAE's task and commands ([`vae`]); the
 //! DiT's flow-matching task, sampler and synthetic batches ([`dit`]).
@@ -23,6 +23,7 @@ pub mod plot;
 pub mod run;
 pub mod source;
 pub mod split;
+pub mod step_grads;
 pub mod store;
 pub mod synthetic;
 pub mod trainer;

@@ -17,11 +17,12 @@ use burn::tensor::Tensor;
 
 use super::checkpoint::{self, CheckpointState, Loaded};
 use super::config::{CheckpointSpec, LogSpec, TrainSpec};
-use super::data_parallel::{agree, all_reduce_grads, broadcast_weights, rank_imbalance};
+use super::data_parallel::{agree, broadcast_weights, rank_imbalance};
 use super::metrics::MetricsLog;
-use super::optim::{adamw, clip_global_norm, scale_grads, Ema};
-use super::overlap::{all_reduce_during, Ready, STREAM_BUCKET_FLOATS};
+use super::optim::{adamw, clip_global_norm, Ema};
+use super::overlap::Ready;
 use super::source::BatchSource;
+use super::step_grads::{overlaps, step_gradients};
 use super::store::RunStore;
 use super::weights;
 use super::TrainError;
@@ -282,16 +283,8 @@ where
     let mut last = Vec::new();
     let mut saved_at = step;
 
-    // Gradients all-reduced during the last micro-batch's backward pass (`train::overlap`):
-    // as the config says (`true` runs that path even alone, to measure it), else where the
-    // collective hides it and the gradients fill more than one bucket.
-    let overlap = coll.any_thread()
-        && match spec.overlap_allreduce {
-            Some(on) => on,
-            None => {
-                world > 1 && coll.overlap_by_default() && model.num_params() > STREAM_BUCKET_FLOATS
-            }
-        };
+    // Gradients all-reduced during the last micro-batch's backward pass (`train::overlap`).
+    let overlap = overlaps(spec, coll, model.num_params());
     if (world > 1 || overlap) && rank == 0 {
         tracing::info!(
             collective = coll.name(),
@@ -302,75 +295,26 @@ where
     }
     while step < until {
         let lr = spec.lr_at(step);
-        let mut accum = GradientsAccumulator::<T::Model>::new();
-        let mut reduced = None;
-        let mut compute_s = 0.0f64;
-        for micro in 0..spec.grad_accum {
-            let batch = source.next_batch()?;
-            let at = StepAt {
-                step,
-                micro,
-                seed: spec.seed,
-            };
-            let started = Instant::now();
-            let l = if overlap && micro + 1 == spec.grad_accum {
-                let earlier = std::mem::replace(&mut accum, GradientsAccumulator::new()).grads();
-                let scale = 1.0 / spec.grad_accum as f32;
-                let o =
-                    all_reduce_during::<B, _, _>(&model, coll, earlier, scale, device, |ready| {
-                        task.gradients_streamed(&model, &batch, at, ready)
-                    })?;
-                compute_s += o.backward_s;
-                wait_sum += o.exposed_s;
-                tracing::debug!(
-                    step,
-                    buckets = o.buckets,
-                    during_backward = o.during_backward,
-                    exposed_s = o.exposed_s,
-                    "all-reduce overlapped with the backward pass"
-                );
-                reduced = Some(o.grads);
-                o.value
-            } else {
-                let l = task.gradients(&model, &batch, at)?;
-                compute_s += started.elapsed().as_secs_f64();
-                l
-            };
-            // Samples of the whole job (every rank takes a batch); FLOPs of this device.
-            interval_samples += (task.samples(&batch) * world) as u64;
-            interval_flops += task.flops(&batch);
-            samples += (task.samples(&batch) * world) as u64;
+        let s = step_gradients::<B, T, S>(task, &model, source, spec, step, overlap, coll, device)?;
+        // Samples of the whole job (every rank takes a batch); FLOPs of this device.
+        interval_samples += (s.samples * world) as u64;
+        samples += (s.samples * world) as u64;
+        interval_flops += s.flops;
+        wait_sum += s.wait_s;
+        for (total, parts) in s.losses {
             sums = Some(match sums.take() {
-                None => (l.total, l.parts),
+                None => (total, parts),
                 Some((t, ps)) => (
-                    t + l.total,
-                    ps.into_iter().zip(l.parts).map(|(a, b)| a + b).collect(),
+                    t + total,
+                    ps.into_iter().zip(parts).map(|(a, b)| a + b).collect(),
                 ),
             });
             micro_n += 1;
-            accum.accumulate(&model, l.grads);
         }
         if world > 1 {
-            // A GPU's queued work counts: wait for it before comparing ranks.
-            let waited = Instant::now();
-            B::sync(device)
-                .map_err(|e| TrainError::Device(format!("synchronising the device: {e:?}")))?;
-            compute_s += waited.elapsed().as_secs_f64();
-            imbalance_sum += rank_imbalance(coll, compute_s)?;
+            imbalance_sum += rank_imbalance(coll, s.compute_s)?;
         }
-        let mut grads = match reduced {
-            Some(g) => g,
-            None => {
-                let mut grads = accum.grads();
-                if spec.grad_accum > 1 {
-                    scale_grads::<B, _>(&model, &mut grads, 1.0 / spec.grad_accum as f64, device);
-                }
-                let waited = Instant::now();
-                all_reduce_grads::<B, _>(&model, &mut grads, coll, device)?;
-                wait_sum += waited.elapsed().as_secs_f64();
-                grads
-            }
-        };
+        let mut grads = s.grads;
         let norm = clip_global_norm::<B, _>(&model, &mut grads, spec.grad_clip, device);
         norm_sum = Some(match norm_sum.take() {
             Some(s) => s + norm,
