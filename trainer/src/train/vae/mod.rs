@@ -72,7 +72,8 @@ impl VaeTrainConfig {
     }
 
     /// Why a run with this config cannot resume a checkpoint written with `old` (`None` if it
-    /// can). Only the schedule's length, the device and where/how often to save may change.
+    /// can). Only the schedule's length, the device, activation checkpointing, when gradients
+    /// are all-reduced and where/how often to save may change.
     pub fn resume_conflict(&self, old: &VaeTrainConfig) -> Option<String> {
         let mut a = self.clone();
         let b = old;
@@ -80,6 +81,7 @@ impl VaeTrainConfig {
         a.train.device = b.train.device;
         a.train.peak_tflops = b.train.peak_tflops;
         a.train.activation_checkpointing = b.train.activation_checkpointing.clone();
+        a.train.overlap_allreduce = b.train.overlap_allreduce;
         a.checkpoint = b.checkpoint.clone();
         a.log = b.log.clone();
         let differs: Vec<&str> = [
@@ -309,6 +311,8 @@ mod tests {
         let a = VaeTrainConfig::from_toml("[train]\nsteps = 10", "a").unwrap();
         let mut b = a.clone();
         b.train.steps = 20;
+        // How the gradients are all-reduced changes no weight.
+        b.train.overlap_allreduce = Some(true);
         assert_eq!(b.resume_conflict(&a), None);
         b.model.latent_channels = Some(4);
         b.train.lr = 1.0;
