@@ -175,7 +175,7 @@ fn inner_streams<B: AutodiffBackend>(s: &Streams<B>) -> Streams<Inner<B>> {
 
 impl<B: AutodiffBackend> Dit<B> {
     /// [`Dit::forward_tokens`] keeping activations only where `plan` says; the [`Tape`] goes to
-    /// [`backward`] with the loss computed from the returned velocity.
+    /// [`backward_pieces`] with the loss computed from the returned velocity.
     pub fn forward_tokens_recompute(
         &self,
         x: TokenInput<B>,
@@ -239,28 +239,14 @@ impl<B: AutodiffBackend> Dit<B> {
     }
 }
 
-/// The gradients of `loss` with respect to `model`'s parameters, `loss` having been computed
-/// from the velocities of the forward passes that recorded `tapes`.
-pub fn backward<B: AutodiffBackend>(
-    model: &Dit<B>,
-    loss: Tensor<B, 1>,
-    tapes: Vec<Tape<B>>,
-) -> GradientsParams {
-    let mut accum = GradientsAccumulator::<Dit<B>>::new();
-    backward_pieces(model, loss, tapes, &mut |piece| {
-        accum.accumulate(model, piece);
-        Ok::<(), std::convert::Infallible>(())
-    })
-    .unwrap_or_else(|never| match never {});
-    accum.grads()
-}
-
-/// [`backward`] handing each piece's gradients to `ready` as soon as they are final: the output
-/// layer's, then each run of blocks' from the last to the first (every tape's backward through
-/// a run is done before the run's gradients go), then the embeddings'. The pieces cover
-/// disjoint parameters, so their union is what [`backward`] returns; what `ready` does with a
-/// piece (start its all-reduce) overlaps the backward pass through the pieces below it. An
-/// error from `ready` stops the pass.
+/// The gradients of `loss` with respect to `model`'s parameters (`loss` computed from the
+/// velocities of the forward passes that recorded `tapes`), handed to `ready` piece by piece as
+/// soon as each is final: the output layer's, then each run of blocks' from the last to the
+/// first (every tape's backward through a run is done before the run's gradients go), then the
+/// embeddings'. The pieces cover disjoint parameters, so their union is the model's gradients
+/// (summed into one set by `DitTask::gradients`); what `ready` does with a piece (start its
+/// all-reduce) overlaps the backward pass through the pieces below it. An error from `ready`
+/// stops the pass.
 pub fn backward_pieces<B: AutodiffBackend, E>(
     model: &Dit<B>,
     loss: Tensor<B, 1>,
