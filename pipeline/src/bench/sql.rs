@@ -249,7 +249,7 @@ pub fn table(rows: &[SqlRow], start: f64) -> String {
     ));
     // The timed `kelp` is this executable: say how it was built, since DuckDB is a release build.
     out.push_str(if cfg!(debug_assertions) {
-        "kelp: a debug build (the workspace unoptimised, dependencies at opt-level 2); `cargo build --release` is the build to compare\n"
+        "kelp: a debug build (the workspace and DataFusion unoptimised, other dependencies at opt-level 2); `cargo build --release` is the build to compare\n"
     } else {
         "kelp: a release build\n"
     });
