@@ -166,22 +166,14 @@ pub fn run(command: TrainBenchCommand) -> Result<()> {
         } => {
             use kelp_trainer::train::dit::step_bench;
             let peer_python = match (peer, peer_python) {
-            (_, Some(p)) => Some(p),
-            (true, None) => Some(kelp_trainer::data::bench::peer_python().context(
-                "--peer: no PyTorch venv (run bash infra/install-bench.sh, or give --peer-python)",
-            )?),
-            (false, None) => None,
-        };
+                (_, Some(p)) => Some(p),
+                (true, None) => Some(kelp_trainer::data::bench::peer_python().context(
+                    "--peer: no PyTorch venv (bash infra/install-bench.sh, or --peer-python)",
+                )?),
+                (false, None) => None,
+            };
             let report = step_bench::bench_step(&step_bench::DitStepArgs {
-                preset,
-                vae,
-                frames: step.frames,
-                size: step.size,
-                text_len,
-                batch,
-                steps: step.steps,
-                device: step.device,
-                precision: step.precision,
+                shape: dit_shape(preset, vae, text_len, batch, step),
                 peer_python,
             })?;
             print!("{report}");
@@ -199,18 +191,10 @@ pub fn run(command: TrainBenchCommand) -> Result<()> {
         } => {
             use kelp_trainer::train::dit::dp_bench;
             let report = dp_bench::run(&dp_bench::DitDpArgs {
-                preset,
+                shape: dit_shape(preset, vae, text_len, batch, step),
                 hidden,
                 depth,
-                vae,
-                frames: step.frames,
-                size: step.size,
-                text_len,
-                batch,
-                steps: step.steps,
                 reps,
-                device: step.device,
-                precision: step.precision,
             })?;
             if let Some(report) = report {
                 print!("{report}");
@@ -274,4 +258,25 @@ fn parse_bandwidth(s: &str) -> Result<(String, f64), String> {
         return Err(format!("{s}: bandwidth must be positive"));
     }
     Ok((name.to_string(), gbs))
+}
+
+/// The shape both DiT benches train, from their shared flags.
+fn dit_shape(
+    preset: String,
+    vae: String,
+    text_len: usize,
+    batch: usize,
+    step: StepShape,
+) -> kelp_trainer::train::dit::step_bench::DitBenchShape {
+    kelp_trainer::train::dit::step_bench::DitBenchShape {
+        preset,
+        vae,
+        frames: step.frames,
+        size: step.size,
+        text_len,
+        batch,
+        steps: step.steps,
+        device: step.device,
+        precision: step.precision,
+    }
 }

@@ -9,19 +9,26 @@
 use kelp_trainer::models::dit::DitConfig;
 use kelp_trainer::train::backend::DeviceChoice;
 use kelp_trainer::train::config::Precision;
-use kelp_trainer::train::dit::step_bench::{bench_step, DitStepArgs};
+use kelp_trainer::train::dit::step_bench::{bench_step, DitBenchShape, DitStepArgs};
 
-fn args(peer_python: Option<std::path::PathBuf>) -> DitStepArgs {
-    DitStepArgs {
+/// The tiny presets on 5 frames of 32x32, `batch` clips, `steps` timed steps, on the CPU.
+fn tiny(batch: usize, steps: usize, precision: Precision) -> DitBenchShape {
+    DitBenchShape {
         preset: "tiny".into(),
         vae: "tiny".into(),
         frames: 5,
         size: 32,
         text_len: 6,
-        batch: 2,
-        steps: 2,
+        batch,
+        steps,
         device: DeviceChoice::Cpu,
-        precision: Precision::Bf16,
+        precision,
+    }
+}
+
+fn args(peer_python: Option<std::path::PathBuf>) -> DitStepArgs {
+    DitStepArgs {
+        shape: tiny(2, 2, Precision::Bf16),
         peer_python,
     }
 }
@@ -48,18 +55,10 @@ fn kelp_step_is_timed_on_the_tiny_preset() {
 fn data_parallel_steps_are_timed_both_ways_in_one_process() {
     use kelp_trainer::train::dit::dp_bench::{run, DitDpArgs};
     let report = run(&DitDpArgs {
-        preset: "tiny".into(),
+        shape: tiny(1, 2, Precision::F32),
         hidden: Some(72),
         depth: Some(2),
-        vae: "tiny".into(),
-        frames: 5,
-        size: 32,
-        text_len: 6,
-        batch: 1,
-        steps: 2,
         reps: 1,
-        device: DeviceChoice::Cpu,
-        precision: Precision::F32,
     })
     .unwrap()
     .expect("rank 0 of one has the report");
@@ -80,18 +79,10 @@ fn data_parallel_steps_are_timed_both_ways_in_one_process() {
     let text = report.to_string();
     assert!(text.contains("| during the backward pass |"), "{text}");
     let bad = run(&DitDpArgs {
-        preset: "tiny".into(),
+        shape: tiny(1, 1, Precision::F32),
         hidden: Some(50),
         depth: None,
-        vae: "tiny".into(),
-        frames: 5,
-        size: 32,
-        text_len: 6,
-        batch: 1,
-        steps: 1,
         reps: 1,
-        device: DeviceChoice::Cpu,
-        precision: Precision::F32,
     })
     .err()
     .map(|e| e.to_string())

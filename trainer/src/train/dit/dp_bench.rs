@@ -9,13 +9,13 @@ use std::path::PathBuf;
 
 use burn::tensor::backend::AutodiffBackend;
 
-use super::step_bench::bench_input;
+use super::step_bench::{bench_input, DitBenchShape};
 use super::task::DitTask;
 use super::FlowConfig;
 use crate::models::dit::Dit;
 use crate::train::allreduce_bench::join;
-use crate::train::backend::{self, DeviceChoice, Selected};
-use crate::train::config::{parse_toml, CheckpointSpec, LogSpec, Precision, TrainSpec};
+use crate::train::backend::{self, Selected};
+use crate::train::config::{parse_toml, CheckpointSpec, LogSpec, TrainSpec};
 use crate::train::device::{run_training, TrainingJob};
 use crate::train::run::compute_for;
 use crate::train::source::FixedBatches;
@@ -28,23 +28,14 @@ const WARMUP: usize = 2;
 
 #[derive(Debug, Clone)]
 pub struct DitDpArgs {
-    pub preset: String,
+    /// The model, batch (clips per rank) and timed steps per run.
+    pub shape: DitBenchShape,
     /// Override the preset's width (heads as wide as the preset's) and depth (a smaller model
     /// for a CPU).
     pub hidden: Option<usize>,
     pub depth: Option<usize>,
-    pub vae: String,
-    pub frames: usize,
-    pub size: usize,
-    pub text_len: usize,
-    /// Clips per rank per step.
-    pub batch: usize,
-    /// Timed steps per run.
-    pub steps: usize,
     /// Runs of each way, alternated.
     pub reps: usize,
-    pub device: DeviceChoice,
-    pub precision: Precision,
 }
 
 /// One way of all-reducing: medians over its runs' timed steps.
@@ -103,7 +94,7 @@ impl std::fmt::Display for DitDpReport {
 
 /// Runs the bench on this rank; rank 0 gets the report.
 pub fn run(args: &DitDpArgs) -> Result<Option<DitDpReport>, TrainError> {
-    if args.steps == 0 || args.reps == 0 {
+    if args.shape.steps == 0 || args.reps == 0 {
         return Err(TrainError::Config(
             "--steps and --reps must be at least 1".into(),
         ));
@@ -119,7 +110,7 @@ pub fn run(args: &DitDpArgs) -> Result<Option<DitDpReport>, TrainError> {
             bench::<B>(self.0, device, selected)
         }
     }
-    let selected = backend::select(args.device)?;
+    let selected = backend::select(args.shape.device)?;
     let local_rank = crate::dist::from_env()
         .map_err(|e| TrainError::Device(e.to_string()))?
         .local_rank;
@@ -132,21 +123,14 @@ fn bench<B: AutodiffBackend>(
     selected: &Selected,
 ) -> Result<Option<DitDpReport>, TrainError> {
     let mut coll = join(selected).map_err(|e| TrainError::Device(e.to_string()))?;
-    let (mut config, input, _, video) = bench_input(
-        &args.preset,
-        &args.vae,
-        args.frames,
-        args.size,
-        args.text_len,
-        args.batch,
-    )?;
+    let (mut config, input, _, video) = bench_input(&args.shape)?;
     if let Some(hidden) = args.hidden {
         // Heads as wide as the preset's, so its rotary split still fits them.
         let head = config.head_dim();
         if hidden == 0 || !hidden.is_multiple_of(head) {
             return Err(TrainError::Config(format!(
                 "--hidden {hidden}: must be a multiple of the {} preset's head width {head}",
-                args.preset
+                args.shape.preset
             )));
         }
         config.hidden = hidden;
@@ -155,7 +139,7 @@ fn bench<B: AutodiffBackend>(
     config.depth = args.depth.unwrap_or(config.depth);
     config.dual_layers = config.dual_layers.min(config.depth);
     config.validate()?;
-    let compute = compute_for(args.precision, selected);
+    let compute = compute_for(args.shape.precision, selected);
     let scratch = std::env::temp_dir().join(format!(
         "kelp-dit-dp-{}-{}",
         std::process::id(),
@@ -168,7 +152,7 @@ fn bench<B: AutodiffBackend>(
             let spec: TrainSpec = parse_toml(
                 &format!(
                     "steps = {}\nlr = 1e-4\nwarmup_steps = 1\noverlap_allreduce = {overlap}",
-                    WARMUP + args.steps
+                    WARMUP + args.shape.steps
                 ),
                 "bench",
             )?;
@@ -206,12 +190,12 @@ fn bench<B: AutodiffBackend>(
         wait_s: median(rows.iter().map(|r| r.1).collect()),
     };
     Ok(Some(DitDpReport {
-        preset: args.preset.clone(),
+        preset: args.shape.preset.clone(),
         collective: coll.name().into(),
         device: selected.describe(),
         world: coll.world().size,
         params: config.params() as u64,
-        tokens: args.batch * (video + args.text_len),
+        tokens: args.shape.batch * (video + args.shape.text_len),
         rows: vec![
             row("after the backward pass", &steps.0),
             row("during the backward pass", &steps.1),

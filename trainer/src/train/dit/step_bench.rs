@@ -29,8 +29,10 @@ use crate::train::TrainError;
 /// The PyTorch peer, written to a scratch file and run with `--peer-python`.
 const PEER: &str = include_str!("peer.py");
 
+/// What both DiT benches (`dit-step`, `dit-dp`) train: a preset on one synthetic batch, timed
+/// over `steps` steps.
 #[derive(Debug, Clone)]
-pub struct DitStepArgs {
+pub struct DitBenchShape {
     /// DiT preset (`tiny`, `small100m`, `seaweed`).
     pub preset: String,
     /// VAE preset whose latent the DiT denoises (sets the latent shape).
@@ -39,11 +41,17 @@ pub struct DitStepArgs {
     pub size: usize,
     /// Caption tokens per sample.
     pub text_len: usize,
+    /// Clips per step (per rank in `dit-dp`).
     pub batch: usize,
-    /// Timed steps (after 2 warm-up steps).
+    /// Timed steps (after the warm-up steps).
     pub steps: usize,
     pub device: DeviceChoice,
     pub precision: Precision,
+}
+
+#[derive(Debug, Clone)]
+pub struct DitStepArgs {
+    pub shape: DitBenchShape,
     /// Also train the PyTorch peer with this Python (which must have torch).
     pub peer_python: Option<PathBuf>,
 }
@@ -134,7 +142,8 @@ pub fn bench_step(args: &DitStepArgs) -> Result<DitStepReport, TrainError> {
             run::<B>(self.0, device, selected)
         }
     }
-    run_training(&backend::select(args.device)?, false, None, Bench(args))
+    let selected = backend::select(args.shape.device)?;
+    run_training(&selected, false, None, Bench(args))
 }
 
 fn run<B: AutodiffBackend>(
@@ -142,25 +151,19 @@ fn run<B: AutodiffBackend>(
     device: &B::Device,
     selected: &Selected,
 ) -> Result<DitStepReport, TrainError> {
-    let (config, input, [c, t, h, w], video) = bench_input(
-        &args.preset,
-        &args.vae,
-        args.frames,
-        args.size,
-        args.text_len,
-        args.batch,
-    )?;
-    if args.steps == 0 {
+    let shape = &args.shape;
+    let (config, input, [c, t, h, w], video) = bench_input(shape)?;
+    if shape.steps == 0 {
         return Err(TrainError::Config("--steps must be at least 1".into()));
     }
-    let compute = compute_for(args.precision, selected);
+    let compute = compute_for(shape.precision, selected);
     let mut task = DitTask::<B>::new(config.clone(), FlowConfig::default(), compute, device);
     let mut model = Dit::<B>::new(&config, device, 0);
     let train: TrainSpec = parse_toml("steps = 1000\nlr = 1e-4", "bench")?;
     let mut optim = adamw::<B, Dit<B>>(&train);
     let mut loss = 0.0;
     let mut started = Instant::now();
-    for step in 0..(2 + args.steps) as u64 {
+    for step in 0..(2 + shape.steps) as u64 {
         if step == 2 {
             started = Instant::now();
         }
@@ -175,7 +178,7 @@ fn run<B: AutodiffBackend>(
         // One value back to the host per step: the timing covers finished work.
         loss = g.total.into_scalar_f64();
     }
-    let step_s = started.elapsed().as_secs_f64() / args.steps as f64;
+    let step_s = started.elapsed().as_secs_f64() / shape.steps as f64;
     let params = config.params() as u64;
     let mut rows = vec![StepRow {
         name: "kelp (burn)".into(),
@@ -185,7 +188,7 @@ fn run<B: AutodiffBackend>(
         memory_bytes: memory_in_use(selected),
         loss,
     }];
-    let latent = [args.batch, c, t, h, w];
+    let latent = [shape.batch, c, t, h, w];
     let peer = args.peer_python.as_ref().map(|py| {
         run_peer(py, &config, latent, args, selected).and_then(|row| {
             if row.params == params {
@@ -207,17 +210,17 @@ fn run<B: AutodiffBackend>(
         None => None,
     };
     Ok(DitStepReport {
-        preset: args.preset.clone(),
+        preset: shape.preset.clone(),
         latent,
-        text_len: args.text_len,
+        text_len: shape.text_len,
         // A CPU trains in f32 whatever was asked.
         precision: if selected.is_gpu() {
-            args.precision
+            shape.precision
         } else {
             Precision::F32
         },
-        tokens: args.batch * (video + args.text_len),
-        flops: args.batch as f64 * 3.0 * config.forward_flops(video, args.text_len),
+        tokens: shape.batch * (video + shape.text_len),
+        flops: shape.batch as f64 * 3.0 * config.forward_flops(video, shape.text_len),
         peak_tflops: match selected {
             Selected::Cuda(g) => backend::peak_bf16_tflops(&g.name),
             Selected::Cpu { .. } => None,
@@ -231,15 +234,12 @@ fn run<B: AutodiffBackend>(
 /// shape with `text_len` caption tokens: the config, the batch, the latent shape `[C, T, H, W]`
 /// and the video tokens of one sample.
 pub(crate) fn bench_input(
-    preset: &str,
-    vae: &str,
-    frames: usize,
-    size: usize,
-    text_len: usize,
-    batch: usize,
+    shape: &DitBenchShape,
 ) -> Result<(DitConfig, DitInput, [usize; 4], usize), TrainError> {
+    let (preset, vae, text_len, batch) = (&shape.preset, &shape.vae, shape.text_len, shape.batch);
     let config = DitConfig::preset(preset)?;
-    let [c, t, h, w] = VaeConfig::preset(vae)?.latent_shape(frames, size, size)?;
+    let [c, t, h, w] =
+        VaeConfig::preset(vae)?.latent_shape(shape.frames, shape.size, shape.size)?;
     if c != config.latent_channels {
         return Err(TrainError::Config(format!(
             "the VAE preset {vae} makes {c}-channel latents; the DiT preset {preset} takes {}",
@@ -280,9 +280,9 @@ fn run_peer(
     let json = serde_json::json!({
         "model": config,
         "latent": latent,
-        "text_len": args.text_len,
-        "steps": args.steps,
-        "precision": format!("{:?}", args.precision).to_lowercase(),
+        "text_len": args.shape.text_len,
+        "steps": args.shape.steps,
+        "precision": format!("{:?}", args.shape.precision).to_lowercase(),
         "device": if selected.is_gpu() { "cuda" } else { "cpu" },
     });
     let written =
