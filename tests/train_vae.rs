@@ -262,6 +262,49 @@ fn the_slurm_training_script_parses_and_uses_flags_kelp_train_has() {
     assert!(repo_root().join(config).exists(), "{config}");
 }
 
+/// The GPU checks run rarely and on a short lease (`infra/gpu/checks.sh`, packed by
+/// `infra/gpu/bundle.sh`): every command they run, GPU branch and CPU branch, must still parse
+/// in today's `kelp-train`, so a renamed flag fails here and not on the GPU machine.
+#[test]
+fn the_gpu_checks_script_parses_and_every_command_it_runs_is_one_kelp_train_takes() {
+    let path = repo_root().join("infra/gpu/checks.sh");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let syntax = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(syntax.success(), "infra/gpu/checks.sh: bash syntax");
+    let commands: Vec<Vec<String>> = text
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("step "))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1) // the report's name
+                .map(|a| a.replace("\"$py\"", "python3"))
+                .collect()
+        })
+        .collect();
+    assert!(commands.len() >= 8, "both branches' steps: {commands:?}");
+    for args in &commands {
+        assert!(
+            args.iter().any(|a| a == "--device"),
+            "names its device: {args:?}"
+        );
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kelp-train"))
+            .args(args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kelp-train {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// A fake `kelp` (or `srun`) that appends its rank variables and arguments to `$FAKE_LOG`, and
 /// fails for the local rank in `$FAKE_FAIL_LOCAL`.
 ///
