@@ -134,8 +134,20 @@ pub enum TrainBenchCommand {
     },
 }
 
-/// Runs one of the trainer's benchmarks and prints its report.
+/// Runs one of the trainer's benchmarks and prints its report (rank 0 of a multi-process
+/// bench), saying so under it when the timed binary is a debug build.
 pub fn run(command: TrainBenchCommand) -> Result<()> {
+    if report(command)? && cfg!(debug_assertions) {
+        println!(
+            "kelp-train: a debug build (the workspace unoptimised); times to compare come from \
+             `cargo build --release` (infra/gpu/bundle.sh builds one)"
+        );
+    }
+    Ok(())
+}
+
+/// Runs the bench; whether this process printed its report.
+fn report(command: TrainBenchCommand) -> Result<bool> {
     match command {
         TrainBenchCommand::VaeStep {
             preset,
@@ -153,7 +165,7 @@ pub fn run(command: TrainBenchCommand) -> Result<()> {
                 precision: step.precision,
             })?;
             print!("{report}");
-            Ok(())
+            Ok(true)
         }
         TrainBenchCommand::DitStep {
             preset,
@@ -177,7 +189,7 @@ pub fn run(command: TrainBenchCommand) -> Result<()> {
                 peer_python,
             })?;
             print!("{report}");
-            Ok(())
+            Ok(true)
         }
         TrainBenchCommand::DitDp {
             preset,
@@ -196,10 +208,11 @@ pub fn run(command: TrainBenchCommand) -> Result<()> {
                 depth,
                 reps,
             })?;
+            let printed = report.is_some();
             if let Some(report) = report {
                 print!("{report}");
             }
-            Ok(())
+            Ok(printed)
         }
         TrainBenchCommand::DitCost {
             config,
@@ -215,7 +228,7 @@ pub fn run(command: TrainBenchCommand) -> Result<()> {
                 device,
             })?;
             print!("{report}");
-            Ok(())
+            Ok(true)
         }
         TrainBenchCommand::Allreduce {
             sizes_mb,
@@ -238,10 +251,11 @@ pub fn run(command: TrainBenchCommand) -> Result<()> {
                 mfu,
                 assume_busbw,
             })?;
+            let printed = report.is_some();
             if let Some(report) = report {
                 print!("{report}");
             }
-            Ok(())
+            Ok(printed)
         }
     }
 }
