@@ -76,6 +76,11 @@ pub async fn plan(
 
 /// Rows `offset..offset + limit` of `sql` (limit capped at `limits.max_rows`), within the
 /// per-query timeout.
+///
+/// The timeout is checked when the query yields to the runtime: DataFusion's scans yield
+/// between batches, but an operator that computes long inside one poll (a large cross join's
+/// batch in a debug build) holds the runtime's workers, and the timeout fires only when it
+/// yields.
 pub async fn page(
     ctx: &SessionContext,
     sql: &str,
@@ -135,9 +140,9 @@ pub async fn page(
         Ok(page) => page?,
         Err(_) => {
             return Err(ServeError::Timeout(format!(
-            "the query ran past {:.0} s and was stopped (kelp serve --timeout-s sets the limit)",
-            limits.timeout.as_secs_f64()
-        )))
+                "the query ran past {:.0} s and was stopped (kelp serve --timeout-s sets the limit)",
+                limits.timeout.as_secs_f64()
+            )));
         }
     };
     page.elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
@@ -251,13 +256,13 @@ mod tests {
             max_rows: 10,
             concurrent_queries: 1,
         };
-        // A cross join of ~10^12 rows, aggregated: runs far longer than the timeout.
-        let sql =
-            "SELECT count(*) FROM generate_series(1, 1000000) a, generate_series(1, 1000000) b";
+        // 10^12 rows counted: minutes even optimised, far past the timeout; the series comes in
+        // batches between which the scan yields, so the timeout fires on time.
+        let sql = "SELECT count(*) FROM generate_series(1, 1000000000000)";
         let t = Instant::now();
         let e = page(&ctx, sql, 0, 10, &slow).await.unwrap_err();
         assert!(matches!(e, ServeError::Timeout(_)), "{e:?}");
-        // Run to the end, it would take hours; the bound is loose for a loaded 2-core machine.
-        assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+        // The bound is loose for a loaded 2-core machine.
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     }
 }
