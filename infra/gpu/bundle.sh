@@ -8,10 +8,15 @@
 #
 #   bash infra/gpu/bundle.sh [OUT.tar.xz]     # default target/gpu/kelp-train-bundle.tar.xz
 #   # on the GPU machine: tar xf kelp-train-bundle.tar.xz && bash kelp-train-bundle/checks.sh OUT_DIR
+#
+# The binary is a release build: the checks time steps against PyTorch, and a debug build runs
+# kelp's own (generic, per-op) host code unoptimised. KELP_PROFILE=debug packs the test build's
+# binary instead, which builds in minutes where the test build is there: for a check that the
+# bundle runs at all, not for its numbers.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out="${1:-target/gpu/kelp-train-bundle.tar.xz}"
-profile="${KELP_PROFILE:-debug}"
+profile="${KELP_PROFILE:-release}"
 flag=""
 [ "$profile" = release ] && flag="--release"
 cargo build $flag --no-default-features --features cuda --bin kelp-train
