@@ -224,19 +224,21 @@ fn a_config_with_an_unknown_key_is_refused_naming_the_file_and_key() {
     assert!(e.contains("bad.toml") && e.contains("warmup"), "{e}");
 }
 
-#[test]
-fn the_slurm_training_script_parses_and_uses_flags_kelp_train_has() {
-    let path = repo_root().join("infra/slurm/kelp-train.sbatch");
-    let text = std::fs::read_to_string(&path).unwrap();
+/// The text of a script of the repository, after `bash -n` found its syntax sound.
+fn bash_script(relative: &str) -> String {
+    let path = repo_root().join(relative);
     let syntax = std::process::Command::new("bash")
         .arg("-n")
         .arg(&path)
         .status()
         .unwrap();
-    assert!(
-        syntax.success(),
-        "infra/slurm/kelp-train.sbatch: bash syntax"
-    );
+    assert!(syntax.success(), "{relative}: bash syntax");
+    std::fs::read_to_string(&path).unwrap()
+}
+
+#[test]
+fn the_slurm_training_script_parses_and_uses_flags_kelp_train_has() {
+    let text = bash_script("infra/slurm/kelp-train.sbatch");
     assert!(
         text.contains("srun --mpi=pmix"),
         "ranks joined by MPI through srun"
@@ -267,14 +269,7 @@ fn the_slurm_training_script_parses_and_uses_flags_kelp_train_has() {
 /// in today's `kelp-train`, so a renamed flag fails here and not on the GPU machine.
 #[test]
 fn the_gpu_checks_script_parses_and_every_command_it_runs_is_one_kelp_train_takes() {
-    let path = repo_root().join("infra/gpu/checks.sh");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let syntax = std::process::Command::new("bash")
-        .arg("-n")
-        .arg(&path)
-        .status()
-        .unwrap();
-    assert!(syntax.success(), "infra/gpu/checks.sh: bash syntax");
+    let text = bash_script("infra/gpu/checks.sh");
     let commands: Vec<Vec<String>> = text
         .lines()
         .filter_map(|l| l.trim_start().strip_prefix("step "))
