@@ -188,6 +188,21 @@ fn d_log_every() -> u64 {
 }
 
 impl TrainSpec {
+    /// `self` with the settings a resumed run may change taken from `old`: the schedule's
+    /// length, the device and its peak, activation checkpointing and when gradients are
+    /// all-reduced (none of them changes a weight already trained). The VAE's and the DiT's
+    /// `resume_conflict` compare what is left.
+    pub fn with_resumable_from(&self, old: &TrainSpec) -> TrainSpec {
+        TrainSpec {
+            steps: old.steps,
+            device: old.device,
+            peak_tflops: old.peak_tflops,
+            activation_checkpointing: old.activation_checkpointing.clone(),
+            overlap_allreduce: old.overlap_allreduce,
+            ..self.clone()
+        }
+    }
+
     /// Checks ranges; errors name the key.
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |m: &str| Err(TrainError::Config(format!("[train] {m}")));

@@ -219,11 +219,7 @@ impl DitTrainConfig {
     /// are all-reduced and where/how often to save may change.
     pub fn resume_conflict(&self, old: &DitTrainConfig) -> Option<String> {
         let mut a = self.clone();
-        a.train.steps = old.train.steps;
-        a.train.device = old.train.device;
-        a.train.peak_tflops = old.train.peak_tflops;
-        a.train.activation_checkpointing = old.train.activation_checkpointing.clone();
-        a.train.overlap_allreduce = old.train.overlap_allreduce;
+        a.train = a.train.with_resumable_from(&old.train);
         a.checkpoint = old.checkpoint.clone();
         a.log = old.log.clone();
         a.data.text_cache = old.data.text_cache.clone();

@@ -77,11 +77,7 @@ impl VaeTrainConfig {
     pub fn resume_conflict(&self, old: &VaeTrainConfig) -> Option<String> {
         let mut a = self.clone();
         let b = old;
-        a.train.steps = b.train.steps;
-        a.train.device = b.train.device;
-        a.train.peak_tflops = b.train.peak_tflops;
-        a.train.activation_checkpointing = b.train.activation_checkpointing.clone();
-        a.train.overlap_allreduce = b.train.overlap_allreduce;
+        a.train = a.train.with_resumable_from(&b.train);
         a.checkpoint = b.checkpoint.clone();
         a.log = b.log.clone();
         let differs: Vec<&str> = [
