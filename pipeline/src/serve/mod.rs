@@ -3,11 +3,12 @@
 //! dropped, near-duplicate groups side by side, the `kelp stats` plots, and a page per clip.
 //!
 //! What lives here: the HTTP server (axum) and what it answers — read-only query pages
-//! ([`query`]) encoded as JSON ([`json`]), the dataset's summary and preset queries ([`info`]), clip cards and the clip page ([`cards`],
-//! [`clip`]),
-//! previews and media read from the dataset's own tables by ranged reads ([`blobs`]), the checks
-//! that keep every request inside the dataset ([`paths`]), the stats ([`stats`]), the routes
-//! ([`routes`]) and the page itself, compiled into the binary ([`assets`]).
+//! ([`query`]), run on a runtime of their own ([`runtime`]) and encoded as JSON ([`json`]), the
+//! dataset's summary and preset queries ([`info`]), clip cards and the clip page ([`cards`],
+//! [`clip`]), previews and media read from the dataset's own tables by ranged reads
+//! ([`blobs`]), the checks that keep every request inside the dataset ([`paths`]), the stats
+//! ([`stats`]), the routes ([`routes`]) and the page itself, compiled into the binary
+//! ([`assets`]).
 //!
 //! What must not live here: anything that writes. The server opens the dataset once, plans every
 //! query through DataFusion's `SQLOptions` with DDL, DML and statements refused, and reads
@@ -24,6 +25,7 @@ pub mod json;
 pub mod paths;
 pub mod query;
 pub mod routes;
+pub mod runtime;
 pub mod stats;
 
 use std::net::{IpAddr, SocketAddr};
@@ -80,6 +82,8 @@ pub struct AppState {
     /// change it (no DDL, no `SET`).
     pub ctx: SessionContext,
     pub limits: Limits,
+    /// Where the user's SQL runs, apart from the runtime answering requests.
+    pub query_runtime: runtime::QueryRuntime,
     pub queries: tokio::sync::Semaphore,
     pub previews: blobs::BlobTable,
     pub media: blobs::BlobTable,
@@ -94,7 +98,11 @@ impl AppState {
     pub async fn open(uri: &str, store: &StoreOptions, limits: Limits) -> Result<AppState> {
         let dataset = Dataset::open(uri, store).await?;
         let ctx = dataset.session().await?;
+        let query_runtime = runtime::QueryRuntime::per_core().map_err(|e| {
+            PipelineError::Other(format!("kelp serve: starting the query runtime: {e}"))
+        })?;
         Ok(AppState {
+            query_runtime,
             previews: blobs::BlobTable::new("previews"),
             media: blobs::BlobTable::new("media"),
             queries: tokio::sync::Semaphore::new(limits.concurrent_queries.max(1)),

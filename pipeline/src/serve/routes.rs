@@ -158,7 +158,15 @@ async fn run_query(
     Json(req): Json<QueryRequest>,
 ) -> Result<Response, ServeError> {
     let _slot = slot(&state).await?;
-    let page = query::page(&state.ctx, &req.sql, req.offset, req.limit, &state.limits).await?;
+    let page = query::page(
+        &state.query_runtime,
+        &state.ctx,
+        &req.sql,
+        req.offset,
+        req.limit,
+        &state.limits,
+    )
+    .await?;
     Ok(json_response(page.to_json()?))
 }
 
