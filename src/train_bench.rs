@@ -268,7 +268,7 @@ fn parse_bandwidth(s: &str) -> Result<(String, f64), String> {
     let gbs: f64 = gbs
         .parse()
         .map_err(|_| format!("{s}: {gbs} is not a number of GB/s"))?;
-    if !(gbs > 0.0) {
+    if gbs.is_nan() || gbs <= 0.0 {
         return Err(format!("{s}: bandwidth must be positive"));
     }
     Ok((name.to_string(), gbs))

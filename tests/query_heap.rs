@@ -3,6 +3,9 @@
 //! pages. This runs without the test harness so that, as in `kelp`, the main thread tunes the heap
 //! before other threads exist; it then checks where a query's large buffers land.
 
+// A harness-less test: clippy's allowances for #[test] functions do not reach its `main`.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn main() {
     let thp = std::path::Path::new("/sys/kernel/mm/transparent_hugepage").exists();

@@ -241,7 +241,9 @@ mod tests {
             "CREATE VIEW v AS SELECT * FROM t",
             "SET datafusion.execution.batch_size = 1",
         ] {
-            let e = page(&rt(), &ctx, sql, 0, 10, &limits(10)).await.unwrap_err();
+            let e = page(&rt(), &ctx, sql, 0, 10, &limits(10))
+                .await
+                .unwrap_err();
             assert!(matches!(e, ServeError::ReadOnly(_)), "{sql}: {e:?}");
             assert!(e.to_string().contains("read-only"), "{e}");
         }
@@ -289,7 +291,11 @@ mod tests {
             assert!(matches!(e, ServeError::Timeout(_)), "{sql}: {e:?}");
             assert!(e.to_string().contains("200ms"), "{e}");
             // The bound is loose for a loaded 2-core machine.
-            assert!(t.elapsed() < Duration::from_secs(5), "{sql}: {:?}", t.elapsed());
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "{sql}: {:?}",
+                t.elapsed()
+            );
         }
     }
 }

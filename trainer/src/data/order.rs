@@ -320,7 +320,7 @@ fn group_weights(
 }
 
 /// 1. Quotas per (dataset, shape, group) cell, summing to `n` exactly, from each cell's
-/// effective size (clips × their weight).
+///    effective size (clips × their weight).
 fn quotas(
     effective: &BTreeMap<Cell, f64>,
     n: u64,

@@ -87,7 +87,7 @@ pub fn ring_seconds(bytes: f64, world: usize, busbw_gbs: f64) -> f64 {
 
 /// Joins the job, checks and times the all-reduce; the report on rank 0, `None` elsewhere.
 pub fn run(args: &AllReduceArgs) -> Result<Option<AllReduceReport>, TrainError> {
-    if args.sizes_mb.iter().any(|s| !(*s > 0.0)) || args.reps == 0 {
+    if args.sizes_mb.iter().any(|s| s.is_nan() || *s <= 0.0) || args.reps == 0 {
         return Err(TrainError::Config(
             "sizes must be positive MB and reps at least 1".into(),
         ));

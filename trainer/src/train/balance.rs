@@ -96,8 +96,9 @@ fn solve_least_squares(samples: &[(usize, f64)], scale: f64, terms: &[bool]) -> 
         for r in 0..n {
             if r != col {
                 let f = a[r][col] / p;
-                for c in col..=n {
-                    a[r][c] -= f * a[col][c];
+                let pivot_row = a[col].clone();
+                for (v, &q) in a[r].iter_mut().zip(&pivot_row).skip(col) {
+                    *v -= f * q;
                 }
             }
         }

@@ -45,6 +45,10 @@ pub fn metrics_dir(run: &RunStore) -> PathBuf {
     }
 }
 
+/// Says why a resumed run's config cannot take over a checkpoint's (`old_config`, `what`), or
+/// `None` when it can.
+pub type ConfigConflict<'a> = dyn Fn(&str, &str) -> Result<Option<String>, TrainError> + 'a;
+
 /// Opens the run at `uri` and settles how it starts. `conflict(old_config, what)` says why the
 /// checkpoint's config (`old_config`, TOML; `what` names it) cannot be resumed with this run's
 /// `config_toml`, or `None` when it can.
@@ -53,7 +57,7 @@ pub fn start(
     store: &StoreOptions,
     flags: RunFlags,
     config_toml: &str,
-    conflict: &dyn Fn(&str, &str) -> Result<Option<String>, TrainError>,
+    conflict: &ConfigConflict<'_>,
     coll: &mut dyn Collective,
 ) -> Result<RunStart, TrainError> {
     let rank = coll.world().rank;

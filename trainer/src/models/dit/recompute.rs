@@ -359,10 +359,13 @@ impl<B: AutodiffBackend> Shared<B> {
     }
 }
 
+/// An output of a recomputed block and the gradient that reached it, if any.
+type OutputGradient<B> = (Tensor<B, 3>, Option<Tensor<Inner<B>, 3>>);
+
 /// `Σ sum(output · gradient)` over the outputs that have a gradient: differentiating it sends
 /// each gradient back through its output's graph. `None` when no output has one.
 fn surrogate<B: AutodiffBackend, const N: usize>(
-    terms: [(Tensor<B, 3>, Option<Tensor<Inner<B>, 3>>); N],
+    terms: [OutputGradient<B>; N],
 ) -> Option<Tensor<B, 1>> {
     terms
         .into_iter()
