@@ -3,11 +3,11 @@
 //! dropped, near-duplicate groups side by side, the `kelp stats` plots, and a page per clip.
 //!
 //! What lives here: the HTTP server (axum) and what it answers — read-only query pages
-//! ([`query`]), run on a runtime of their own ([`runtime`]) and encoded as JSON ([`json`]), the
-//! dataset's summary and preset queries ([`info`]), clip cards and the clip page ([`cards`],
-//! [`clip`]), previews and media read from the dataset's own tables by ranged reads
-//! ([`blobs`]), the checks that keep every request inside the dataset ([`paths`]), the stats
-//! ([`stats`]), the routes ([`routes`]) and the page itself, compiled into the binary
+//! ([`query`]) encoded as JSON ([`json`]), the dataset's summary and preset queries ([`info`]),
+//! clip cards and the clip page ([`cards`], [`clip`]), previews and media read from the
+//! dataset's own tables by ranged reads ([`blobs`]), the checks that keep every request inside
+//! the dataset ([`paths`]), the stats ([`stats`]), the routes ([`routes`]), the runtime user
+//! queries and the stats run on ([`runtime`]) and the page itself, compiled into the binary
 //! ([`assets`]).
 //!
 //! What must not live here: anything that writes. The server opens the dataset once, plans every
@@ -82,7 +82,7 @@ pub struct AppState {
     /// change it (no DDL, no `SET`).
     pub ctx: SessionContext,
     pub limits: Limits,
-    /// Where the user's SQL runs, apart from the runtime answering requests.
+    /// Where user queries and the stats run, apart from the runtime answering requests.
     pub query_runtime: runtime::QueryRuntime,
     pub queries: tokio::sync::Semaphore,
     pub previews: blobs::BlobTable,

@@ -92,21 +92,8 @@ pub async fn page(
 ) -> Result<Page, ServeError> {
     let limit = limit.clamp(1, limits.max_rows.max(1));
     let start = Instant::now();
-    let task = runtime.spawn(run_page(ctx.clone(), sql.to_owned(), offset, limit));
-    let mut page = match tokio::time::timeout(limits.timeout, task.output()).await {
-        Ok(Ok(page)) => page?,
-        Ok(Err(failed)) => {
-            return Err(ServeError::Internal(format!(
-                "the query's task failed: {failed}"
-            )));
-        }
-        Err(_) => {
-            return Err(ServeError::Timeout(format!(
-                "the query ran past {:?} and was stopped (kelp serve --timeout-s sets the limit)",
-                limits.timeout
-            )));
-        }
-    };
+    let work = run_page(ctx.clone(), sql.to_owned(), offset, limit);
+    let mut page = runtime.run(Some(limits.timeout), "the query", work).await?;
     page.elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
     Ok(page)
 }

@@ -202,10 +202,18 @@ async fn clip_page(State(state): Shared, Path(id): Path<String>) -> Result<Respo
     to_json(&clip::page(&state, id).await?)
 }
 
+/// The stats, computed once on the query runtime; with no timeout, so a large dataset's report is
+/// computed to its end once instead of stopped on every request.
+async fn stats_view(state: &Arc<AppState>) -> Result<Arc<stats::StatsView>, ServeError> {
+    let s = state.clone();
+    let work = async move { stats::view(&s).await };
+    state.query_runtime.run(None, "kelp stats", work).await
+}
+
 async fn stats_sections(State(state): Shared) -> Result<Response, ServeError> {
     let view = {
         let _slot = slot(&state).await?;
-        stats::view(&state).await?
+        stats_view(&state).await?
     };
     to_json(&stats::sections(&view)?)
 }
@@ -219,7 +227,7 @@ async fn stats_plot(
         .ok_or_else(|| ServeError::NotFound(format!("no plot {file:?}")))?;
     let view = {
         let _slot = slot(&state).await?;
-        stats::view(&state).await?
+        stats_view(&state).await?
     };
     let svg = view
         .svgs

@@ -3,16 +3,23 @@
 //! DataFusion computes inside its streams' polls: an operator may hold a worker thread for a
 //! long time before it yields (a large join's batch, an unoptimised build). On the server's own
 //! runtime that starves everything else that runtime drives: other requests, and the timer that
-//! enforces the query timeout. So, as DataFusion's documentation recommends for servers, query
-//! execution runs on a runtime of its own ([`QueryRuntime`]), and the request waits for it with
-//! the timeout on the server's runtime, where the timer always fires on time. A query past its
-//! timeout, or whose request went away, is aborted ([`QueryTask`]); its task stops at its next
-//! yield, which DataFusion's cooperative scans reach between batches.
+//! enforces the query timeout. So, as DataFusion's documentation recommends for servers, the
+//! work whose cost the dataset or the user decides (the SQL box's queries, the stats over every
+//! table) runs on a runtime of its own ([`QueryRuntime`]), and the request waits for it with the
+//! timeout on the server's runtime, where the timer always fires on time. The queries behind
+//! cards, the clip page and the summary stay on the server's runtime: they look clips up by id
+//! through scans that yield between batches, and must answer while a user's query computes.
+//!
+//! A query past its timeout, or whose request went away, is aborted ([`QueryTask`]); its task
+//! stops at its next yield, which DataFusion's cooperative scans reach between batches.
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::runtime::{Builder, Handle, Runtime};
 use tokio::task::{JoinError, JoinHandle};
+
+use super::ServeError;
 
 /// A multi-threaded tokio runtime for query execution, shut down without waiting when dropped
 /// (a runtime must not block on its workers inside another runtime's task).
@@ -40,6 +47,30 @@ impl QueryRuntime {
     pub fn per_core() -> std::io::Result<QueryRuntime> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         QueryRuntime::new(cores)
+    }
+
+    /// Runs `work` here and waits for it on the caller's runtime, at most `timeout` when one is
+    /// given; past it the work is aborted and `what` is named in the timeout error.
+    pub async fn run<T>(
+        &self,
+        timeout: Option<Duration>,
+        what: &str,
+        work: impl Future<Output = Result<T, ServeError>> + Send + 'static,
+    ) -> Result<T, ServeError>
+    where
+        T: Send + 'static,
+    {
+        let task = self.spawn(work).output();
+        let finished = match timeout {
+            Some(limit) => tokio::time::timeout(limit, task).await.map_err(|_| {
+                ServeError::Timeout(format!(
+                    "{what} ran past {limit:?} and was stopped (kelp serve --timeout-s sets the \
+                     limit)"
+                ))
+            })?,
+            None => task.await,
+        };
+        finished.map_err(|e| ServeError::Internal(format!("{what}: its task failed: {e}")))?
     }
 
     /// Runs `work` on this runtime; the returned task aborts it when dropped.
@@ -118,5 +149,31 @@ mod tests {
         // Work that is awaited runs to its end.
         let done = runtime.spawn(async { 3 }).output().await.unwrap();
         assert_eq!(done, 3);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn run_names_what_ran_past_its_timeout_and_waits_without_one() {
+        let runtime = QueryRuntime::new(1).unwrap();
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(1)
+        };
+        let e = runtime
+            .run(Some(Duration::from_millis(50)), "the cards' queries", slow)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ServeError::Timeout(_)), "{e:?}");
+        assert!(
+            e.to_string().contains("the cards' queries ran past 50ms"),
+            "{e}"
+        );
+        let waited = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(2)
+        };
+        assert_eq!(runtime.run(None, "kelp stats", waited).await.unwrap(), 2);
+        let failed = async { Err::<i32, _>(ServeError::BadQuery("no".into())) };
+        let e = runtime.run(None, "x", failed).await.unwrap_err();
+        assert!(matches!(e, ServeError::BadQuery(_)), "{e:?}");
     }
 }
