@@ -28,12 +28,26 @@ for d in "${dirs[@]}"; do
   if [ -e "$d/libnccl.so.2" ] && [ ! -e "$links/libnccl.so" ]; then ln -s "$d/libnccl.so.2" "$links/libnccl.so"; fi
 done
 libs="$libs:$links"
-kt() { "$here/lib/ld-linux-x86-64.so.2" --library-path "$libs" "$here/kelp-train" "$@"; }
+# Each step is stopped after STEP_TIMEOUT seconds (default 240), so a hang (an NCCL init that
+# never returns, say) costs one step, not the device time the steps after it need; each report
+# is in OUT_DIR as soon as its step ends.
+step_timeout="${STEP_TIMEOUT:-240}"
 status=0
 step() {
   local name="$1"; shift
   echo "== $name: kelp-train $*" >"$out/$name.txt"
-  kt "$@" >>"$out/$name.txt" 2>&1 || status=1
+  local rc=0
+  timeout --kill-after=10 "$step_timeout" \
+    "$here/lib/ld-linux-x86-64.so.2" --library-path "$libs" "$here/kelp-train" "$@" \
+    >>"$out/$name.txt" 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    status=1
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+      echo "== $name: stopped after ${step_timeout} s (STEP_TIMEOUT)" >>"$out/$name.txt"
+    else
+      echo "== $name: exit status $rc" >>"$out/$name.txt"
+    fi
+  fi
   cat "$out/$name.txt"
 }
 if [ "$device" = cuda ]; then
