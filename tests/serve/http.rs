@@ -2,104 +2,13 @@
 //! answers, refuses writes, reports DataFusion's errors and pages disjointly; previews and media
 //! come from the dataset by clip id; nothing outside the dataset can be reached.
 
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::client::{client, get, post, query, raw_get, rt, send};
 use crate::common::*;
 use crate::fixture::{self, Server, FILTER_NODE, FILTER_WHERE};
-
-struct Reply {
-    status: u16,
-    content_type: String,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// An HTTP client that gives up on a request after a minute (a hung server fails the test).
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(60))
-        .build()
-        .unwrap()
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn send(req: reqwest::RequestBuilder) -> Reply {
-    let res = req.send().await.expect("the server answers");
-    let status = res.status().as_u16();
-    let content_type = res
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let body = res.bytes().await.unwrap().to_vec();
-    Reply {
-        status,
-        content_type,
-        body,
-    }
-}
-
-fn get(server: &Server, path: &str) -> Reply {
-    rt().block_on(send(client().get(server.url(path))))
-}
-
-fn post(server: &Server, path: &str, body: Value) -> Reply {
-    rt().block_on(send(
-        client()
-            .post(server.url(path))
-            .header("content-type", "application/json")
-            .body(body.to_string()),
-    ))
-}
-
-fn query(server: &Server, sql: &str, offset: usize, limit: usize) -> Reply {
-    post(
-        server,
-        "/api/query",
-        json!({ "sql": sql, "offset": offset, "limit": limit }),
-    )
-}
-
-/// A request with its path sent byte for byte (HTTP clients normalise `..` away).
-fn raw_get(server: &Server, path: &str, host: Option<&str>) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
-        .unwrap();
-    let host = host.map_or_else(|| format!("127.0.0.1:{}", server.port), str::to_string);
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {text:?}"));
-    (status, text)
-}
 
 #[test]
 fn the_sql_endpoint_returns_the_rows_kelp_sql_returns() {
