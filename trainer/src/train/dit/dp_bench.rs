@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use burn::tensor::backend::AutodiffBackend;
 
-use super::step_bench::{bench_input, DitBenchShape};
+use super::step_bench::{bench_input, DitBenchShape, WARMUP_STEPS};
 use super::task::DitTask;
 use super::FlowConfig;
 use crate::models::dit::Dit;
@@ -22,9 +22,6 @@ use crate::train::source::FixedBatches;
 use crate::train::store::RunStore;
 use crate::train::trainer::{train_with, RunOptions};
 use crate::train::TrainError;
-
-/// Steps each run starts with that the medians leave out.
-const WARMUP: usize = 2;
 
 #[derive(Debug, Clone)]
 pub struct DitDpArgs {
@@ -152,7 +149,7 @@ fn bench<B: AutodiffBackend>(
             let spec: TrainSpec = parse_toml(
                 &format!(
                     "steps = {}\nlr = 1e-4\nwarmup_steps = 1\noverlap_allreduce = {overlap}",
-                    WARMUP + args.shape.steps
+                    WARMUP_STEPS + args.shape.steps
                 ),
                 "bench",
             )?;
@@ -236,7 +233,7 @@ fn timed_rows(path: &std::path::Path) -> Result<Vec<(f64, f64)>, TrainError> {
             .ok_or_else(|| TrainError::Other(format!("{}: bad row {row}", path.display())))
     };
     lines
-        .skip(WARMUP)
+        .skip(WARMUP_STEPS)
         .map(|row| Ok((value(row, step)?, value(row, wait)?)))
         .collect()
 }

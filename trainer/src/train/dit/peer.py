@@ -240,7 +240,7 @@ def main():
         opt.step()
         return loss.item()
 
-    for _ in range(2):
+    for _ in range(args["warmup"]):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()

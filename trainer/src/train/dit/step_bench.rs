@@ -29,6 +29,9 @@ use crate::train::TrainError;
 /// The PyTorch peer, written to a scratch file and run with `--peer-python`.
 const PEER: &str = include_str!("peer.py");
 
+/// Steps each DiT bench run (kelp's, the peer's, `dit-dp`'s) takes before its timed ones.
+pub(crate) const WARMUP_STEPS: usize = 2;
+
 /// What both DiT benches (`dit-step`, `dit-dp`) train: a preset on one synthetic batch, timed
 /// over `steps` steps.
 #[derive(Debug, Clone)]
@@ -43,7 +46,7 @@ pub struct DitBenchShape {
     pub text_len: usize,
     /// Clips per step (per rank in `dit-dp`).
     pub batch: usize,
-    /// Timed steps (after the warm-up steps).
+    /// Timed steps (after [`WARMUP_STEPS`] warm-up steps).
     pub steps: usize,
     pub device: DeviceChoice,
     pub precision: Precision,
@@ -163,8 +166,8 @@ fn run<B: AutodiffBackend>(
     let mut optim = adamw::<B, Dit<B>>(&train);
     let mut loss = 0.0;
     let mut started = Instant::now();
-    for step in 0..(2 + shape.steps) as u64 {
-        if step == 2 {
+    for step in 0..(WARMUP_STEPS + shape.steps) as u64 {
+        if step == WARMUP_STEPS as u64 {
             started = Instant::now();
         }
         let at = StepAt {
@@ -281,6 +284,7 @@ fn run_peer(
         "model": config,
         "latent": latent,
         "text_len": args.shape.text_len,
+        "warmup": WARMUP_STEPS,
         "steps": args.shape.steps,
         "precision": format!("{:?}", args.shape.precision).to_lowercase(),
         "device": if selected.is_gpu() { "cuda" } else { "cpu" },
